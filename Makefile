@@ -1,0 +1,24 @@
+# `make run` runs the exporter; `make test` installs the test prerequisites and runs every check.
+CONFIG ?=
+
+.PHONY: run build test test-deps lint golden
+
+run:
+	cargo run --release --locked -- $(if $(CONFIG),--config $(CONFIG))
+
+build:
+	cargo build --release --locked
+
+test-deps:
+	scripts/test-deps.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+test: test-deps lint
+	cargo test --locked
+
+# Rewrites tests/golden/ from the current code; review the diff before committing it.
+golden:
+	INFRAAUDIT_UPDATE_GOLDEN=1 cargo test --locked --test golden

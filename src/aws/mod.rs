@@ -1,0 +1,270 @@
+//! AWS sessions: one base configuration, and per account a credentials provider, a concurrency
+//! limit and a call counter, all built once at start-up.
+
+pub mod error_code;
+pub mod iam;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use tokio::sync::Semaphore;
+
+use crate::config::{Account, AwsConfig};
+use crate::error::Error;
+use crate::metrics::ApiMetrics;
+
+/// The session name that shows in the audited accounts' CloudTrail.
+pub const SESSION_NAME: &str = "infraaudit";
+
+/// The base SDK configuration: the default credential chain, our region, retries and timeouts.
+pub async fn base_config(cfg: &AwsConfig) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(cfg.region.clone()))
+        .retry_config(RetryConfig::standard().with_max_attempts(cfg.max_attempts))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(cfg.attempt_timeout)
+                .build(),
+        );
+    if let Some(url) = &cfg.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// Everything needed to call AWS in one account.
+pub struct AccountSession {
+    pub account: Account,
+    sdk: SdkConfig,
+    limiter: Arc<Semaphore>,
+    max_concurrency: usize,
+    counter: CountCalls,
+}
+
+impl AccountSession {
+    pub fn new(
+        base: &SdkConfig,
+        cfg: &AwsConfig,
+        account: Account,
+        metrics: Arc<ApiMetrics>,
+    ) -> Self {
+        let counter = CountCalls {
+            account_id: account.id.clone(),
+            metrics,
+        };
+        let sdk = match &account.role_arn {
+            Some(role_arn) => {
+                let sts = sts_client(base, &counter);
+                let provider = AssumeRole {
+                    sts,
+                    role_arn: role_arn.clone(),
+                    external_id: account.external_id.clone(),
+                    duration: cfg.session_duration,
+                };
+                // The SdkConfig's identity cache keeps the credentials and renews them shortly
+                // before they expire, for every client built from it.
+                base.to_builder()
+                    .credentials_provider(SharedCredentialsProvider::new(provider))
+                    .build()
+            }
+            None => base.clone(),
+        };
+        Self {
+            account,
+            sdk,
+            limiter: Arc::new(Semaphore::new(cfg.max_concurrency)),
+            max_concurrency: cfg.max_concurrency,
+            counter,
+        }
+    }
+
+    pub fn max_concurrency(&self) -> usize {
+        self.max_concurrency
+    }
+
+    pub fn iam(&self) -> iam::IamClient {
+        let conf = aws_sdk_iam::config::Builder::from(&self.sdk)
+            .interceptor(self.counter.clone())
+            .build();
+        iam::IamClient::new(aws_sdk_iam::Client::from_conf(conf), self.limiter.clone())
+    }
+}
+
+fn sts_client(base: &SdkConfig, counter: &CountCalls) -> aws_sdk_sts::Client {
+    let conf = aws_sdk_sts::config::Builder::from(base)
+        .interceptor(counter.clone())
+        .build();
+    aws_sdk_sts::Client::from_conf(conf)
+}
+
+/// The account id of the ambient credentials, for the zero-configuration mode.
+/// Not counted in the API metrics: there is no account id to count it under yet.
+pub async fn caller_account(base: &SdkConfig) -> Result<String, Error> {
+    let out = aws_sdk_sts::Client::new(base)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| aws_error("sts", "GetCallerIdentity", e))?;
+    out.account().map(str::to_owned).ok_or_else(|| Error::Aws {
+        service: "sts",
+        operation: "GetCallerIdentity",
+        code: "empty_response".into(),
+        message: "no account in the response".into(),
+    })
+}
+
+/// An SDK error as ours: AWS's code where there is one, else the kind of failure.
+pub fn aws_error<E, R>(
+    service: &'static str,
+    operation: &'static str,
+    err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    let code = match &err {
+        SdkError::ServiceError(e) => e.err().code().unwrap_or("unknown").to_owned(),
+        SdkError::TimeoutError(_) => error_code::TIMEOUT.to_owned(),
+        SdkError::DispatchFailure(_) => "dispatch_failure".to_owned(),
+        SdkError::ResponseError(_) => "response_error".to_owned(),
+        SdkError::ConstructionFailure(_) => "construction_failure".to_owned(),
+        _ => "unknown".to_owned(),
+    };
+    Error::Aws {
+        service,
+        operation,
+        code,
+        message: DisplayErrorContext(&err).to_string(),
+    }
+}
+
+/// AssumeRole with an ExternalId. The SDK's identity cache calls this again before expiry.
+struct AssumeRole {
+    sts: aws_sdk_sts::Client,
+    role_arn: String,
+    external_id: Option<String>,
+    duration: Duration,
+}
+
+impl std::fmt::Debug for AssumeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the ExternalId.
+        f.debug_struct("AssumeRole")
+            .field("role_arn", &self.role_arn)
+            .finish()
+    }
+}
+
+impl AssumeRole {
+    async fn assume(&self) -> Result<Credentials, CredentialsError> {
+        let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(3600);
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role_arn)
+            .role_session_name(SESSION_NAME)
+            .set_external_id(self.external_id.clone())
+            .duration_seconds(seconds)
+            .send()
+            .await
+            .map_err(|e| {
+                let e = aws_error("sts", "AssumeRole", e);
+                CredentialsError::provider_error(format!("cannot assume {}: {e}", self.role_arn))
+            })?;
+        let c = out.credentials().ok_or_else(|| {
+            CredentialsError::provider_error("AssumeRole returned no credentials")
+        })?;
+        let expiry = SystemTime::try_from(*c.expiration())
+            .map_err(|e| CredentialsError::provider_error(format!("bad expiration: {e}")))?;
+        Ok(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            Some(expiry),
+            "infraaudit-assume-role",
+        ))
+    }
+}
+
+impl ProvideCredentials for AssumeRole {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(self.assume())
+    }
+}
+
+/// Counts every attempt that reached the network, and the failed ones by error code. It sees
+/// each retry, so throttling shows even when the call finally succeeds.
+#[derive(Clone, Debug)]
+struct CountCalls {
+    account_id: String,
+    metrics: Arc<ApiMetrics>,
+}
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "infraaudit::CountCalls"
+    }
+
+    fn read_after_attempt(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(meta) = cfg.load::<Metadata>() else {
+            return Ok(());
+        };
+        let code = match (ctx.response(), ctx.output_or_error()) {
+            (Some(resp), _) if resp.status().is_success() => None,
+            (Some(resp), _) => {
+                let headers = resp.headers();
+                Some(error_code::from_response(
+                    resp.status().as_u16(),
+                    |name| headers.get(name),
+                    resp.body().bytes(),
+                ))
+            }
+            (None, Some(Err(e))) if e.is_timeout_error() => Some(error_code::TIMEOUT),
+            (None, Some(Err(e))) if e.is_connector_error() => Some(error_code::CONNECTION_ERROR),
+            // Failed before anything was sent (credentials, signing): not a call.
+            (None, _) => return Ok(()),
+        };
+        let service = service_label(meta.service());
+        self.metrics
+            .record(&self.account_id, service, meta.name(), code);
+        Ok(())
+    }
+}
+
+/// The SDK's service name ("IAM", "STS", "S3") as a lowercase label from a bounded set.
+fn service_label(sdk_name: &str) -> &'static str {
+    match sdk_name.to_ascii_lowercase().as_str() {
+        "iam" => "iam",
+        "sts" => "sts",
+        "s3" => "s3",
+        "s3 control" | "s3control" => "s3control",
+        "ec2" => "ec2",
+        "organizations" => "organizations",
+        _ => "other",
+    }
+}

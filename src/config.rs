@@ -1,0 +1,537 @@
+//! Configuration: built-in defaults, then a TOML file, then `INFRAAUDIT_*` environment variables.
+//!
+//! Everything is validated here, before the runtime starts, so that a typo is an exit code 64 with
+//! one line naming the key, never a daemon that runs with half a configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables with this prefix override the file; `__` separates nesting levels.
+pub const ENV_PREFIX: &str = "INFRAAUDIT_";
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP server that serves /metrics.
+    pub server: ServerConfig,
+    /// How AWS is reached.
+    pub aws: AwsConfig,
+    /// Per-collector settings.
+    pub collectors: CollectorsConfig,
+    /// The audited accounts. Empty: audit the one account of the ambient credentials.
+    pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen_address: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: SocketAddr::from(([0, 0, 0, 0], 10025)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// Home region for STS and IAM (and the signing region of the global services).
+    pub region: String,
+    /// Send every AWS request to exactly this URL (emulators, proxies). Unset: AWS itself.
+    pub endpoint_url: Option<String>,
+    /// Concurrent AWS calls per account.
+    pub max_concurrency: usize,
+    /// Attempts per AWS call, the first included; retries back off exponentially with jitter.
+    pub max_attempts: u32,
+    /// Time limit for one attempt of one AWS call.
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+    /// Lifetime of assumed-role sessions (15 minutes to the role's maximum). They are renewed
+    /// before they expire.
+    #[serde(with = "humantime_serde")]
+    pub session_duration: Duration,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".to_owned(),
+            endpoint_url: None,
+            max_concurrency: 5,
+            max_attempts: 5,
+            attempt_timeout: Duration::from_secs(30),
+            session_duration: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorsConfig {
+    /// IAM: the credential report and access keys.
+    pub iam: IamCollectorConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IamCollectorConfig {
+    /// Time between the starts of two runs for one account (a little jitter is added).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A run that takes longer is abandoned and counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long one run waits in total for AWS to generate the credential report.
+    #[serde(with = "humantime_serde")]
+    pub report_wait: Duration,
+}
+
+impl Default for IamCollectorConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(3600),
+            timeout: Duration::from_secs(600),
+            report_wait: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The 12-digit AWS account id.
+    pub id: String,
+    /// Display name, exported in `infraaudit_account_info`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Role to assume in the account. Unset: the base credentials are used as they are.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// ExternalId for AssumeRole. Prefer `external_id_env` to keep it out of files.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Name of an environment variable that holds the ExternalId.
+    #[serde(default)]
+    pub external_id_env: Option<String>,
+}
+
+/// A bad configuration: where it came from, which key, and what is wrong, for one line on stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: {key}: {message}")]
+pub struct ConfigError {
+    pub source_name: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(source_name: &str, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            source_name: source_name.to_owned(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated configuration, with secrets resolved from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub accounts: Vec<Account>,
+}
+
+/// One audited account, ready to use.
+#[derive(Clone)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+}
+
+// Hand-written so that the ExternalId can never reach a log through `{:?}`.
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role_arn", &self.role_arn)
+            .field(
+                "external_id",
+                &self.external_id.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Loads defaults, then `path` (which must exist), then the environment; validates the result.
+pub fn load(
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
+    let source_name = path.map_or_else(|| "defaults".to_owned(), |p| p.display().to_string());
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = path {
+        // figment ignores a missing file; a daemon started with a typo in its path must not.
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(ConfigError::new(
+                &source_name,
+                "--config",
+                format!("cannot read the file: {e}"),
+            ));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    // Only names with `__` are configuration, so that variables named by `external_id_env`
+    // (say INFRAAUDIT_PROD_EXTERNAL_ID) are never mistaken for keys.
+    figment = figment.merge(
+        Env::prefixed(ENV_PREFIX)
+            .filter(|k| k.as_str().contains("__"))
+            .split("__"),
+    );
+    let config: Config = figment
+        .extract()
+        .map_err(|e| from_figment(&source_name, e))?;
+    validate(config, &source_name, env)
+}
+
+fn from_figment(source_name: &str, err: figment::Error) -> ConfigError {
+    let source = match err.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(p)) => p.display().to_string(),
+        Some(other) => other.to_string(),
+        None => err
+            .metadata
+            .as_ref()
+            .map_or_else(|| source_name.to_owned(), |m| m.name.to_string()),
+    };
+    let key = if err.path.is_empty() {
+        "(top level)".to_owned()
+    } else {
+        err.path.join(".")
+    };
+    // One line: serde messages for unknown fields list the expected ones, which is useful.
+    let message = err.kind.to_string().replace('\n', " ");
+    ConfigError::new(&source, key, message)
+}
+
+fn validate(
+    config: Config,
+    source_name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
+    let bad = |key: &str, message: String| ConfigError::new(source_name, key, message);
+
+    if config.aws.region.trim().is_empty() {
+        return Err(bad("aws.region", "must not be empty".into()));
+    }
+    if let Some(url) = &config.aws.endpoint_url {
+        validate_endpoint_url(url).map_err(|m| bad("aws.endpoint_url", m))?;
+    }
+    if !(1..=100).contains(&config.aws.max_concurrency) {
+        return Err(bad(
+            "aws.max_concurrency",
+            "must be between 1 and 100".into(),
+        ));
+    }
+    if !(1..=20).contains(&config.aws.max_attempts) {
+        return Err(bad("aws.max_attempts", "must be between 1 and 20".into()));
+    }
+    if config.aws.attempt_timeout < Duration::from_secs(1) {
+        return Err(bad("aws.attempt_timeout", "must be at least 1s".into()));
+    }
+    if !(Duration::from_secs(900)..=Duration::from_secs(43200))
+        .contains(&config.aws.session_duration)
+    {
+        return Err(bad(
+            "aws.session_duration",
+            "must be between 15m and 12h".into(),
+        ));
+    }
+    let iam = &config.collectors.iam;
+    if iam.interval < Duration::from_secs(1) {
+        return Err(bad("collectors.iam.interval", "must be at least 1s".into()));
+    }
+    if iam.timeout < Duration::from_secs(1) {
+        return Err(bad("collectors.iam.timeout", "must be at least 1s".into()));
+    }
+    if iam.report_wait >= iam.timeout {
+        return Err(bad(
+            "collectors.iam.report_wait",
+            "must be shorter than collectors.iam.timeout".into(),
+        ));
+    }
+
+    let mut accounts = Vec::with_capacity(config.accounts.len());
+    for (i, a) in config.accounts.iter().enumerate() {
+        let key = |field: &str| format!("accounts[{i}].{field}");
+        if !is_account_id(&a.id) {
+            return Err(bad(
+                &key("id"),
+                format!("{:?} is not a 12-digit AWS account id", a.id),
+            ));
+        }
+        if accounts.iter().any(|seen: &Account| seen.id == a.id) {
+            return Err(bad(&key("id"), format!("account {} is listed twice", a.id)));
+        }
+        if let Some(arn) = &a.role_arn {
+            let role_account = parse_role_arn(arn).ok_or_else(|| {
+                bad(
+                    &key("role_arn"),
+                    format!(
+                        "{arn:?} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>)"
+                    ),
+                )
+            })?;
+            if role_account != a.id {
+                return Err(bad(
+                    &key("role_arn"),
+                    format!(
+                        "the role is in account {role_account}, not in account {}",
+                        a.id
+                    ),
+                ));
+            }
+        }
+        let external_id = match (&a.external_id, &a.external_id_env) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    &key("external_id_env"),
+                    "set external_id or external_id_env, not both".into(),
+                ));
+            }
+            (Some(v), None) => Some(v.clone()),
+            (None, Some(var)) => match env(var) {
+                Some(v) if !v.is_empty() => Some(v),
+                _ => {
+                    return Err(bad(
+                        &key("external_id_env"),
+                        format!("environment variable {var} is not set or empty"),
+                    ));
+                }
+            },
+            (None, None) => None,
+        };
+        if let Some(id) = &external_id {
+            if a.role_arn.is_none() {
+                return Err(bad(
+                    &key("external_id"),
+                    "an ExternalId needs a role_arn".into(),
+                ));
+            }
+            // AWS: 2 to 1224 characters of [\w+=,.@:/-].
+            let ok_chars = id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
+            if !(2..=1224).contains(&id.len()) || !ok_chars {
+                return Err(bad(
+                    &key(if a.external_id_env.is_some() {
+                        "external_id_env"
+                    } else {
+                        "external_id"
+                    }),
+                    "an ExternalId has 2 to 1224 characters from [A-Za-z0-9_+=,.@:/-]".into(),
+                ));
+            }
+        }
+        accounts.push(Account {
+            id: a.id.clone(),
+            name: a.name.clone().unwrap_or_else(|| a.id.clone()),
+            role_arn: a.role_arn.clone(),
+            external_id,
+        });
+    }
+    Ok(Settings { config, accounts })
+}
+
+fn validate_endpoint_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The account id of a role ARN, or None when `arn` is not one.
+pub fn parse_role_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (prefix, partition, service, region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    let partition_ok = matches!(partition, "aws" | "aws-cn" | "aws-us-gov");
+    let name = resource.strip_prefix("role/")?;
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c));
+    (prefix == "arn"
+        && partition_ok
+        && service == "iam"
+        && region.is_empty()
+        && is_account_id(account)
+        && name_ok)
+        .then_some(account)
+}
+
+/// The file a `--config` argument names, for error messages.
+pub fn display_path(path: Option<&PathBuf>) -> String {
+    path.map_or_else(|| "defaults".to_owned(), |p| p.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/config")
+            .join(name)
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn load_err(name: &str) -> String {
+        match load(Some(&fixture(name)), &no_env) {
+            Ok(_) => panic!("{name} should have been refused"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let s = load(None, &no_env).unwrap();
+        assert_eq!(s.config.server.listen_address.to_string(), "0.0.0.0:10025");
+        assert_eq!(s.config.aws.region, "us-east-1");
+        assert_eq!(s.config.aws.max_concurrency, 5);
+        assert_eq!(s.config.collectors.iam.interval, Duration::from_secs(3600));
+        assert!(s.accounts.is_empty());
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let env = |k: &str| {
+            (k == "INFRAAUDIT_STAGING_EXTERNAL_ID").then(|| "staging-external-id".to_owned())
+        };
+        let s = load(Some(&path), &env).unwrap();
+        assert_eq!(s.accounts.len(), 2);
+        assert_eq!(
+            s.accounts[1].external_id.as_deref(),
+            Some("staging-external-id")
+        );
+    }
+
+    #[test]
+    fn good_fixture() {
+        let s = load(Some(&fixture("ok.toml")), &no_env).unwrap();
+        assert_eq!(
+            s.config.collectors.iam.interval,
+            Duration::from_secs(90 * 60)
+        );
+        assert_eq!(s.accounts[0].name, "prod");
+        // A missing name falls back to the id.
+        assert_eq!(s.accounts[1].name, "222222222222");
+        assert_eq!(
+            s.accounts[0].external_id.as_deref(),
+            Some("prod-external-id")
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load_err("bad_unknown_key.toml");
+        assert!(e.contains("bad_unknown_key.toml"), "{e}");
+        assert!(e.contains("server") && e.contains("listen_adress"), "{e}");
+    }
+
+    #[test]
+    fn malformed_role_arn_is_named() {
+        let e = load_err("bad_role_arn.toml");
+        assert!(
+            e.contains("accounts[0].role_arn") && e.contains("not an IAM role ARN"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn role_in_other_account_is_refused() {
+        let e = load_err("bad_role_account.toml");
+        assert!(
+            e.contains("accounts[0].role_arn") && e.contains("not in account"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let e = load_err("bad_interval.toml");
+        assert!(e.contains("collectors.iam.interval"), "{e}");
+    }
+
+    #[test]
+    fn bad_account_id_is_named() {
+        let e = load_err("bad_account_id.toml");
+        assert!(e.contains("accounts[0].id"), "{e}");
+    }
+
+    #[test]
+    fn missing_external_id_env_is_named() {
+        let e = load_err("bad_external_id_env.toml");
+        assert!(
+            e.contains("accounts[0].external_id_env") && e.contains("INFRAAUDIT_TEST_UNSET"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn missing_file_is_refused() {
+        let e = load_err("does_not_exist.toml");
+        assert!(
+            e.contains("does_not_exist.toml") && e.contains("cannot read"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn role_arns() {
+        assert_eq!(
+            parse_role_arn("arn:aws:iam::111111111111:role/InfraAuditRole"),
+            Some("111111111111")
+        );
+        assert_eq!(
+            parse_role_arn("arn:aws:iam::111111111111:role/path/to/R"),
+            Some("111111111111")
+        );
+        assert_eq!(parse_role_arn("arn:aws:iam::11111111111:role/R"), None);
+        assert_eq!(parse_role_arn("arn:aws:iam::111111111111:user/R"), None);
+        assert_eq!(parse_role_arn("arn:aws:sts::111111111111:role/R"), None);
+        assert_eq!(parse_role_arn("arn:aws:iam::111111111111:role/"), None);
+        assert_eq!(parse_role_arn("InfraAuditRole"), None);
+    }
+}

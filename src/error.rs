@@ -1,0 +1,43 @@
+//! The one error type of runtime paths. `kind()` gives a label-safe name from a bounded set.
+
+use std::time::Duration;
+
+use crate::collector::credential_report::ParseError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An AWS call failed after the SDK's retries. `code` is AWS's error code, or a transport
+    /// failure such as `dispatch_failure`; `message` is for logs only.
+    #[error("{service} {operation}: {code}: {message}")]
+    Aws {
+        service: &'static str,
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+    #[error("malformed credential report: {0}")]
+    Report(#[from] ParseError),
+    #[error("the credential report was not ready within {0:?}")]
+    ReportTimeout(Duration),
+    #[error("the run did not finish within {0:?}")]
+    Timeout(Duration),
+}
+
+impl Error {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Aws { .. } => "aws",
+            Error::Report(_) => "report_malformed",
+            Error::ReportTimeout(_) => "report_timeout",
+            Error::Timeout(_) => "timeout",
+        }
+    }
+
+    /// AWS's error code, when the error is an AWS error.
+    pub fn aws_code(&self) -> Option<&str> {
+        match self {
+            Error::Aws { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}

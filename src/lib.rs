@@ -1,0 +1,16 @@
+//! infraaudit: the security posture of many AWS accounts as Prometheus metrics.
+//!
+//! Data flows one way: AWS -> collector -> snapshot -> exposition. Collection runs in the
+//! background; `/metrics` only reads the latest immutable snapshot.
+
+pub mod aws;
+pub mod collector;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod scheduler;
+pub mod snapshot;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REVISION: &str = env!("INFRAAUDIT_REVISION");

@@ -1,0 +1,191 @@
+//! The `infraaudit` binary: parse the command line, load the configuration (exit 64 when it is
+//! bad), then run the collectors and the HTTP server until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use infraaudit::config::{self, Account, Settings};
+use infraaudit::http::{self, AppState};
+use infraaudit::metrics::{ApiMetrics, Exporter};
+use infraaudit::snapshot::{AccountInfo, SnapshotStore};
+use infraaudit::{REVISION, VERSION, aws, collector, scheduler};
+
+/// EX_CONFIG from sysexits.h: the configuration is wrong, restarting will not help.
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "infraaudit",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("INFRAAUDIT_REVISION"), ")"),
+    about = "Exports the security posture of AWS accounts (IAM access keys, ...) as Prometheus metrics.",
+    long_about = None
+)]
+struct Cli {
+    /// TOML configuration file. Without one: defaults, INFRAAUDIT_* variables, and the one
+    /// account of the ambient AWS credentials.
+    #[arg(long, short = 'c', value_name = "FILE", env = "INFRAAUDIT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `infraaudit=debug`.
+    #[arg(
+        long,
+        value_name = "FILTER",
+        env = "INFRAAUDIT_LOG",
+        default_value = "info"
+    )]
+    log: String,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+
+    let settings = match config::load(cli.config.as_deref(), &|name| std::env::var(name).ok()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("infraaudit: bad configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if cli.check_config {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("infraaudit: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("infraaudit: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    // The SDK logs every retry at info; its warnings are enough next to our own run logs.
+    let filter = format!(
+        "aws_config=warn,aws_smithy_runtime=warn,aws_sdk_sts=warn,aws_sdk_iam=warn,{filter}"
+    );
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(settings: Settings) -> Result<(), String> {
+    let cfg = &settings.config;
+    let listener = TcpListener::bind(cfg.server.listen_address)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen_address))?;
+
+    let base = aws::base_config(&cfg.aws).await;
+    let accounts = if settings.accounts.is_empty() {
+        let id = aws::caller_account(&base).await.map_err(|e| {
+            format!(
+                "no [[accounts]] configured and the ambient credentials' account is unknown: {e}"
+            )
+        })?;
+        tracing::info!(account_id = %id, "no [[accounts]] configured: auditing the account of the ambient credentials");
+        vec![Account {
+            name: id.clone(),
+            id,
+            role_arn: None,
+            external_id: None,
+        }]
+    } else {
+        settings.accounts.clone()
+    };
+
+    let api = Arc::new(ApiMetrics::default());
+    let mut jobs = Vec::new();
+    let mut infos = Vec::new();
+    for account in accounts {
+        infos.push(AccountInfo {
+            id: account.id.clone(),
+            name: account.name.clone(),
+        });
+        let session = Arc::new(aws::AccountSession::new(
+            &base,
+            &cfg.aws,
+            account,
+            api.clone(),
+        ));
+        for c in collector::for_account(cfg, &session) {
+            jobs.push(scheduler::Job {
+                account_id: session.account.id.clone(),
+                collector: c,
+            });
+        }
+    }
+    let store = Arc::new(SnapshotStore::new(infos, jobs.len()));
+    let exporter = Exporter::new(
+        store.clone(),
+        api,
+        cfg.collectors.iam.interval,
+        VERSION,
+        REVISION,
+        scheduler::unix_now,
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(on_signal(shutdown.clone()));
+    let accounts_n = store.load().accounts.len();
+    let mut tasks = scheduler::spawn(jobs, store.clone(), shutdown.clone());
+    tracing::info!(
+        address = %cfg.server.listen_address,
+        accounts = accounts_n,
+        version = VERSION,
+        "serving /metrics"
+    );
+    http::serve(listener, Arc::new(AppState { exporter, store }), shutdown).await;
+    tasks.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn on_signal(shutdown: CancellationToken) {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,431 @@
+//! Snapshot -> exposition, and the exporter's own metrics.
+//!
+//! Everything is encoded by prometheus-client, which writes OpenMetrics. The Prometheus text
+//! format 0.0.4 (what curl and promtool read) differs only in metadata lines, so it is derived
+//! from the same output by [`openmetrics_to_text`].
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector as PromCollector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::collector::CollectorData;
+use crate::collector::iam::AccessKeyRecord;
+use crate::snapshot::{Snapshot, SnapshotStore};
+
+pub const PREFIX: &str = "infraaudit";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    account_id: String,
+    service: &'static str,
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiErrorLabels {
+    account_id: String,
+    service: &'static str,
+    operation: String,
+    code: &'static str,
+}
+
+/// AWS calls, counted per attempt by the SDK interceptor in `aws`.
+#[derive(Debug, Default)]
+pub struct ApiMetrics {
+    requests: Family<ApiLabels, Counter>,
+    errors: Family<ApiErrorLabels, Counter>,
+}
+
+impl ApiMetrics {
+    pub fn record(
+        &self,
+        account_id: &str,
+        service: &'static str,
+        operation: &str,
+        error: Option<&'static str>,
+    ) {
+        let labels = ApiLabels {
+            account_id: account_id.to_owned(),
+            service,
+            operation: operation.to_owned(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        if let Some(code) = error {
+            let labels = ApiErrorLabels {
+                account_id: labels.account_id,
+                service,
+                operation: labels.operation,
+                code,
+            };
+            self.errors.get_or_create(&labels).inc();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics when the Accept header names it with a non-zero weight, else text 0.0.4.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let wants_om = accept.is_some_and(|accept| {
+            accept.split(',').any(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let media = parts.next().unwrap_or_default();
+                let q = parts
+                    .filter_map(|p| p.strip_prefix("q="))
+                    .find_map(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                media.eq_ignore_ascii_case("application/openmetrics-text") && q > 0.0
+            })
+        });
+        if wants_om {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// The registry behind `/metrics`.
+pub struct Exporter {
+    registry: Registry,
+}
+
+impl Exporter {
+    pub fn new(
+        store: Arc<SnapshotStore>,
+        api: Arc<ApiMetrics>,
+        iam_interval: Duration,
+        version: &'static str,
+        revision: &'static str,
+        clock: fn() -> f64,
+    ) -> Self {
+        let mut registry = Registry::with_prefix(PREFIX);
+        registry.register(
+            "build",
+            "Version and git revision of this infraaudit binary.",
+            Info::new(vec![("version", version), ("revision", revision)]),
+        );
+        registry.register(
+            "aws_api_requests",
+            "AWS API requests sent, retries included, since the exporter started.",
+            ApiCounter(api.clone(), CounterKind::Requests),
+        );
+        registry.register(
+            "aws_api_errors",
+            "AWS API requests that failed, retries included, by error code (a bounded set; other_4xx and other_5xx for the rest).",
+            ApiCounter(api, CounterKind::Errors),
+        );
+        registry.register_collector(Box::new(SnapshotCollector {
+            store,
+            iam_every: humantime::format_duration(iam_interval).to_string(),
+            clock,
+        }));
+        Self { registry }
+    }
+
+    pub fn render(&self, format: Format) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(64 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(match format {
+            Format::OpenMetrics => out,
+            Format::Text => openmetrics_to_text(&out),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum CounterKind {
+    Requests,
+    Errors,
+}
+
+/// Lets the registry encode the families that live in the shared [`ApiMetrics`].
+#[derive(Debug)]
+struct ApiCounter(Arc<ApiMetrics>, CounterKind);
+
+impl prometheus_client::encoding::EncodeMetric for ApiCounter {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        match self.1 {
+            CounterKind::Requests => self.0.requests.encode(encoder),
+            CounterKind::Errors => self.0.errors.encode(encoder),
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// Encodes the current snapshot at scrape time; ages are computed from `clock`.
+#[derive(Debug)]
+struct SnapshotCollector {
+    store: Arc<SnapshotStore>,
+    iam_every: String,
+    clock: fn() -> f64,
+}
+
+type Labels<'a> = [(&'static str, &'a str)];
+
+fn gauge_family<'s, T>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    items: impl Iterator<Item = T>,
+    labels_and_value: impl Fn(&T, &mut Vec<(&'static str, String)>) -> Option<f64>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    let mut labels = Vec::with_capacity(4);
+    for item in items {
+        labels.clear();
+        if let Some(value) = labels_and_value(&item, &mut labels) {
+            let set: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            metric
+                .encode_family(&set.as_slice())?
+                .encode_gauge(&value)?;
+        }
+    }
+    Ok(())
+}
+
+impl SnapshotCollector {
+    fn iam_keys(snapshot: &Snapshot) -> impl Iterator<Item = (&str, &AccessKeyRecord)> {
+        snapshot.entries.iter().flat_map(|((account, _), entry)| {
+            let keys: &[AccessKeyRecord] = match entry.data.as_deref() {
+                Some(CollectorData::Iam(d)) => &d.keys,
+                _ => &[],
+            };
+            keys.iter().map(move |k| (account.as_str(), k))
+        })
+    }
+}
+
+fn key_labels(account: &str, k: &AccessKeyRecord, out: &mut Vec<(&'static str, String)>) {
+    out.push(("account_id", account.to_owned()));
+    out.push(("user", k.user.clone()));
+    out.push(("access_key_id", k.access_key_id.clone()));
+    out.push(("slot", k.slot.to_string()));
+}
+
+fn unix(t: chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+impl PromCollector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.store.load();
+        let now = (self.clock)();
+        let every = &self.iam_every;
+        let from_report =
+            format!("from the IAM credential report, refreshed in the background every {every}");
+
+        let mut info = encoder.encode_descriptor(
+            "account",
+            "Audited accounts: 1 per account, with its display name.",
+            None,
+            MetricType::Info,
+        )?;
+        for a in &snap.accounts {
+            let labels: &Labels = &[("account_id", &a.id), ("account_name", &a.name)];
+            info.encode_info(&labels)?;
+        }
+
+        gauge_family(
+            &mut encoder,
+            "iam_access_key_age",
+            &format!("Age of the access key, computed at scrape time; keys come {from_report}."),
+            Some(&Unit::Seconds),
+            Self::iam_keys(&snap),
+            |(a, k), l| {
+                key_labels(a, k, l);
+                Some((now - unix(k.created)).max(0.0))
+            },
+        )?;
+        gauge_family(
+            &mut encoder,
+            "iam_access_key_created_timestamp",
+            &format!("Unix time the access key was created, {from_report}."),
+            Some(&Unit::Seconds),
+            Self::iam_keys(&snap),
+            |(a, k), l| {
+                key_labels(a, k, l);
+                Some(unix(k.created))
+            },
+        )?;
+        gauge_family(
+            &mut encoder,
+            "iam_access_key_active",
+            &format!("1 if the access key is active, 0 if inactive, {from_report}."),
+            None,
+            Self::iam_keys(&snap),
+            |(a, k), l| {
+                key_labels(a, k, l);
+                Some(if k.active { 1.0 } else { 0.0 })
+            },
+        )?;
+        gauge_family(
+            &mut encoder,
+            "iam_access_key_last_used_timestamp",
+            &format!(
+                "Unix time the access key was last used; absent for keys never used. Values come {from_report}."
+            ),
+            Some(&Unit::Seconds),
+            Self::iam_keys(&snap),
+            |(a, k), l| {
+                key_labels(a, k, l);
+                k.last_used.map(unix)
+            },
+        )?;
+        gauge_family(
+            &mut encoder,
+            "iam_credential_report_generated_timestamp",
+            &format!(
+                "Unix time AWS generated the credential report in use, refreshed in the background every {every}."
+            ),
+            Some(&Unit::Seconds),
+            snap.entries.iter(),
+            |((account, _), e), l| match e.data.as_deref() {
+                Some(CollectorData::Iam(d)) => {
+                    l.push(("account_id", account.clone()));
+                    d.report_generated_at.map(unix)
+                }
+                _ => None,
+            },
+        )?;
+
+        let status_help = |what: &str| {
+            format!("{what} of the last background run of each collector (iam every {every}).")
+        };
+        gauge_family(
+            &mut encoder,
+            "collector_success",
+            &status_help("1 if successful, 0 if failed: the outcome"),
+            None,
+            snap.entries.iter(),
+            |((account, collector), e), l| {
+                l.push(("account_id", account.clone()));
+                l.push(("collector", (*collector).to_owned()));
+                Some(if e.status.success { 1.0 } else { 0.0 })
+            },
+        )?;
+        gauge_family(
+            &mut encoder,
+            "collector_duration",
+            &status_help("Duration"),
+            Some(&Unit::Seconds),
+            snap.entries.iter(),
+            |((account, collector), e), l| {
+                l.push(("account_id", account.clone()));
+                l.push(("collector", (*collector).to_owned()));
+                Some(e.status.duration_seconds)
+            },
+        )?;
+        gauge_family(
+            &mut encoder,
+            "collector_last_success_timestamp",
+            &status_help("Unix time of the end"),
+            Some(&Unit::Seconds),
+            snap.entries.iter(),
+            |((account, collector), e), l| {
+                l.push(("account_id", account.clone()));
+                l.push(("collector", (*collector).to_owned()));
+                e.status.last_success
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// Rewrites OpenMetrics text as Prometheus text 0.0.4: drops `# UNIT` and `# EOF`, names
+/// counter families with their `_total` sample name, and turns info families into `_info` gauges.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut pending_help: Option<&str> = None;
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            pending_help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.rsplit_once(' ').unwrap_or((rest, "untyped"));
+            let (suffix, kind) = match kind {
+                "counter" => ("_total", "counter"),
+                "info" => ("_info", "gauge"),
+                "unknown" => ("", "untyped"),
+                other => ("", other),
+            };
+            if let Some(help) = pending_help.take() {
+                let text = help.strip_prefix(name).map_or(help, str::trim_start);
+                let _ = writeln!(out, "# HELP {name}{suffix} {text}");
+            }
+            let _ = writeln!(out, "# TYPE {name}{suffix} {kind}");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;version=0.0.4")),
+            Format::Text
+        );
+        // What Prometheus 2.x sends.
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prom)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; q=0")),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn conversion_to_text_format() {
+        let om = "# HELP x_requests Requests.\n# TYPE x_requests counter\nx_requests_total{a=\"1\"} 3\n\
+# HELP x_build Build.\n# TYPE x_build info\nx_build_info{version=\"1\"} 1\n\
+# HELP x_age_seconds Age.\n# TYPE x_age_seconds gauge\n# UNIT x_age_seconds seconds\nx_age_seconds 1.5\n# EOF\n";
+        let text = openmetrics_to_text(om);
+        assert_eq!(
+            text,
+            "# HELP x_requests_total Requests.\n# TYPE x_requests_total counter\nx_requests_total{a=\"1\"} 3\n\
+# HELP x_build_info Build.\n# TYPE x_build_info gauge\nx_build_info{version=\"1\"} 1\n\
+# HELP x_age_seconds Age.\n# TYPE x_age_seconds gauge\nx_age_seconds 1.5\n"
+        );
+    }
+}
