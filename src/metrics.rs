@@ -4,15 +4,15 @@
 //! format 0.0.4 (what curl and promtool read) differs only in metadata lines, so it is derived
 //! from the same output by [`openmetrics_to_text`].
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector as PromCollector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -22,26 +22,15 @@ use crate::snapshot::{Snapshot, SnapshotStore};
 
 pub const PREFIX: &str = "infraaudit";
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ApiLabels {
-    account_id: String,
-    service: &'static str,
-    operation: String,
-}
+/// (account_id, service, operation)
+type ApiKey = (String, &'static str, String);
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ApiErrorLabels {
-    account_id: String,
-    service: &'static str,
-    operation: String,
-    code: &'static str,
-}
-
-/// AWS calls, counted per attempt by the SDK interceptor in `aws`.
+/// AWS calls, counted per attempt by the SDK interceptor in `aws`. Sorted maps, so that the
+/// exposition is in a stable order.
 #[derive(Debug, Default)]
 pub struct ApiMetrics {
-    requests: Family<ApiLabels, Counter>,
-    errors: Family<ApiErrorLabels, Counter>,
+    requests: Mutex<BTreeMap<ApiKey, u64>>,
+    errors: Mutex<BTreeMap<(ApiKey, &'static str), u64>>,
 }
 
 impl ApiMetrics {
@@ -52,21 +41,50 @@ impl ApiMetrics {
         operation: &str,
         error: Option<&'static str>,
     ) {
-        let labels = ApiLabels {
-            account_id: account_id.to_owned(),
-            service,
-            operation: operation.to_owned(),
-        };
-        self.requests.get_or_create(&labels).inc();
+        let key = (account_id.to_owned(), service, operation.to_owned());
         if let Some(code) = error {
-            let labels = ApiErrorLabels {
-                account_id: labels.account_id,
-                service,
-                operation: labels.operation,
-                code,
-            };
-            self.errors.get_or_create(&labels).inc();
+            if let Ok(mut errors) = self.errors.lock() {
+                *errors.entry((key.clone(), code)).or_default() += 1;
+            }
         }
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests.entry(key).or_default() += 1;
+        }
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let requests = self.requests.lock().map(|m| m.clone()).unwrap_or_default();
+        let errors = self.errors.lock().map(|m| m.clone()).unwrap_or_default();
+        let mut family = encoder.encode_descriptor(
+            "aws_api_requests",
+            "AWS API requests sent, retries included, since the exporter started.",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((account, service, operation), n) in &requests {
+            let labels: &Labels = &[
+                ("account_id", account),
+                ("service", service),
+                ("operation", operation),
+            ];
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "aws_api_errors",
+            "AWS API requests that failed, retries included, by error code (a bounded set: other_4xx and other_5xx stand for the rest).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (((account, service, operation), code), n) in &errors {
+            let labels: &Labels = &[
+                ("account_id", account),
+                ("service", service),
+                ("operation", operation),
+                ("code", code),
+            ];
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 
@@ -121,23 +139,15 @@ impl Exporter {
         clock: fn() -> f64,
     ) -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
+        // The registry ends help texts with a period itself.
         registry.register(
             "build",
-            "Version and git revision of this infraaudit binary.",
+            "Version and git revision of this infraaudit binary",
             Info::new(vec![("version", version), ("revision", revision)]),
-        );
-        registry.register(
-            "aws_api_requests",
-            "AWS API requests sent, retries included, since the exporter started.",
-            ApiCounter(api.clone(), CounterKind::Requests),
-        );
-        registry.register(
-            "aws_api_errors",
-            "AWS API requests that failed, retries included, by error code (a bounded set; other_4xx and other_5xx for the rest).",
-            ApiCounter(api, CounterKind::Errors),
         );
         registry.register_collector(Box::new(SnapshotCollector {
             store,
+            api,
             iam_every: humantime::format_duration(iam_interval).to_string(),
             clock,
         }));
@@ -154,43 +164,18 @@ impl Exporter {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum CounterKind {
-    Requests,
-    Errors,
-}
-
-/// Lets the registry encode the families that live in the shared [`ApiMetrics`].
-#[derive(Debug)]
-struct ApiCounter(Arc<ApiMetrics>, CounterKind);
-
-impl prometheus_client::encoding::EncodeMetric for ApiCounter {
-    fn encode(
-        &self,
-        encoder: prometheus_client::encoding::MetricEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        match self.1 {
-            CounterKind::Requests => self.0.requests.encode(encoder),
-            CounterKind::Errors => self.0.errors.encode(encoder),
-        }
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Counter
-    }
-}
-
 /// Encodes the current snapshot at scrape time; ages are computed from `clock`.
 #[derive(Debug)]
 struct SnapshotCollector {
     store: Arc<SnapshotStore>,
+    api: Arc<ApiMetrics>,
     iam_every: String,
     clock: fn() -> f64,
 }
 
 type Labels<'a> = [(&'static str, &'a str)];
 
-fn gauge_family<'s, T>(
+fn gauge_family<T>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -240,6 +225,7 @@ impl PromCollector for SnapshotCollector {
         let snap = self.store.load();
         let now = (self.clock)();
         let every = &self.iam_every;
+        self.api.encode(&mut encoder)?;
         let from_report =
             format!("from the IAM credential report, refreshed in the background every {every}");
 

@@ -1,0 +1,329 @@
+//! Test harness: the moto emulator and the real `infraaudit` binary as child processes on
+//! loopback, a scrape parser, and polling with deadlines (no sleeps as synchronisation).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+pub const BASE_ACCOUNT: &str = "123456789012";
+pub const ROLE_ACCOUNT: &str = "222222222222";
+pub const EXTERNAL_ID: &str = "test-external-id";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A scratch directory under target/, unique to this call.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = repo().join("target/test-scratch").join(format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Polls `f` until it returns Some, or panics with `what` after `timeout`.
+pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The seeded moto server. Killed on drop; also exits when its stdin closes.
+pub struct Emulator {
+    child: Child,
+    _stdin: ChildStdin,
+    pub endpoint: String,
+    /// What the emulator seeded: account -> user -> keys (id, created, active, last_used).
+    pub seeded: Value,
+}
+
+impl Emulator {
+    pub fn start() -> Self {
+        let python = std::env::var_os("INFRAAUDIT_TEST_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo().join(".venv/bin/python"));
+        assert!(
+            python.exists(),
+            "{} is missing: run `make test-deps` (or `make test`) to create the emulator's venv",
+            python.display()
+        );
+        let mut child = Command::new(&python)
+            .arg(repo().join("tests/emulator/moto_emulator.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python.display()));
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("reading the emulator's first line");
+        let ready: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the emulator did not start (first line {line:?}): {e}"));
+        Self {
+            child,
+            _stdin: stdin,
+            endpoint: ready["endpoint"].as_str().unwrap().to_owned(),
+            seeded: ready["accounts"].clone(),
+        }
+    }
+
+    /// moto's internal state (`/moto-api/data.json`).
+    pub fn data(&self) -> Value {
+        let body = reqwest::blocking::get(format!("{}/moto-api/data.json", self.endpoint))
+            .unwrap()
+            .text()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port on 127.0.0.1 (the listener is closed again before the port is used).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real binary, started with a config file. Killed on drop; its log is kept in `log`.
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+/// The environment of a test run: moto's fake base credentials, no HOME (so no ~/.aws files).
+pub fn aws_test_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("INFRAAUDIT_LOG", "info,infraaudit=debug")
+}
+
+impl Daemon {
+    /// Starts `infraaudit --config <file>` where the file is `config` with `{listen}` replaced.
+    pub fn start(tag: &str, config: &str) -> Self {
+        let dir = scratch_dir(tag);
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let path = dir.join("config.toml");
+        std::fs::write(&path, config.replace("{listen}", &listen)).unwrap();
+        let log = dir.join("infraaudit.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+            .arg("--config")
+            .arg(&path)
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let d = Self {
+            child,
+            url: format!("http://{listen}"),
+            log,
+        };
+        poll(
+            Duration::from_secs(30),
+            "the exporter to answer /-/healthy",
+            || d.get("/-/healthy").ok().filter(|(s, _, _)| *s == 200),
+        );
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(
+        &self,
+        path: &str,
+    ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), reqwest::Error> {
+        self.get_with(path, &[])
+    }
+
+    pub fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), reqwest::Error> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let mut req = client.get(format!("{}{path}", self.url));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send()?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes()?.to_vec();
+        Ok((status, headers, body))
+    }
+
+    /// The text-format scrape, parsed.
+    pub fn scrape(&self) -> Scrape {
+        let (status, _, body) = self.get("/metrics").expect("GET /metrics");
+        assert_eq!(status, 200);
+        Scrape::parse(&String::from_utf8(body).unwrap())
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        poll(timeout, "/-/ready to answer 200", || {
+            self.get("/-/ready").ok().filter(|(s, _, _)| *s == 200)
+        });
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- infraaudit log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    pub text: String,
+    pub samples: Vec<Sample>,
+}
+
+impl Scrape {
+    /// A minimal parser for the text format as we write it (no escapes in our label values).
+    pub fn parse(text: &str) -> Self {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => {
+                    let inner = rest.strip_suffix('}').unwrap();
+                    let mut labels = BTreeMap::new();
+                    for pair in inner.split("\",").filter(|p| !p.is_empty()) {
+                        let (k, v) = pair.split_once("=\"").unwrap();
+                        labels.insert(k.to_owned(), v.trim_end_matches('"').to_owned());
+                    }
+                    (name.to_owned(), labels)
+                }
+                None => (series.to_owned(), BTreeMap::new()),
+            };
+            samples.push(Sample {
+                name,
+                labels,
+                value: value.parse().unwrap(),
+            });
+        }
+        Self {
+            text: text.to_owned(),
+            samples,
+        }
+    }
+
+    /// Samples of `name` whose labels include all of `want`.
+    pub fn find(&self, name: &str, want: &[(&str, &str)]) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && want
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The one sample of `name` with these labels, or None; panics when there are several.
+    pub fn value(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+        let found = self.find(name, want);
+        assert!(
+            found.len() <= 1,
+            "{name} {want:?} matches {} series",
+            found.len()
+        );
+        found.first().map(|s| s.value)
+    }
+
+    /// The sum over the series of `name` that match.
+    pub fn sum(&self, name: &str, want: &[(&str, &str)]) -> f64 {
+        self.find(name, want).iter().map(|s| s.value).sum()
+    }
+}
+
+/// Runs `promtool check metrics` on `text`; returns its output (empty when clean).
+pub fn promtool_check_metrics(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: run `make test-deps` (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut report = String::from_utf8_lossy(&out.stdout).into_owned();
+    report.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), report)
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
