@@ -38,5 +38,10 @@ pub fn for_account(config: &Config, session: &Arc<AccountSession>) -> Vec<Arc<dy
     ))]
 }
 
-/// The collector names, for metric help texts and readiness.
-pub const NAMES: &[&str] = &[iam::NAME];
+/// Every IAM action the collectors call, for the documented policy (checked by a test).
+pub fn permissions() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = iam::PERMISSIONS.to_vec();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
