@@ -364,6 +364,38 @@ fn metrics_answer_while_the_first_refresh_hangs() {
 }
 
 #[test]
+fn zero_config_audits_the_ambient_account() {
+    let emu = Emulator::start();
+    let config = format!(
+        "[server]\nlisten_address = \"{{listen}}\"\n[aws]\nendpoint_url = \"{}\"\n",
+        emu.endpoint
+    );
+    let d = Daemon::start("zeroconf", &config);
+    d.wait_ready(Duration::from_secs(60));
+    let scrape = d.scrape();
+    // moto answers GetCallerIdentity for unknown credentials with its default account.
+    assert_eq!(scrape.find("infraaudit_account_info", &[]).len(), 1);
+    assert_eq!(
+        scrape.value(
+            "infraaudit_account_info",
+            &[("account_id", BASE_ACCOUNT), ("account_name", BASE_ACCOUNT)]
+        ),
+        Some(1.0)
+    );
+    let alice = emu.seeded[BASE_ACCOUNT]["alice"][0]["id"].as_str().unwrap();
+    assert_eq!(
+        scrape
+            .find(
+                AGE,
+                &[("account_id", BASE_ACCOUNT), ("access_key_id", alice)]
+            )
+            .len(),
+        1
+    );
+    assert!(scrape.find(AGE, &[("account_id", ROLE_ACCOUNT)]).is_empty());
+}
+
+#[test]
 fn bad_configs_exit_64_with_one_line() {
     let cases = [
         ("bad_unknown_key.toml", "listen_adress"),

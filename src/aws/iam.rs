@@ -17,9 +17,27 @@ pub enum ReportState {
     Pending,
 }
 
+#[derive(Debug)]
 pub struct FetchedReport {
     pub content: Vec<u8>,
     pub generated_at: Option<DateTime<Utc>>,
+}
+
+/// The two credential-report calls, apart so that the polling around them can be tested
+/// without AWS.
+pub trait ReportApi: Sync {
+    fn generate(&self) -> impl Future<Output = Result<ReportState, Error>> + Send;
+    fn get(&self) -> impl Future<Output = Result<FetchedReport, Error>> + Send;
+}
+
+impl ReportApi for IamClient {
+    fn generate(&self) -> impl Future<Output = Result<ReportState, Error>> + Send {
+        self.generate_credential_report()
+    }
+
+    fn get(&self) -> impl Future<Output = Result<FetchedReport, Error>> + Send {
+        self.get_credential_report()
+    }
 }
 
 #[derive(Clone)]

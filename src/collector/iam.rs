@@ -16,7 +16,7 @@ use super::credential_report::{self, CredentialReport, ReportRow};
 use super::key_match::{self, ListedKey};
 use super::{Collector, CollectorData};
 use crate::aws::AccountSession;
-use crate::aws::iam::{FetchedReport, IamClient, ReportState};
+use crate::aws::iam::{FetchedReport, IamClient, ReportApi, ReportState};
 use crate::config::IamCollectorConfig;
 use crate::error::Error;
 
@@ -71,44 +71,8 @@ impl IamCollector {
         }
     }
 
-    /// GenerateCredentialReport until COMPLETE, then GetCredentialReport, within `report_wait`.
-    async fn fetch_report(&self) -> Result<FetchedReport, Error> {
-        let deadline = Instant::now() + self.report_wait;
-        let mut delay = Duration::from_millis(500);
-        let mut generate = true;
-        loop {
-            let mut ready = true;
-            if generate {
-                match self.client.generate_credential_report().await {
-                    Ok(ReportState::Complete) => generate = false,
-                    // Asking for the report at once would only earn ReportInProgress.
-                    Ok(ReportState::Pending) => (generate, ready) = (false, false),
-                    Err(e) if e.aws_code() == Some("LimitExceeded") => ready = false,
-                    Err(e) => return Err(e),
-                }
-            }
-            if ready {
-                match self.client.get_credential_report().await {
-                    Ok(report) => return Ok(report),
-                    Err(e) if e.aws_code() == Some("ReportInProgress") => {}
-                    Err(e)
-                        if matches!(e.aws_code(), Some("ReportNotPresent" | "ReportExpired")) =>
-                    {
-                        generate = true
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if Instant::now() + delay > deadline {
-                return Err(Error::ReportTimeout(self.report_wait));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
-        }
-    }
-
     async fn run(&self) -> Result<CollectorData, Error> {
-        let fetched = self.fetch_report().await?;
+        let fetched = fetch_report(&self.client, self.report_wait).await?;
         let report = credential_report::parse(&fetched.content)?;
         let keys = self.resolve_keys(&report).await?;
         Ok(CollectorData::Iam(IamData {
@@ -205,6 +169,42 @@ impl IamCollector {
     }
 }
 
+/// GenerateCredentialReport until COMPLETE, then GetCredentialReport, all within `wait`.
+/// AWS answers COMPLETE at once while its last report is under 4 hours old, so a warm run costs
+/// two calls; a cold one waits for generation and then fetches.
+pub async fn fetch_report(api: &impl ReportApi, wait: Duration) -> Result<FetchedReport, Error> {
+    let deadline = Instant::now() + wait;
+    let mut delay = Duration::from_millis(500);
+    let mut generate = true;
+    loop {
+        let mut ready = true;
+        if generate {
+            match api.generate().await {
+                Ok(ReportState::Complete) => generate = false,
+                // Asking for the report at once would only earn ReportInProgress.
+                Ok(ReportState::Pending) => (generate, ready) = (false, false),
+                Err(e) if e.aws_code() == Some("LimitExceeded") => ready = false,
+                Err(e) => return Err(e),
+            }
+        }
+        if ready {
+            match api.get().await {
+                Ok(report) => return Ok(report),
+                Err(e) if e.aws_code() == Some("ReportInProgress") => {}
+                Err(e) if matches!(e.aws_code(), Some("ReportNotPresent" | "ReportExpired")) => {
+                    generate = true
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if Instant::now() + delay > deadline {
+            return Err(Error::ReportTimeout(wait));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
 fn record(row: &ReportRow, slot: u8, id: &str) -> Option<AccessKeyRecord> {
     let ks = row.keys.get(usize::from(slot).checked_sub(1)?)?;
     Some(AccessKeyRecord {
@@ -232,5 +232,149 @@ impl Collector for IamCollector {
 
     fn collect(&self) -> BoxFuture<'_, Result<CollectorData, Error>> {
         Box::pin(self.run())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Plays back scripted answers and records the calls made.
+    #[derive(Default)]
+    struct Script {
+        generate: Mutex<VecDeque<Result<ReportState, Error>>>,
+        get: Mutex<VecDeque<Result<FetchedReport, Error>>>,
+        calls: Mutex<Vec<&'static str>>,
+    }
+
+    fn aws(code: &str) -> Error {
+        Error::Aws {
+            service: "iam",
+            operation: "test",
+            code: code.into(),
+            message: String::new(),
+        }
+    }
+
+    fn report() -> Result<FetchedReport, Error> {
+        Ok(FetchedReport {
+            content: b"csv".to_vec(),
+            generated_at: None,
+        })
+    }
+
+    impl Script {
+        fn new(
+            generate: impl IntoIterator<Item = Result<ReportState, Error>>,
+            get: impl IntoIterator<Item = Result<FetchedReport, Error>>,
+        ) -> Self {
+            Self {
+                generate: Mutex::new(generate.into_iter().collect()),
+                get: Mutex::new(get.into_iter().collect()),
+                calls: Mutex::default(),
+            }
+        }
+
+        fn calls(&self) -> Vec<&'static str> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl ReportApi for Script {
+        fn generate(&self) -> impl Future<Output = Result<ReportState, Error>> + Send {
+            self.calls.lock().unwrap().push("generate");
+            let next = self
+                .generate
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(ReportState::Pending));
+            async move { next }
+        }
+
+        fn get(&self) -> impl Future<Output = Result<FetchedReport, Error>> + Send {
+            self.calls.lock().unwrap().push("get");
+            let next = self
+                .get
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Err(aws("ReportInProgress")));
+            async move { next }
+        }
+    }
+
+    const WAIT: Duration = Duration::from_secs(300);
+
+    #[tokio::test(start_paused = true)]
+    async fn warm_report_costs_two_calls() {
+        let s = Script::new([Ok(ReportState::Complete)], [report()]);
+        fetch_report(&s, WAIT).await.unwrap();
+        assert_eq!(s.calls(), ["generate", "get"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn started_then_in_progress_polls_get_only() {
+        let s = Script::new(
+            [Ok(ReportState::Pending)],
+            [
+                Err(aws("ReportInProgress")),
+                Err(aws("ReportInProgress")),
+                report(),
+            ],
+        );
+        let t = Instant::now();
+        fetch_report(&s, WAIT).await.unwrap();
+        assert_eq!(s.calls(), ["generate", "get", "get", "get"]);
+        // Backoff: 0.5 + 1 + 2 s.
+        assert_eq!(t.elapsed(), Duration::from_millis(3500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_or_missing_report_is_generated_again() {
+        let s = Script::new(
+            [Ok(ReportState::Complete), Ok(ReportState::Complete)],
+            [Err(aws("ReportExpired")), report()],
+        );
+        fetch_report(&s, WAIT).await.unwrap();
+        assert_eq!(s.calls(), ["generate", "get", "generate", "get"]);
+
+        let s = Script::new(
+            [Ok(ReportState::Complete), Ok(ReportState::Complete)],
+            [Err(aws("ReportNotPresent")), report()],
+        );
+        fetch_report(&s, WAIT).await.unwrap();
+        assert_eq!(s.calls(), ["generate", "get", "generate", "get"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limit_exceeded_backs_off_and_retries() {
+        let s = Script::new(
+            [Err(aws("LimitExceeded")), Ok(ReportState::Complete)],
+            [report()],
+        );
+        fetch_report(&s, WAIT).await.unwrap();
+        assert_eq!(s.calls(), ["generate", "generate", "get"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_is_bounded() {
+        // Never ready: INPROGRESS for ever.
+        let s = Script::new([], []);
+        let t = Instant::now();
+        let err = fetch_report(&s, Duration::from_secs(60)).await.unwrap_err();
+        assert!(matches!(err, Error::ReportTimeout(_)), "{err}");
+        assert!(t.elapsed() <= Duration::from_secs(60), "{:?}", t.elapsed());
+        let gets = s.calls().iter().filter(|c| **c == "get").count();
+        assert!((5..=12).contains(&gets), "polled {gets} times in a minute");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_errors_end_the_run_at_once() {
+        let s = Script::new([Err(aws("AccessDenied"))], []);
+        let err = fetch_report(&s, WAIT).await.unwrap_err();
+        assert_eq!(err.aws_code(), Some("AccessDenied"));
+        assert_eq!(s.calls(), ["generate"]);
     }
 }
