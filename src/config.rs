@@ -85,7 +85,8 @@ pub struct CollectorsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IamCollectorConfig {
-    /// Time between the starts of two runs for one account (a little jitter is added).
+    /// Time from the start of one run for an account to the start of the next (plus a little
+    /// jitter); a run that takes longer is followed at once.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
     /// A run that takes longer is abandoned and counts as failed.
@@ -106,7 +107,7 @@ impl Default for IamCollectorConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
     /// The 12-digit AWS account id.
@@ -123,6 +124,22 @@ pub struct AccountConfig {
     /// Name of an environment variable that holds the ExternalId.
     #[serde(default)]
     pub external_id_env: Option<String>,
+}
+
+// Hand-written so that the ExternalId can never reach a log through `{:?}`.
+impl std::fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountConfig")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role_arn", &self.role_arn)
+            .field(
+                "external_id",
+                &self.external_id.as_ref().map(|_| "<redacted>"),
+            )
+            .field("external_id_env", &self.external_id_env)
+            .finish()
+    }
 }
 
 /// A bad configuration: where it came from, which key, and what is wrong, for one line on stderr.
@@ -516,6 +533,14 @@ mod tests {
             e.contains("does_not_exist.toml") && e.contains("cannot read"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn debug_output_hides_external_ids() {
+        let s = load(Some(&fixture("ok.toml")), &no_env).unwrap();
+        let dump = format!("{s:?}");
+        assert!(!dump.contains("prod-external-id"), "{dump}");
+        assert!(dump.contains("<redacted>"));
     }
 
     #[test]

@@ -148,7 +148,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     );
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(on_signal(shutdown.clone()));
+    tokio::spawn(on_signal(shutdown.clone())?);
     let accounts_n = store.load().accounts.len();
     let mut tasks = scheduler::spawn(jobs, store.clone(), shutdown.clone());
     tracing::info!(
@@ -163,31 +163,31 @@ async fn run(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
-async fn on_signal(shutdown: CancellationToken) {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// Registers the SIGTERM and SIGINT handlers now, before anything is served, so that an early
+/// signal still takes the graceful path; the returned future cancels `shutdown` on either.
+#[cfg(unix)]
+fn on_signal(shutdown: CancellationToken) -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    })
+}
+
+#[cfg(not(unix))]
+fn on_signal(shutdown: CancellationToken) -> Result<impl std::future::Future<Output = ()>, String> {
+    Ok(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("shutting down");
+            shutdown.cancel();
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
+    })
 }

@@ -1,5 +1,5 @@
-//! One background task per (account, collector): a run at start, then one per interval with a
-//! little jitter. A run never overlaps the previous one of its pair (the loop awaits it), every
+//! One background task per (account, collector): a run at start, then one per interval (from
+//! start to start) with a little jitter. A run never overlaps the previous one of its pair (the loop awaits it), every
 //! run has a timeout, and pairs never wait for each other.
 
 use std::sync::Arc;
@@ -36,6 +36,8 @@ pub fn spawn(
 async fn run_forever(job: Job, store: Arc<SnapshotStore>, shutdown: CancellationToken) {
     loop {
         let started = Instant::now();
+        let next_start =
+            tokio::time::Instant::from_std(started) + with_jitter(job.collector.interval());
         let result = tokio::select! {
             r = tokio::time::timeout(job.collector.timeout(), job.collector.collect()) => {
                 r.unwrap_or_else(|_| Err(Error::Timeout(job.collector.timeout())))
@@ -61,9 +63,9 @@ async fn run_forever(job: Job, store: Arc<SnapshotStore>, shutdown: Cancellation
             unix_now(),
         );
 
-        let pause = with_jitter(job.collector.interval());
+        // Runs start an interval apart; one that took longer than that is followed at once.
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep_until(next_start) => {}
             () = shutdown.cancelled() => return,
         }
     }

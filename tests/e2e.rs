@@ -276,6 +276,7 @@ fn unchanged_report_costs_no_list_access_keys_and_changes_cost_one_per_user() {
     }
 
     // Change two users in the base account: carol gets a second key, alice loses hers.
+    let before_change = d.scrape();
     let alice_key = emu.seeded[BASE_ACCOUNT]["alice"][0]["id"]
         .as_str()
         .unwrap()
@@ -296,7 +297,6 @@ fn unchanged_report_costs_no_list_access_keys_and_changes_cost_one_per_user() {
             .unwrap();
         out.access_key().unwrap().access_key_id().to_owned()
     });
-    let before_change = d.scrape();
     let changed = poll(Duration::from_secs(60), "the new key to appear", || {
         let s = d.scrape();
         (!s.find(AGE, &[("access_key_id", new_key.as_str())])

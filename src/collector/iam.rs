@@ -13,7 +13,7 @@ use futures_util::{StreamExt, stream};
 use tokio::time::Instant;
 
 use super::credential_report::{self, CredentialReport, ReportRow};
-use super::key_match::{self, ListedKey};
+use super::key_match;
 use super::{Collector, CollectorData};
 use crate::aws::AccountSession;
 use crate::aws::iam::{FetchedReport, IamClient, ReportApi, ReportState};
@@ -82,13 +82,13 @@ impl IamCollector {
     }
 
     /// Each report slot with a key, with its AccessKeyId from the cache or from ListAccessKeys.
+    ///
+    /// What ListAccessKeys teaches goes into the cache as it arrives, so a run that fails or is
+    /// abandoned at its timeout still saves the next run those calls. Entries the report no longer
+    /// needs are dropped at the end of a successful run.
     async fn resolve_keys(&self, report: &CredentialReport) -> Result<Vec<AccessKeyRecord>, Error> {
-        let old_cache = self
-            .cache
-            .lock()
-            .map(|mut c| std::mem::take(&mut *c))
-            .unwrap_or_default();
-        let mut cache = KeyCache::new();
+        let known = self.cache.lock().map(|c| c.clone()).unwrap_or_default();
+        let mut used = KeyCache::new();
         let mut keys = Vec::new();
         let mut unknown: Vec<&ReportRow> = Vec::new();
 
@@ -97,19 +97,18 @@ impl IamCollector {
                 .present_keys()
                 .map(|(slot, ks)| {
                     let k = (row.user.clone(), slot, ks.last_rotated?);
-                    old_cache.get(&k).map(|id| (k, id.clone()))
+                    known.get(&k).map(|id| (k, id.clone()))
                 })
                 .collect();
             match cached {
-                Some(entries) if !entries.is_empty() => {
+                Some(entries) => {
                     for (k, id) in entries {
                         if let Some(id) = &id {
                             keys.extend(record(row, k.1, id));
                         }
-                        cache.insert(k, id);
+                        used.insert(k, id);
                     }
                 }
-                Some(_) => {} // no keys
                 None => unknown.push(row),
             }
         }
@@ -124,48 +123,49 @@ impl IamCollector {
                 async move { (i, client.list_access_keys(&user).await) }
             })
             .collect();
-        let mut listed: Vec<(usize, Result<Vec<ListedKey>, Error>)> = stream::iter(calls)
-            .buffer_unordered(self.max_concurrency)
-            .collect()
-            .await;
-        listed.sort_by_key(|(i, _)| *i);
-        let listed = listed.into_iter().map(|(i, r)| (unknown[i], r));
-
-        for (row, result) in listed {
+        let mut results = stream::iter(calls).buffer_unordered(self.max_concurrency);
+        let mut first_error = None;
+        while let Some((i, result)) = results.next().await {
+            let row = unknown[i];
             let listed = match result {
                 Ok(l) => l,
                 // Deleted since the report was generated: no keys to export.
                 Err(e) if e.aws_code() == Some("NoSuchEntity") => Vec::new(),
+                // Keep going: the other users' answers are still worth caching.
                 Err(e) => {
-                    self.restore(old_cache, cache);
-                    return Err(e);
+                    first_error.get_or_insert(e);
+                    continue;
                 }
             };
+            let mut learnt = Vec::new();
             for m in key_match::match_slots(row, &listed) {
-                if m.ambiguous {
-                    tracing::debug!(user = %row.user, slot = m.slot, "two keys created in the same second with the same status");
-                }
                 if let Some(id) = &m.key_id {
                     keys.extend(record(row, m.slot, id));
                 }
-                if let Some(rotated) = row.keys[usize::from(m.slot - 1)].last_rotated {
-                    cache.insert((row.user.clone(), m.slot, rotated), m.key_id);
+                let rotated = usize::from(m.slot)
+                    .checked_sub(1)
+                    .and_then(|i| row.keys.get(i))
+                    .and_then(|k| k.last_rotated);
+                // An arbitrary pick between twin keys is not knowledge: list the user again.
+                if m.ambiguous {
+                    tracing::debug!(user = %row.user, slot = m.slot, "two keys created in the same second with the same status");
+                } else if let Some(rotated) = rotated {
+                    learnt.push(((row.user.clone(), m.slot, rotated), m.key_id));
                 }
             }
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.extend(learnt.iter().cloned());
+            }
+            used.extend(learnt);
         }
-        if let Ok(mut c) = self.cache.lock() {
-            *c = cache;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = used;
         }
         keys.sort_by(|a, b| (&a.user, a.slot).cmp(&(&b.user, b.slot)));
         Ok(keys)
-    }
-
-    /// After a failed run, keep what was known: the old entries plus anything learnt.
-    fn restore(&self, mut old: KeyCache, learnt: KeyCache) {
-        old.extend(learnt);
-        if let Ok(mut c) = self.cache.lock() {
-            *c = old;
-        }
     }
 }
 
