@@ -40,6 +40,17 @@ impl ReportApi for IamClient {
     }
 }
 
+/// ListAccessKeys, apart so that key resolution and its cache can be tested without AWS.
+pub trait ListKeys: Clone + Send + Sync + 'static {
+    fn list_keys(&self, user: &str) -> impl Future<Output = Result<Vec<ListedKey>, Error>> + Send;
+}
+
+impl ListKeys for IamClient {
+    fn list_keys(&self, user: &str) -> impl Future<Output = Result<Vec<ListedKey>, Error>> + Send {
+        self.list_access_keys(user)
+    }
+}
+
 #[derive(Clone)]
 pub struct IamClient {
     client: aws_sdk_iam::Client,

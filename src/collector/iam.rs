@@ -16,7 +16,7 @@ use super::credential_report::{self, CredentialReport, ReportRow};
 use super::key_match;
 use super::{Collector, CollectorData};
 use crate::aws::AccountSession;
-use crate::aws::iam::{FetchedReport, IamClient, ReportApi, ReportState};
+use crate::aws::iam::{FetchedReport, IamClient, ListKeys, ReportApi, ReportState};
 use crate::config::IamCollectorConfig;
 use crate::error::Error;
 
@@ -47,7 +47,7 @@ pub struct IamData {
 }
 
 /// (user, slot, creation time) -> the AccessKeyId, or None for a key deleted since the report.
-type KeyCache = HashMap<(String, u8, DateTime<Utc>), Option<String>>;
+pub type KeyCache = HashMap<(String, u8, DateTime<Utc>), Option<String>>;
 
 pub struct IamCollector {
     client: IamClient,
@@ -87,86 +87,96 @@ impl IamCollector {
     /// abandoned at its timeout still saves the next run those calls. Entries the report no longer
     /// needs are dropped at the end of a successful run.
     async fn resolve_keys(&self, report: &CredentialReport) -> Result<Vec<AccessKeyRecord>, Error> {
-        let known = self.cache.lock().map(|c| c.clone()).unwrap_or_default();
-        let mut used = KeyCache::new();
-        let mut keys = Vec::new();
-        let mut unknown: Vec<&ReportRow> = Vec::new();
+        resolve_keys(&self.client, &self.cache, report, self.max_concurrency).await
+    }
+}
 
-        for row in report.users() {
-            let cached: Option<Vec<_>> = row
-                .present_keys()
-                .map(|(slot, ks)| {
-                    let k = (row.user.clone(), slot, ks.last_rotated?);
-                    known.get(&k).map(|id| (k, id.clone()))
-                })
-                .collect();
-            match cached {
-                Some(entries) => {
-                    for (k, id) in entries {
-                        if let Some(id) = &id {
-                            keys.extend(record(row, k.1, id));
-                        }
-                        used.insert(k, id);
-                    }
-                }
-                None => unknown.push(row),
-            }
-        }
+/// Each report slot with a key, with its AccessKeyId from `cache` or from ListAccessKeys.
+pub async fn resolve_keys(
+    api: &impl ListKeys,
+    cache: &Mutex<KeyCache>,
+    report: &CredentialReport,
+    max_concurrency: usize,
+) -> Result<Vec<AccessKeyRecord>, Error> {
+    let known = cache.lock().map(|c| c.clone()).unwrap_or_default();
+    let mut used = KeyCache::new();
+    let mut keys = Vec::new();
+    let mut unknown: Vec<&ReportRow> = Vec::new();
 
-        // Owned inputs: a stream of futures that borrow the report does not satisfy `Send`'s
-        // higher-ranked lifetime check.
-        let calls: Vec<_> = unknown
-            .iter()
-            .enumerate()
-            .map(|(i, row)| {
-                let (client, user) = (self.client.clone(), row.user.clone());
-                async move { (i, client.list_access_keys(&user).await) }
+    for row in report.users() {
+        let cached: Option<Vec<_>> = row
+            .present_keys()
+            .map(|(slot, ks)| {
+                let k = (row.user.clone(), slot, ks.last_rotated?);
+                known.get(&k).map(|id| (k, id.clone()))
             })
             .collect();
-        let mut results = stream::iter(calls).buffer_unordered(self.max_concurrency);
-        let mut first_error = None;
-        while let Some((i, result)) = results.next().await {
-            let row = unknown[i];
-            let listed = match result {
-                Ok(l) => l,
-                // Deleted since the report was generated: no keys to export.
-                Err(e) if e.aws_code() == Some("NoSuchEntity") => Vec::new(),
-                // Keep going: the other users' answers are still worth caching.
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    continue;
-                }
-            };
-            let mut learnt = Vec::new();
-            for m in key_match::match_slots(row, &listed) {
-                if let Some(id) = &m.key_id {
-                    keys.extend(record(row, m.slot, id));
-                }
-                let rotated = usize::from(m.slot)
-                    .checked_sub(1)
-                    .and_then(|i| row.keys.get(i))
-                    .and_then(|k| k.last_rotated);
-                // An arbitrary pick between twin keys is not knowledge: list the user again.
-                if m.ambiguous {
-                    tracing::debug!(user = %row.user, slot = m.slot, "two keys created in the same second with the same status");
-                } else if let Some(rotated) = rotated {
-                    learnt.push(((row.user.clone(), m.slot, rotated), m.key_id));
+        match cached {
+            Some(entries) => {
+                for (k, id) in entries {
+                    if let Some(id) = &id {
+                        keys.extend(record(row, k.1, id));
+                    }
+                    used.insert(k, id);
                 }
             }
-            if let Ok(mut cache) = self.cache.lock() {
-                cache.extend(learnt.iter().cloned());
-            }
-            used.extend(learnt);
+            None => unknown.push(row),
         }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        if let Ok(mut cache) = self.cache.lock() {
-            *cache = used;
-        }
-        keys.sort_by(|a, b| (&a.user, a.slot).cmp(&(&b.user, b.slot)));
-        Ok(keys)
     }
+
+    // Owned inputs: a stream of futures that borrow the report does not satisfy `Send`'s
+    // higher-ranked lifetime check.
+    let calls: Vec<_> = unknown
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let (api, user) = (api.clone(), row.user.clone());
+            async move { (i, api.list_keys(&user).await) }
+        })
+        .collect();
+    let mut results = stream::iter(calls).buffer_unordered(max_concurrency);
+    let mut first_error = None;
+    while let Some((i, result)) = results.next().await {
+        let row = unknown[i];
+        let listed = match result {
+            Ok(l) => l,
+            // Deleted since the report was generated: no keys to export.
+            Err(e) if e.aws_code() == Some("NoSuchEntity") => Vec::new(),
+            // Keep going: the other users' answers are still worth caching.
+            Err(e) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        let mut learnt = Vec::new();
+        for m in key_match::match_slots(row, &listed) {
+            if let Some(id) = &m.key_id {
+                keys.extend(record(row, m.slot, id));
+            }
+            let rotated = usize::from(m.slot)
+                .checked_sub(1)
+                .and_then(|i| row.keys.get(i))
+                .and_then(|k| k.last_rotated);
+            // An arbitrary pick between twin keys is not knowledge: list the user again.
+            if m.ambiguous {
+                tracing::debug!(user = %row.user, slot = m.slot, "two keys created in the same second with the same status");
+            } else if let Some(rotated) = rotated {
+                learnt.push(((row.user.clone(), m.slot, rotated), m.key_id));
+            }
+        }
+        if let Ok(mut cache) = cache.lock() {
+            cache.extend(learnt.iter().cloned());
+        }
+        used.extend(learnt);
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if let Ok(mut cache) = cache.lock() {
+        *cache = used;
+    }
+    keys.sort_by(|a, b| (&a.user, a.slot).cmp(&(&b.user, b.slot)));
+    Ok(keys)
 }
 
 /// GenerateCredentialReport until COMPLETE, then GetCredentialReport, all within `wait`.
@@ -376,5 +386,196 @@ mod tests {
         let err = fetch_report(&s, WAIT).await.unwrap_err();
         assert_eq!(err.aws_code(), Some("AccessDenied"));
         assert_eq!(s.calls(), ["generate"]);
+    }
+
+    // --- key resolution and its cache ---
+
+    use crate::collector::key_match::ListedKey;
+
+    const HEADER: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,mfa_active,\
+access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,\
+access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service\n";
+
+    /// Per slot: (active, "HH:MM:SS" of creation on 2026-01-01), or no key.
+    type Slot<'a> = Option<(bool, &'a str)>;
+    /// What ListAccessKeys answers per user: keys, or an AWS error code.
+    type Table = HashMap<String, Result<Vec<ListedKey>, &'static str>>;
+
+    fn csv_report(rows: &[(&str, [Slot; 2])]) -> CredentialReport {
+        let mut csv = HEADER.to_owned();
+        for (user, slots) in rows {
+            csv.push_str(&format!(
+                "{user},arn:aws:iam::1:user/{user},N/A,false,N/A,N/A,false"
+            ));
+            for slot in slots {
+                match slot {
+                    Some((active, t)) => {
+                        csv.push_str(&format!(",{active},2026-01-01T{t}+00:00,N/A,N/A,N/A"))
+                    }
+                    None => csv.push_str(",false,N/A,N/A,N/A,N/A"),
+                }
+            }
+            csv.push('\n');
+        }
+        credential_report::parse(csv.as_bytes()).unwrap()
+    }
+
+    fn listed(id: &str, t: &str, active: bool) -> ListedKey {
+        ListedKey {
+            id: id.into(),
+            created: format!("2026-01-01T{t}.250Z").parse().unwrap(),
+            active,
+        }
+    }
+
+    /// ListAccessKeys from a table; a user missing from it is AccessDenied.
+    #[derive(Clone, Default)]
+    struct Keys {
+        table: Arc<Mutex<Table>>,
+        calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Keys {
+        fn set(&self, user: &str, keys: Result<Vec<ListedKey>, &'static str>) {
+            self.table.lock().unwrap().insert(user.into(), keys);
+        }
+
+        fn take_calls(&self) -> Vec<String> {
+            let mut calls = std::mem::take(&mut *self.calls.lock().unwrap());
+            calls.sort();
+            calls
+        }
+    }
+
+    impl ListKeys for Keys {
+        fn list_keys(
+            &self,
+            user: &str,
+        ) -> impl Future<Output = Result<Vec<ListedKey>, Error>> + Send {
+            self.calls.lock().unwrap().push(user.to_owned());
+            let answer = match self.table.lock().unwrap().get(user) {
+                Some(Ok(keys)) => Ok(keys.clone()),
+                Some(Err(code)) => Err(aws(code)),
+                None => Err(aws("AccessDenied")),
+            };
+            async move { answer }
+        }
+    }
+
+    fn ids(keys: &[AccessKeyRecord]) -> Vec<(&str, u8, &str, bool)> {
+        keys.iter()
+            .map(|k| (k.user.as_str(), k.slot, k.access_key_id.as_str(), k.active))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn unchanged_rows_are_not_listed_again() {
+        let api = Keys::default();
+        api.set(
+            "a",
+            Ok(vec![
+                listed("AKA2", "00:00:02", true),
+                listed("AKA1", "00:00:01", false),
+            ]),
+        );
+        api.set("b", Ok(vec![listed("AKB1", "00:00:03", true)]));
+        let r = csv_report(&[
+            ("a", [Some((false, "00:00:01")), Some((true, "00:00:02"))]),
+            ("b", [Some((true, "00:00:03")), None]),
+            ("nokeys", [None, None]),
+        ]);
+        let cache = Mutex::new(KeyCache::new());
+        let first = resolve_keys(&api, &cache, &r, 2).await.unwrap();
+        assert_eq!(
+            ids(&first),
+            [
+                ("a", 1, "AKA1", false),
+                ("a", 2, "AKA2", true),
+                ("b", 1, "AKB1", true)
+            ]
+        );
+        assert_eq!(api.take_calls(), ["a", "b"]);
+
+        let second = resolve_keys(&api, &cache, &r, 2).await.unwrap();
+        assert_eq!(first, second);
+        assert!(api.take_calls().is_empty());
+
+        // b rotates: only b is listed again, and a's entries survive.
+        api.set(
+            "b",
+            Ok(vec![
+                listed("AKB1", "00:00:03", true),
+                listed("AKB2", "00:00:09", true),
+            ]),
+        );
+        let r2 = csv_report(&[
+            ("a", [Some((false, "00:00:01")), Some((true, "00:00:02"))]),
+            ("b", [Some((true, "00:00:03")), Some((true, "00:00:09"))]),
+        ]);
+        let third = resolve_keys(&api, &cache, &r2, 2).await.unwrap();
+        assert_eq!(api.take_calls(), ["b"]);
+        assert_eq!(third.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_failed_user_fails_the_run_but_the_others_are_remembered() {
+        let api = Keys::default();
+        api.set("a", Ok(vec![listed("AKA1", "00:00:01", true)]));
+        api.set("c", Ok(vec![listed("AKC1", "00:00:05", true)]));
+        let r = csv_report(&[
+            ("a", [Some((true, "00:00:01")), None]),
+            ("b", [Some((true, "00:00:02")), None]),
+            ("c", [Some((true, "00:00:05")), None]),
+        ]);
+        let cache = Mutex::new(KeyCache::new());
+        let err = resolve_keys(&api, &cache, &r, 1).await.unwrap_err();
+        assert_eq!(err.aws_code(), Some("AccessDenied"));
+        assert_eq!(api.take_calls(), ["a", "b", "c"]);
+
+        api.set("b", Ok(vec![listed("AKB1", "00:00:02", true)]));
+        let keys = resolve_keys(&api, &cache, &r, 1).await.unwrap();
+        assert_eq!(keys.len(), 3);
+        assert_eq!(
+            api.take_calls(),
+            ["b"],
+            "a and c were learnt by the failed run"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleted_users_and_keys_are_remembered_as_gone() {
+        let api = Keys::default();
+        api.set("gone", Err("NoSuchEntity"));
+        api.set("rotated", Ok(vec![listed("AKNEW", "00:00:30", true)]));
+        let r = csv_report(&[
+            ("gone", [Some((true, "00:00:01")), None]),
+            ("rotated", [Some((true, "00:00:02")), None]),
+        ]);
+        let cache = Mutex::new(KeyCache::new());
+        assert!(resolve_keys(&api, &cache, &r, 2).await.unwrap().is_empty());
+        assert_eq!(api.take_calls(), ["gone", "rotated"]);
+        assert!(resolve_keys(&api, &cache, &r, 2).await.unwrap().is_empty());
+        assert!(api.take_calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn twin_keys_are_listed_every_run() {
+        let api = Keys::default();
+        api.set(
+            "t",
+            Ok(vec![
+                listed("AKT1", "00:00:07", true),
+                listed("AKT2", "00:00:07", true),
+            ]),
+        );
+        let r = csv_report(&[("t", [Some((true, "00:00:07")), Some((true, "00:00:07"))])]);
+        let cache = Mutex::new(KeyCache::new());
+        for _ in 0..2 {
+            let keys = resolve_keys(&api, &cache, &r, 2).await.unwrap();
+            let mut got: Vec<_> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
+            got.sort_unstable();
+            assert_eq!(got, ["AKT1", "AKT2"]);
+            assert_eq!(api.take_calls(), ["t"]);
+        }
     }
 }
