@@ -4,7 +4,7 @@
 //! one line naming the key, never a daemon that runs with half a configuration.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use figment::Figment;
@@ -413,14 +413,10 @@ pub fn parse_role_arn(arn: &str) -> Option<&str> {
         .then_some(account)
 }
 
-/// The file a `--config` argument names, for error messages.
-pub fn display_path(path: Option<&PathBuf>) -> String {
-    path.map_or_else(|| "defaults".to_owned(), |p| p.display().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
