@@ -175,24 +175,18 @@ struct SnapshotCollector {
 
 type Labels<'a> = [(&'static str, &'a str)];
 
-fn gauge_family<T>(
+/// One gauge family: a descriptor, then a sample per (labels, value). Labels borrow from the
+/// snapshot, so a scrape copies no label strings.
+fn gauges<'a, const N: usize>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     unit: Option<&Unit>,
-    items: impl Iterator<Item = T>,
-    labels_and_value: impl Fn(&T, &mut Vec<(&'static str, String)>) -> Option<f64>,
+    series: impl Iterator<Item = ([(&'static str, &'a str); N], f64)>,
 ) -> Result<(), std::fmt::Error> {
     let mut metric = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    let mut labels = Vec::with_capacity(4);
-    for item in items {
-        labels.clear();
-        if let Some(value) = labels_and_value(&item, &mut labels) {
-            let set: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            metric
-                .encode_family(&set.as_slice())?
-                .encode_gauge(&value)?;
-        }
+    for (labels, value) in series {
+        metric.encode_family(&labels)?.encode_gauge(&value)?;
     }
     Ok(())
 }
@@ -209,11 +203,22 @@ impl SnapshotCollector {
     }
 }
 
-fn key_labels(account: &str, k: &AccessKeyRecord, out: &mut Vec<(&'static str, String)>) {
-    out.push(("account_id", account.to_owned()));
-    out.push(("user", k.user.clone()));
-    out.push(("access_key_id", k.access_key_id.clone()));
-    out.push(("slot", k.slot.to_string()));
+fn key_labels<'a>(account: &'a str, k: &'a AccessKeyRecord) -> [(&'static str, &'a str); 4] {
+    let slot = match k.slot {
+        1 => "1",
+        2 => "2",
+        _ => "unknown",
+    };
+    [
+        ("account_id", account),
+        ("user", &k.user),
+        ("access_key_id", &k.access_key_id),
+        ("slot", slot),
+    ]
+}
+
+fn status_labels<'a>(account: &'a str, collector: &'static str) -> [(&'static str, &'a str); 2] {
+    [("account_id", account), ("collector", collector)]
 }
 
 fn unix(t: chrono::DateTime<chrono::Utc>) -> f64 {
@@ -240,107 +245,87 @@ impl PromCollector for SnapshotCollector {
             info.encode_info(&labels)?;
         }
 
-        gauge_family(
+        let keys = || Self::iam_keys(&snap);
+        gauges(
             &mut encoder,
             "iam_access_key_age",
             &format!("Age of the access key, computed at scrape time; keys come {from_report}."),
             Some(&Unit::Seconds),
-            Self::iam_keys(&snap),
-            |(a, k), l| {
-                key_labels(a, k, l);
-                Some((now - unix(k.created)).max(0.0))
-            },
+            keys().map(|(a, k)| (key_labels(a, k), (now - unix(k.created)).max(0.0))),
         )?;
-        gauge_family(
+        gauges(
             &mut encoder,
             "iam_access_key_created_timestamp",
             &format!("Unix time the access key was created, {from_report}."),
             Some(&Unit::Seconds),
-            Self::iam_keys(&snap),
-            |(a, k), l| {
-                key_labels(a, k, l);
-                Some(unix(k.created))
-            },
+            keys().map(|(a, k)| (key_labels(a, k), unix(k.created))),
         )?;
-        gauge_family(
+        gauges(
             &mut encoder,
             "iam_access_key_active",
             &format!("1 if the access key is active, 0 if inactive, {from_report}."),
             None,
-            Self::iam_keys(&snap),
-            |(a, k), l| {
-                key_labels(a, k, l);
-                Some(if k.active { 1.0 } else { 0.0 })
-            },
+            keys().map(|(a, k)| (key_labels(a, k), if k.active { 1.0 } else { 0.0 })),
         )?;
-        gauge_family(
+        gauges(
             &mut encoder,
             "iam_access_key_last_used_timestamp",
             &format!(
                 "Unix time the access key was last used; absent for keys never used. Values come {from_report}."
             ),
             Some(&Unit::Seconds),
-            Self::iam_keys(&snap),
-            |(a, k), l| {
-                key_labels(a, k, l);
-                k.last_used.map(unix)
-            },
+            keys().filter_map(|(a, k)| Some((key_labels(a, k), unix(k.last_used?)))),
         )?;
-        gauge_family(
+        gauges(
             &mut encoder,
             "iam_credential_report_generated_timestamp",
             &format!(
                 "Unix time AWS generated the credential report in use, refreshed in the background every {every}."
             ),
             Some(&Unit::Seconds),
-            snap.entries.iter(),
-            |((account, _), e), l| match e.data.as_deref() {
-                Some(CollectorData::Iam(d)) => {
-                    l.push(("account_id", account.clone()));
-                    d.report_generated_at.map(unix)
-                }
-                _ => None,
-            },
+            snap.entries
+                .iter()
+                .filter_map(|((account, _), e)| match e.data.as_deref() {
+                    Some(CollectorData::Iam(d)) => Some((
+                        [("account_id", account.as_str())],
+                        unix(d.report_generated_at?),
+                    )),
+                    _ => None,
+                }),
         )?;
 
         let status_help = |what: &str| {
             format!("{what} of the last background run of each collector (iam every {every}).")
         };
-        gauge_family(
+        gauges(
             &mut encoder,
             "collector_success",
             &status_help("1 if successful, 0 if failed: the outcome"),
             None,
-            snap.entries.iter(),
-            |((account, collector), e), l| {
-                l.push(("account_id", account.clone()));
-                l.push(("collector", (*collector).to_owned()));
-                Some(if e.status.success { 1.0 } else { 0.0 })
-            },
+            snap.entries.iter().map(|((account, collector), e)| {
+                (
+                    status_labels(account, collector),
+                    if e.status.success { 1.0 } else { 0.0 },
+                )
+            }),
         )?;
-        gauge_family(
+        gauges(
             &mut encoder,
             "collector_duration",
             &status_help("Duration"),
             Some(&Unit::Seconds),
-            snap.entries.iter(),
-            |((account, collector), e), l| {
-                l.push(("account_id", account.clone()));
-                l.push(("collector", (*collector).to_owned()));
-                Some(e.status.duration_seconds)
-            },
+            snap.entries.iter().map(|((account, collector), e)| {
+                (status_labels(account, collector), e.status.duration_seconds)
+            }),
         )?;
-        gauge_family(
+        gauges(
             &mut encoder,
             "collector_last_success_timestamp",
             &status_help("Unix time of the end"),
             Some(&Unit::Seconds),
-            snap.entries.iter(),
-            |((account, collector), e), l| {
-                l.push(("account_id", account.clone()));
-                l.push(("collector", (*collector).to_owned()));
-                e.status.last_success
-            },
+            snap.entries.iter().filter_map(|((account, collector), e)| {
+                Some((status_labels(account, collector), e.status.last_success?))
+            }),
         )?;
         Ok(())
     }
