@@ -107,7 +107,7 @@ impl Default for IamCollectorConfig {
     }
 }
 
-#[derive(Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
     /// The 12-digit AWS account id.
@@ -120,26 +120,10 @@ pub struct AccountConfig {
     pub role_arn: Option<String>,
     /// ExternalId for AssumeRole. Prefer `external_id_env` to keep it out of files.
     #[serde(default)]
-    pub external_id: Option<String>,
+    pub external_id: Option<Secret>,
     /// Name of an environment variable that holds the ExternalId.
     #[serde(default)]
     pub external_id_env: Option<String>,
-}
-
-// Hand-written so that the ExternalId can never reach a log through `{:?}`.
-impl std::fmt::Debug for AccountConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccountConfig")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("role_arn", &self.role_arn)
-            .field(
-                "external_id",
-                &self.external_id.as_ref().map(|_| "<redacted>"),
-            )
-            .field("external_id_env", &self.external_id_env)
-            .finish()
-    }
 }
 
 /// A bad configuration: where it came from, which key, and what is wrong, for one line on stderr.
@@ -168,28 +152,31 @@ pub struct Settings {
     pub accounts: Vec<Account>,
 }
 
+/// A value that must never reach a log: its `Debug` is `<redacted>`, and reading it takes an
+/// explicit [`Secret::expose`].
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// One audited account, ready to use.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Account {
     pub id: String,
     pub name: String,
     pub role_arn: Option<String>,
-    pub external_id: Option<String>,
-}
-
-// Hand-written so that the ExternalId can never reach a log through `{:?}`.
-impl std::fmt::Debug for Account {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Account")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("role_arn", &self.role_arn)
-            .field(
-                "external_id",
-                &self.external_id.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
+    pub external_id: Option<Secret>,
 }
 
 /// Loads defaults, then `path` (which must exist), then the environment; validates the result.
@@ -329,7 +316,7 @@ fn validate(
             }
             (Some(v), None) => Some(v.clone()),
             (None, Some(var)) => match env(var) {
-                Some(v) if !v.is_empty() => Some(v),
+                Some(v) if !v.is_empty() => Some(Secret(v)),
                 _ => {
                     return Err(bad(
                         &key("external_id_env"),
@@ -339,7 +326,7 @@ fn validate(
             },
             (None, None) => None,
         };
-        if let Some(id) = &external_id {
+        if let Some(id) = external_id.as_ref().map(Secret::expose) {
             if a.role_arn.is_none() {
                 return Err(bad(
                     &key("external_id"),
@@ -454,7 +441,7 @@ mod tests {
         let s = load(Some(&path), &env).unwrap();
         assert_eq!(s.accounts.len(), 2);
         assert_eq!(
-            s.accounts[1].external_id.as_deref(),
+            s.accounts[1].external_id.as_ref().map(Secret::expose),
             Some("staging-external-id")
         );
     }
@@ -470,7 +457,7 @@ mod tests {
         // A missing name falls back to the id.
         assert_eq!(s.accounts[1].name, "222222222222");
         assert_eq!(
-            s.accounts[0].external_id.as_deref(),
+            s.accounts[0].external_id.as_ref().map(Secret::expose),
             Some("prod-external-id")
         );
     }

@@ -23,7 +23,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::Semaphore;
 
-use crate::config::{Account, AwsConfig};
+use crate::config::{Account, AwsConfig, Secret};
 use crate::error::Error;
 use crate::metrics::ApiMetrics;
 
@@ -159,7 +159,7 @@ where
 struct AssumeRole {
     sts: aws_sdk_sts::Client,
     role_arn: String,
-    external_id: Option<String>,
+    external_id: Option<Secret>,
     duration: Duration,
 }
 
@@ -180,7 +180,7 @@ impl AssumeRole {
             .assume_role()
             .role_arn(&self.role_arn)
             .role_session_name(SESSION_NAME)
-            .set_external_id(self.external_id.clone())
+            .set_external_id(self.external_id.as_ref().map(|s| s.expose().to_owned()))
             .duration_seconds(seconds)
             .send()
             .await
