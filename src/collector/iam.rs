@@ -74,24 +74,19 @@ impl IamCollector {
     async fn run(&self) -> Result<CollectorData, Error> {
         let fetched = fetch_report(&self.client, self.report_wait).await?;
         let report = credential_report::parse(&fetched.content)?;
-        let keys = self.resolve_keys(&report).await?;
+        let keys = resolve_keys(&self.client, &self.cache, &report, self.max_concurrency).await?;
         Ok(CollectorData::Iam(IamData {
             report_generated_at: fetched.generated_at,
             keys,
         }))
     }
-
-    /// Each report slot with a key, with its AccessKeyId from the cache or from ListAccessKeys.
-    ///
-    /// What ListAccessKeys teaches goes into the cache as it arrives, so a run that fails or is
-    /// abandoned at its timeout still saves the next run those calls. Entries the report no longer
-    /// needs are dropped at the end of a successful run.
-    async fn resolve_keys(&self, report: &CredentialReport) -> Result<Vec<AccessKeyRecord>, Error> {
-        resolve_keys(&self.client, &self.cache, report, self.max_concurrency).await
-    }
 }
 
 /// Each report slot with a key, with its AccessKeyId from `cache` or from ListAccessKeys.
+///
+/// What ListAccessKeys teaches goes into the cache as it arrives, so a run that fails or is
+/// abandoned at its timeout still saves the next run those calls. Entries the report no longer
+/// needs are dropped at the end of a successful run.
 pub async fn resolve_keys(
     api: &impl ListKeys,
     cache: &Mutex<KeyCache>,
