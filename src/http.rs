@@ -116,9 +116,10 @@ async fn metrics(state: Arc<AppState>, req: &Request<Incoming>) -> Resp {
         enc.write_all(body.as_bytes()).map_err(|e| e.to_string())?;
         enc.finish().map_err(|e| e.to_string())
     })
-    .await;
+    .await
+    .unwrap_or_else(|e| Err(format!("the encoding task failed: {e}")));
     match rendered {
-        Ok(Ok(body)) => {
+        Ok(body) => {
             let mut r = Response::new(Full::new(Bytes::from(body)));
             let h = r.headers_mut();
             h.insert(
@@ -134,12 +135,8 @@ async fn metrics(state: Arc<AppState>, req: &Request<Incoming>) -> Resp {
             }
             r
         }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "encoding /metrics failed");
-            text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n")
-        }
         Err(e) => {
-            tracing::error!(error = %e, "encoding /metrics panicked");
+            tracing::error!(error = %e, "encoding /metrics failed");
             text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n")
         }
     }
