@@ -23,6 +23,8 @@ pub struct Config {
     pub aws: AwsConfig,
     /// Per-collector settings.
     pub collectors: CollectorsConfig,
+    /// Thresholds of the checks behind `infraaudit_check_failed_resources`.
+    pub checks: ChecksConfig,
     /// The audited accounts. Empty: audit the one account of the ambient credentials.
     pub accounts: Vec<AccountConfig>,
 }
@@ -60,6 +62,8 @@ pub struct AwsConfig {
     /// before they expire.
     #[serde(with = "humantime_serde")]
     pub session_duration: Duration,
+    /// EC2 regions to audit. Empty: each account's enabled regions (DescribeRegions).
+    pub regions: Vec<String>,
 }
 
 impl Default for AwsConfig {
@@ -71,20 +75,62 @@ impl Default for AwsConfig {
             max_attempts: 5,
             attempt_timeout: Duration::from_secs(30),
             session_duration: Duration::from_secs(3600),
+            regions: Vec::new(),
         }
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorsConfig {
-    /// IAM: the credential report and access keys.
+    /// IAM: the credential report, access keys and the password policy.
     pub iam: IamCollectorConfig,
+    /// S3: buckets' public access, public access blocks and encryption.
+    pub s3: CollectorConfig,
+    /// EC2: instances' metadata options and public IPs, per region.
+    pub ec2: CollectorConfig,
+}
+
+impl Default for CollectorsConfig {
+    fn default() -> Self {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        Self {
+            iam: IamCollectorConfig::default(),
+            s3: CollectorConfig {
+                enabled: true,
+                interval: minutes(60),
+                timeout: minutes(10),
+            },
+            ec2: CollectorConfig {
+                enabled: true,
+                interval: minutes(15),
+                timeout: minutes(5),
+            },
+        }
+    }
+}
+
+/// Settings every collector has. No struct-level default: [`load`] starts from
+/// [`CollectorsConfig::default`], which differs per collector.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Run this collector for accounts without their own `collectors` list.
+    pub enabled: bool,
+    /// Time from the start of one run for an account to the start of the next (plus a little
+    /// jitter); a run that takes longer is followed at once.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A run that takes longer is abandoned and counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IamCollectorConfig {
+    /// Run this collector for accounts without their own `collectors` list.
+    pub enabled: bool,
     /// Time from the start of one run for an account to the start of the next (plus a little
     /// jitter); a run that takes longer is followed at once.
     #[serde(with = "humantime_serde")]
@@ -100,9 +146,52 @@ pub struct IamCollectorConfig {
 impl Default for IamCollectorConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             interval: Duration::from_secs(3600),
             timeout: Duration::from_secs(600),
             report_wait: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Thresholds of the checks. Defaults follow the CIS AWS Foundations Benchmark v3.0.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChecksConfig {
+    /// An active access key older than this fails `iam_access_key_age` (CIS 1.14).
+    #[serde(with = "humantime_serde")]
+    pub access_key_max_age: Duration,
+    /// An active access key not used for this long (or never used and older than this) fails
+    /// `iam_access_key_unused` (CIS 1.12).
+    #[serde(with = "humantime_serde")]
+    pub access_key_max_unused: Duration,
+    /// The password policy's minimum length must be at least this (CIS 1.8).
+    pub password_min_length: u32,
+    /// The password policy must prevent reuse of at least this many passwords (CIS 1.9).
+    pub password_reuse_prevention: u32,
+    /// When set, passwords must expire within this (CIS v1.2 1.11). Unset: not checked.
+    #[serde(with = "humantime_serde")]
+    pub password_max_age: Option<Duration>,
+    /// Character classes the policy must require (CIS v1.2 1.5 to 1.8). Off by default.
+    pub password_require_symbols: bool,
+    pub password_require_numbers: bool,
+    pub password_require_uppercase: bool,
+    pub password_require_lowercase: bool,
+}
+
+impl Default for ChecksConfig {
+    fn default() -> Self {
+        let days = |d: u64| Duration::from_secs(d * 86_400);
+        Self {
+            access_key_max_age: days(90),
+            access_key_max_unused: days(45),
+            password_min_length: 14,
+            password_reuse_prevention: 24,
+            password_max_age: None,
+            password_require_symbols: false,
+            password_require_numbers: false,
+            password_require_uppercase: false,
+            password_require_lowercase: false,
         }
     }
 }
@@ -124,6 +213,12 @@ pub struct AccountConfig {
     /// Name of an environment variable that holds the ExternalId.
     #[serde(default)]
     pub external_id_env: Option<String>,
+    /// The collectors for this account, instead of those enabled in `[collectors.*]`.
+    #[serde(default)]
+    pub collectors: Option<Vec<String>>,
+    /// EC2 regions for this account, instead of `[aws] regions`.
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
 }
 
 /// A bad configuration: where it came from, which key, and what is wrong, for one line on stderr.
@@ -177,6 +272,10 @@ pub struct Account {
     pub name: String,
     pub role_arn: Option<String>,
     pub external_id: Option<Secret>,
+    /// The collectors that run for this account, by name, in the order of [`crate::collector::NAMES`].
+    pub collectors: Vec<&'static str>,
+    /// EC2 regions; empty: the account's enabled regions.
+    pub regions: Vec<String>,
 }
 
 /// Loads defaults, then `path` (which must exist), then the environment; validates the result.
@@ -262,18 +361,63 @@ fn validate(
             "must be between 15m and 12h".into(),
         ));
     }
-    let iam = &config.collectors.iam;
-    if iam.interval < Duration::from_secs(1) {
-        return Err(bad("collectors.iam.interval", "must be at least 1s".into()));
+    validate_regions(&config.aws.regions).map_err(|m| bad("aws.regions", m))?;
+    let c = &config.collectors;
+    for (name, interval, timeout) in [
+        ("iam", c.iam.interval, c.iam.timeout),
+        ("s3", c.s3.interval, c.s3.timeout),
+        ("ec2", c.ec2.interval, c.ec2.timeout),
+    ] {
+        if interval < Duration::from_secs(1) {
+            return Err(bad(
+                &format!("collectors.{name}.interval"),
+                "must be at least 1s".into(),
+            ));
+        }
+        if timeout < Duration::from_secs(1) {
+            return Err(bad(
+                &format!("collectors.{name}.timeout"),
+                "must be at least 1s".into(),
+            ));
+        }
     }
-    if iam.timeout < Duration::from_secs(1) {
-        return Err(bad("collectors.iam.timeout", "must be at least 1s".into()));
-    }
+    let iam = &c.iam;
     if iam.report_wait >= iam.timeout {
         return Err(bad(
             "collectors.iam.report_wait",
             "must be shorter than collectors.iam.timeout".into(),
         ));
+    }
+
+    let checks = &config.checks;
+    for (key, d) in [
+        ("checks.access_key_max_age", checks.access_key_max_age),
+        ("checks.access_key_max_unused", checks.access_key_max_unused),
+    ] {
+        if d < Duration::from_secs(1) {
+            return Err(bad(key, "must be at least 1s".into()));
+        }
+    }
+    // AWS's own limits: a password policy cannot ask for more.
+    if !(6..=128).contains(&checks.password_min_length) {
+        return Err(bad(
+            "checks.password_min_length",
+            "must be between 6 and 128".into(),
+        ));
+    }
+    if checks.password_reuse_prevention > 24 {
+        return Err(bad(
+            "checks.password_reuse_prevention",
+            "must be at most 24".into(),
+        ));
+    }
+    if let Some(d) = checks.password_max_age {
+        if !(Duration::from_secs(86_400)..=Duration::from_secs(1095 * 86_400)).contains(&d) {
+            return Err(bad(
+                "checks.password_max_age",
+                "must be between 1d and 1095d".into(),
+            ));
+        }
     }
 
     let mut accounts = Vec::with_capacity(config.accounts.len());
@@ -348,14 +492,89 @@ fn validate(
                 ));
             }
         }
+        let collectors = match &a.collectors {
+            Some(names) => resolve_collectors(names).map_err(|m| bad(&key("collectors"), m))?,
+            None => config.enabled_collectors(),
+        };
+        let regions = match &a.regions {
+            Some(r) => {
+                validate_regions(r).map_err(|m| bad(&key("regions"), m))?;
+                r.clone()
+            }
+            None => config.aws.regions.clone(),
+        };
         accounts.push(Account {
             id: a.id.clone(),
             name: a.name.clone().unwrap_or_else(|| a.id.clone()),
             role_arn: a.role_arn.clone(),
             external_id,
+            collectors,
+            regions,
         });
     }
     Ok(Settings { config, accounts })
+}
+
+impl Config {
+    /// The collectors switched on in `[collectors.*]`: those of accounts without their own list.
+    pub fn enabled_collectors(&self) -> Vec<&'static str> {
+        let c = &self.collectors;
+        let on = [c.iam.enabled, c.s3.enabled, c.ec2.enabled];
+        crate::collector::NAMES
+            .into_iter()
+            .zip(on)
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect()
+    }
+
+    /// The account of the ambient credentials, for the zero-configuration mode.
+    pub fn ambient_account(&self, id: String) -> Account {
+        Account {
+            name: id.clone(),
+            id,
+            role_arn: None,
+            external_id: None,
+            collectors: self.enabled_collectors(),
+            regions: self.aws.regions.clone(),
+        }
+    }
+}
+
+/// Collector names as known `&'static str`s in canonical order; unknown names and repeats refused.
+fn resolve_collectors(names: &[String]) -> Result<Vec<&'static str>, String> {
+    for (i, n) in names.iter().enumerate() {
+        if !crate::collector::NAMES.contains(&n.as_str()) {
+            return Err(format!(
+                "unknown collector {n:?} (known: {})",
+                crate::collector::NAMES.join(", ")
+            ));
+        }
+        if names[..i].contains(n) {
+            return Err(format!("collector {n:?} is listed twice"));
+        }
+    }
+    Ok(crate::collector::NAMES
+        .into_iter()
+        .filter(|known| names.iter().any(|n| n == known))
+        .collect())
+}
+
+/// Region names as AWS spells them (`eu-west-1`, `us-gov-west-1`), each once.
+fn validate_regions(regions: &[String]) -> Result<(), String> {
+    for (i, r) in regions.iter().enumerate() {
+        let ok = !r.is_empty()
+            && r.split('-').count() >= 3
+            && r.split('-').all(|p| !p.is_empty())
+            && r.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(format!("{r:?} is not an AWS region name"));
+        }
+        if regions[..i].contains(r) {
+            return Err(format!("region {r} is listed twice"));
+        }
+    }
+    Ok(())
 }
 
 fn validate_endpoint_url(url: &str) -> Result<(), String> {

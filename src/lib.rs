@@ -4,6 +4,7 @@
 //! background; `/metrics` only reads the latest immutable snapshot.
 
 pub mod aws;
+pub mod checks;
 pub mod collector;
 pub mod config;
 pub mod error;

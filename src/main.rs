@@ -10,7 +10,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use infraaudit::config::{self, Account, Settings};
+use infraaudit::config::{self, Settings};
 use infraaudit::http::{self, AppState};
 use infraaudit::metrics::{ApiMetrics, Exporter};
 use infraaudit::snapshot::{AccountInfo, SnapshotStore};
@@ -42,6 +42,9 @@ struct Cli {
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
+    /// Print the IAM policy the audit role needs for the configured collectors, and exit.
+    #[arg(long)]
+    print_policy: bool,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if cli.print_policy {
+        print!("{}", collector::policy_json(&required_actions(&settings)));
+        return ExitCode::SUCCESS;
+    }
     if cli.check_config {
         println!("configuration OK");
         return ExitCode::SUCCESS;
@@ -78,10 +85,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// The actions of every collector that runs for some account.
+fn required_actions(settings: &Settings) -> Vec<&'static str> {
+    let names: Vec<&str> = if settings.accounts.is_empty() {
+        settings.config.enabled_collectors()
+    } else {
+        settings
+            .accounts
+            .iter()
+            .flat_map(|a| a.collectors.iter().copied())
+            .collect()
+    };
+    collector::permissions(names)
+}
+
 fn init_logging(filter: &str) {
     // The SDK logs every retry at info; its warnings are enough next to our own run logs.
     let filter = format!(
-        "aws_config=warn,aws_smithy_runtime=warn,aws_sdk_sts=warn,aws_sdk_iam=warn,{filter}"
+        "aws_config=warn,aws_smithy_runtime=warn,aws_sdk_sts=warn,aws_sdk_iam=warn,aws_sdk_s3=warn,aws_sdk_s3control=warn,aws_sdk_ec2=warn,{filter}"
     );
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -106,12 +127,7 @@ async fn run(settings: Settings) -> Result<(), String> {
             )
         })?;
         tracing::info!(account_id = %id, "no [[accounts]] configured: auditing the account of the ambient credentials");
-        vec![Account {
-            name: id.clone(),
-            id,
-            role_arn: None,
-            external_id: None,
-        }]
+        vec![cfg.ambient_account(id)]
     } else {
         settings.accounts.clone()
     };
@@ -141,7 +157,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     let exporter = Exporter::new(
         store.clone(),
         api,
-        cfg.collectors.iam.interval,
+        cfg,
         VERSION,
         REVISION,
         scheduler::unix_now,

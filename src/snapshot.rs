@@ -120,7 +120,7 @@ mod tests {
     fn iam(keys_generated: i64) -> CollectorData {
         CollectorData::Iam(IamData {
             report_generated_at: chrono::DateTime::from_timestamp(keys_generated, 0),
-            keys: Vec::new(),
+            ..IamData::default()
         })
     }
 

@@ -33,6 +33,7 @@ interval = "{interval}"
 [[accounts]]
 id = "{BASE_ACCOUNT}"
 name = "base"
+regions = ["us-east-1", "eu-west-1"]
 
 [[accounts]]
 id = "{ROLE_ACCOUNT}"
@@ -270,7 +271,10 @@ fn unchanged_report_costs_no_list_access_keys_and_changes_cost_one_per_user() {
             "{a}: an unchanged report must not cost ListAccessKeys"
         );
         assert_eq!(
-            later.value("infraaudit_collector_success", &[("account_id", a)]),
+            later.value(
+                "infraaudit_collector_success",
+                &[("account_id", a), ("collector", "iam")]
+            ),
             Some(1.0)
         );
     }

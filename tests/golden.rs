@@ -7,17 +7,25 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use infraaudit::aws::ec2::Instance;
+use infraaudit::aws::iam::PasswordPolicy;
+use infraaudit::aws::s3::{Encryption, PublicAccessBlock};
 use infraaudit::collector::CollectorData;
 use infraaudit::collector::credential_report;
+use infraaudit::collector::ec2::{Ec2Data, RegionRecord};
 use infraaudit::collector::iam::{AccessKeyRecord, IamData};
+use infraaudit::collector::s3::{BucketRecord, S3Data};
+use infraaudit::config::Config;
 use infraaudit::metrics::{ApiMetrics, Exporter, Format};
 use infraaudit::snapshot::{AccountInfo, Outcome, SnapshotStore};
 
 /// 2026-11-23T12:00:00Z: ages in the golden file are relative to this.
 const NOW: f64 = 1_795_435_200.0;
+
+const PROD: &str = "123456789012";
+const STAGING: &str = "210987654321";
 
 fn fixed_clock() -> f64 {
     NOW
@@ -44,49 +52,171 @@ fn scenario() -> Exporter {
         }
     }
     let generated: DateTime<Utc> = "2026-11-23T11:15:00Z".parse().unwrap();
+    // Weaker than the CIS defaults: too short, reuse allowed.
+    let policy = PasswordPolicy {
+        minimum_length: Some(8),
+        max_age_days: Some(90),
+        reuse_prevention: None,
+        require_symbols: false,
+        require_numbers: true,
+        require_uppercase: true,
+        require_lowercase: true,
+    };
 
     let store = Arc::new(SnapshotStore::new(
         vec![
             AccountInfo {
-                id: "123456789012".into(),
+                id: PROD.into(),
                 name: "prod".into(),
             },
             AccountInfo {
-                id: "210987654321".into(),
+                id: STAGING.into(),
                 name: "staging".into(),
             },
         ],
-        2,
+        5,
     ));
     store.record(
-        "123456789012",
+        PROD,
         "iam",
-        Outcome::Success(CollectorData::Iam(IamData {
-            report_generated_at: Some(generated),
+        Outcome::Success(CollectorData::Iam(IamData::new(
+            &report,
+            Some(generated),
             keys,
-        })),
+            Some(policy),
+        ))),
         1.25,
         NOW - 600.0,
     );
-    // The second account has never succeeded.
-    store.record("210987654321", "iam", Outcome::Failure, 30.0, NOW - 60.0);
+    store.record(
+        PROD,
+        "s3",
+        Outcome::Success(CollectorData::S3(s3_data())),
+        2.5,
+        NOW - 900.0,
+    );
+    store.record(
+        PROD,
+        "ec2",
+        Outcome::Success(CollectorData::Ec2(ec2_data())),
+        0.75,
+        NOW - 120.0,
+    );
+    // The second account's IAM run has never succeeded; it has no EC2 collector.
+    store.record(STAGING, "iam", Outcome::Failure, 30.0, NOW - 60.0);
+    let all_blocked = PublicAccessBlock {
+        block_public_acls: true,
+        ignore_public_acls: true,
+        block_public_policy: true,
+        restrict_public_buckets: true,
+    };
+    store.record(
+        STAGING,
+        "s3",
+        Outcome::Success(CollectorData::S3(S3Data {
+            account_public_access_block: all_blocked,
+            buckets: Vec::new(),
+        })),
+        0.5,
+        NOW - 300.0,
+    );
 
     let api = Arc::new(ApiMetrics::default());
     for op in ["GenerateCredentialReport", "GetCredentialReport"] {
-        api.record("123456789012", "iam", op, None);
+        api.record(PROD, "iam", op, None);
     }
     for _ in 0..4 {
-        api.record("123456789012", "iam", "ListAccessKeys", None);
+        api.record(PROD, "iam", "ListAccessKeys", None);
     }
-    api.record("210987654321", "sts", "AssumeRole", Some("AccessDenied"));
+    api.record(PROD, "s3", "GetBucketPolicyStatus", Some("AccessDenied"));
+    api.record(
+        PROD,
+        "ec2",
+        "DescribeInstances",
+        Some("UnauthorizedOperation"),
+    );
+    api.record(STAGING, "sts", "AssumeRole", Some("AccessDenied"));
     Exporter::new(
         store,
         api,
-        Duration::from_secs(3600),
+        &Config::default(),
         "0.0.0-test",
         "abcdef123456",
         fixed_clock,
     )
+}
+
+fn s3_data() -> S3Data {
+    let bucket = |name: &str, region: &str| BucketRecord {
+        name: name.into(),
+        region: region.into(),
+        public_access_block: Some(PublicAccessBlock::default()),
+        policy_public: Some(false),
+        acl_public: Some(false),
+        encryption: Some(Encryption::None),
+        denied: Vec::new(),
+    };
+    S3Data {
+        account_public_access_block: PublicAccessBlock::default(),
+        buckets: vec![
+            BucketRecord {
+                public_access_block: Some(PublicAccessBlock {
+                    block_public_acls: true,
+                    ignore_public_acls: true,
+                    block_public_policy: true,
+                    restrict_public_buckets: true,
+                }),
+                encryption: Some(Encryption::Algorithm("AES256")),
+                ..bucket("prod-logs", "us-east-1")
+            },
+            BucketRecord {
+                policy_public: Some(true),
+                ..bucket("prod-public-site", "eu-west-1")
+            },
+            // The role may not read this bucket's policy status: public is unknown.
+            BucketRecord {
+                policy_public: None,
+                encryption: Some(Encryption::Algorithm("aws:kms")),
+                denied: vec!["GetBucketPolicyStatus"],
+                ..bucket("prod-restricted", "us-east-1")
+            },
+        ],
+    }
+}
+
+fn ec2_data() -> Ec2Data {
+    let instance = |id: &str, name: &str, v2: bool, public_ip: bool, state: &str| Instance {
+        instance_id: id.into(),
+        name: name.into(),
+        state: state.into(),
+        instance_type: "t3.micro".into(),
+        imdsv2_required: v2,
+        public_ip,
+    };
+    Ec2Data {
+        regions: vec![
+            // Failed this time: its last good instances are kept.
+            RegionRecord {
+                region: "eu-west-1".into(),
+                success: false,
+                instances: Arc::new(vec![instance(
+                    "i-0eu000000000000001",
+                    "batch",
+                    false,
+                    false,
+                    "stopped",
+                )]),
+            },
+            RegionRecord {
+                region: "us-east-1".into(),
+                success: true,
+                instances: Arc::new(vec![
+                    instance("i-0us000000000000001", "web", false, true, "running"),
+                    instance("i-0us000000000000002", "app", true, false, "running"),
+                ]),
+            },
+        ],
+    }
 }
 
 fn check(format: Format, file: &str) -> String {

@@ -17,6 +17,20 @@ pub enum ReportState {
     Pending,
 }
 
+/// The account's password policy, as GetAccountPasswordPolicy tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    pub minimum_length: Option<u32>,
+    /// Days until a password expires; None when passwords do not expire.
+    pub max_age_days: Option<u32>,
+    /// How many previous passwords cannot be reused; None when reuse is allowed.
+    pub reuse_prevention: Option<u32>,
+    pub require_symbols: bool,
+    pub require_numbers: bool,
+    pub require_uppercase: bool,
+    pub require_lowercase: bool,
+}
+
 #[derive(Debug)]
 pub struct FetchedReport {
     pub content: Vec<u8>,
@@ -91,6 +105,34 @@ impl IamClient {
             content: out.content.map(|b| b.into_inner()).unwrap_or_default(),
             generated_at,
         })
+    }
+
+    /// The password policy; None when the account has none (NoSuchEntity).
+    pub async fn password_policy(&self) -> Result<Option<PasswordPolicy>, Error> {
+        let _permit = self.limiter.acquire().await;
+        let out = match self.client.get_account_password_policy().send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = aws_error("iam", "GetAccountPasswordPolicy", e);
+                return match e.aws_code() {
+                    Some("NoSuchEntity") => Ok(None),
+                    _ => Err(e),
+                };
+            }
+        };
+        let Some(p) = out.password_policy() else {
+            return Ok(None);
+        };
+        let count = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
+        Ok(Some(PasswordPolicy {
+            minimum_length: count(p.minimum_password_length()),
+            max_age_days: count(p.max_password_age()),
+            reuse_prevention: count(p.password_reuse_prevention()),
+            require_symbols: p.require_symbols(),
+            require_numbers: p.require_numbers(),
+            require_uppercase: p.require_uppercase_characters(),
+            require_lowercase: p.require_lowercase_characters(),
+        }))
     }
 
     /// All access keys of one user (at most two, but paginated all the same).

@@ -1,10 +1,13 @@
 //! AWS sessions: one base configuration, and per account a credentials provider, a concurrency
 //! limit and a call counter, all built once at start-up.
 
+pub mod ec2;
 pub mod error_code;
 pub mod iam;
+pub mod s3;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_config::retry::RetryConfig;
@@ -54,6 +57,7 @@ pub struct AccountSession {
     limiter: Arc<Semaphore>,
     max_concurrency: usize,
     counter: CountCalls,
+    endpoint_url: Option<String>,
 }
 
 impl AccountSession {
@@ -90,6 +94,7 @@ impl AccountSession {
             limiter: Arc::new(Semaphore::new(cfg.max_concurrency)),
             max_concurrency: cfg.max_concurrency,
             counter,
+            endpoint_url: cfg.endpoint_url.clone(),
         }
     }
 
@@ -103,6 +108,51 @@ impl AccountSession {
             .build();
         iam::IamClient::new(aws_sdk_iam::Client::from_conf(conf), self.limiter.clone())
     }
+
+    pub fn s3(&self) -> s3::S3Client {
+        s3::S3Client::new(
+            self.sdk.clone(),
+            self.counter.clone(),
+            self.limiter.clone(),
+            self.account.id.clone(),
+            self.endpoint_url.clone(),
+        )
+    }
+
+    pub fn ec2(&self) -> ec2::Ec2Client {
+        ec2::Ec2Client::new(self.sdk.clone(), self.counter.clone(), self.limiter.clone())
+    }
+}
+
+/// Clients of one service by region, built on first use: regional services must be asked in
+/// the resource's own region.
+struct PerRegion<C> {
+    clients: Mutex<HashMap<String, C>>,
+}
+
+impl<C: Clone> PerRegion<C> {
+    fn new() -> Self {
+        Self {
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, region: &str, build: impl FnOnce() -> C) -> C {
+        // A panic elsewhere cannot leave a half-built map behind: entries are inserted whole.
+        let mut clients = match self.clients.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(build)
+            .clone()
+    }
+}
+
+/// The region an `SdkConfig` was built for.
+fn home_region(sdk: &SdkConfig) -> &str {
+    sdk.region().map_or("us-east-1", Region::as_ref)
 }
 
 fn sts_client(base: &SdkConfig, counter: &CountCalls) -> aws_sdk_sts::Client {

@@ -1,9 +1,11 @@
 //! IAM collector, credential-report mode: one report for all users, then ListAccessKeys only for
 //! users whose keys are not known yet, to learn the AccessKeyIds the report does not carry.
 //!
-//! IAM permissions: iam:GenerateCredentialReport, iam:GetCredentialReport, iam:ListAccessKeys.
+//! The same report gives the root user's and every user's console and MFA state; one more call
+//! gives the password policy.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use super::credential_report::{self, CredentialReport, ReportRow};
 use super::key_match;
 use super::{Collector, CollectorData};
 use crate::aws::AccountSession;
-use crate::aws::iam::{FetchedReport, IamClient, ListKeys, ReportApi, ReportState};
+use crate::aws::iam::{FetchedReport, IamClient, ListKeys, PasswordPolicy, ReportApi, ReportState};
 use crate::config::IamCollectorConfig;
 use crate::error::Error;
 
@@ -25,6 +27,7 @@ pub const NAME: &str = "iam";
 /// The IAM actions this collector calls, for the documented policy.
 pub const PERMISSIONS: &[&str] = &[
     "iam:GenerateCredentialReport",
+    "iam:GetAccountPasswordPolicy",
     "iam:GetCredentialReport",
     "iam:ListAccessKeys",
 ];
@@ -40,10 +43,84 @@ pub struct AccessKeyRecord {
     pub last_used: Option<DateTime<Utc>>,
 }
 
+/// The account's root user, from the report's `<root_account>` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootRecord {
+    pub mfa_active: bool,
+    /// None when the report says `not_supported`, as AWS's reports do for the root user.
+    pub password_enabled: Option<bool>,
+    /// Active access keys: 0, 1 or 2.
+    pub active_keys: u8,
+    /// The latest use of the password or of either key.
+    pub last_used: Option<DateTime<Utc>>,
+}
+
+impl RootRecord {
+    fn from_row(row: &ReportRow) -> Self {
+        let last_used = row
+            .keys
+            .iter()
+            .filter_map(|k| k.last_used_date)
+            .chain(row.password_last_used)
+            .max();
+        Self {
+            mfa_active: row.mfa_active,
+            password_enabled: row.password_enabled,
+            active_keys: row.present_keys().filter(|(_, k)| k.active).count() as u8,
+            last_used,
+        }
+    }
+}
+
+/// An IAM user's console access and MFA, from the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user: String,
+    pub created: Option<DateTime<Utc>>,
+    pub password_enabled: bool,
+    pub mfa_active: bool,
+    pub password_last_used: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct IamData {
     pub report_generated_at: Option<DateTime<Utc>>,
     pub keys: Vec<AccessKeyRecord>,
+    /// None when the report has no `<root_account>` row.
+    pub root: Option<RootRecord>,
+    /// Every user in the report, sorted by name.
+    pub users: Vec<UserRecord>,
+    /// None when the account has no password policy.
+    pub password_policy: Option<PasswordPolicy>,
+}
+
+impl IamData {
+    /// Root and users from the report, with the keys resolved from it and the password policy.
+    pub fn new(
+        report: &CredentialReport,
+        report_generated_at: Option<DateTime<Utc>>,
+        keys: Vec<AccessKeyRecord>,
+        password_policy: Option<PasswordPolicy>,
+    ) -> Self {
+        let mut users: Vec<UserRecord> = report
+            .users()
+            .map(|row| UserRecord {
+                user: row.user.clone(),
+                created: row.user_creation_time,
+                password_enabled: row.password_enabled.unwrap_or(false),
+                mfa_active: row.mfa_active,
+                password_last_used: row.password_last_used,
+            })
+            .collect();
+        users.sort_by(|a, b| a.user.cmp(&b.user));
+        Self {
+            report_generated_at,
+            keys,
+            root: report.root().map(RootRecord::from_row),
+            users,
+            password_policy,
+        }
+    }
 }
 
 /// (user, slot, creation time) -> the AccessKeyId, or None for a key deleted since the report.
@@ -57,6 +134,8 @@ pub struct IamCollector {
     report_wait: Duration,
     // Runs of one collector never overlap; the lock is only ever taken between awaits.
     cache: Mutex<KeyCache>,
+    /// The missing root row is worth one warning per account, not one per run.
+    warned_no_root: AtomicBool,
 }
 
 impl IamCollector {
@@ -68,6 +147,7 @@ impl IamCollector {
             timeout: cfg.timeout,
             report_wait: cfg.report_wait,
             cache: Mutex::new(HashMap::new()),
+            warned_no_root: AtomicBool::new(false),
         }
     }
 
@@ -75,10 +155,14 @@ impl IamCollector {
         let fetched = fetch_report(&self.client, self.report_wait).await?;
         let report = credential_report::parse(&fetched.content)?;
         let keys = resolve_keys(&self.client, &self.cache, &report, self.max_concurrency).await?;
-        Ok(CollectorData::Iam(IamData {
-            report_generated_at: fetched.generated_at,
-            keys,
-        }))
+        let password_policy = self.client.password_policy().await?;
+        let data = IamData::new(&report, fetched.generated_at, keys, password_policy);
+        if data.root.is_none() && !self.warned_no_root.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the credential report has no <root_account> row; root metrics are absent for this account"
+            );
+        }
+        Ok(CollectorData::Iam(data))
     }
 }
 

@@ -1,10 +1,13 @@
 //! Collectors: each turns one account's AWS state into data for the snapshot.
 //!
-//! Adding one: a file here, a variant of [`CollectorData`], a line in [`for_account`].
+//! Adding one: a file here, a variant of [`CollectorData`], its name in [`NAMES`], and a line
+//! in [`for_account`] and in [`permissions_of`].
 
 pub mod credential_report;
+pub mod ec2;
 pub mod iam;
 pub mod key_match;
+pub mod s3;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +18,38 @@ use crate::aws::AccountSession;
 use crate::config::Config;
 use crate::error::Error;
 
+/// Every collector, by the name used in configuration and in the `collector` label.
+pub const NAMES: [&str; 3] = [iam::NAME, s3::NAME, ec2::NAME];
+
 /// What one successful run produced.
 #[derive(Debug)]
 pub enum CollectorData {
     Iam(iam::IamData),
+    S3(s3::S3Data),
+    Ec2(ec2::Ec2Data),
+}
+
+impl CollectorData {
+    pub fn as_iam(&self) -> Option<&iam::IamData> {
+        match self {
+            CollectorData::Iam(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn as_s3(&self) -> Option<&s3::S3Data> {
+        match self {
+            CollectorData::S3(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn as_ec2(&self) -> Option<&ec2::Ec2Data> {
+        match self {
+            CollectorData::Ec2(d) => Some(d),
+            _ => None,
+        }
+    }
 }
 
 pub trait Collector: Send + Sync {
@@ -30,18 +61,54 @@ pub trait Collector: Send + Sync {
     fn collect(&self) -> BoxFuture<'_, Result<CollectorData, Error>>;
 }
 
-/// The explicit list of collectors for one account.
+/// The collectors the account's configuration asks for.
 pub fn for_account(config: &Config, session: &Arc<AccountSession>) -> Vec<Arc<dyn Collector>> {
-    vec![Arc::new(iam::IamCollector::new(
-        session,
-        &config.collectors.iam,
-    ))]
+    let c = &config.collectors;
+    session
+        .account
+        .collectors
+        .iter()
+        .filter_map(|name| -> Option<Arc<dyn Collector>> {
+            match *name {
+                iam::NAME => Some(Arc::new(iam::IamCollector::new(session, &c.iam))),
+                s3::NAME => Some(Arc::new(s3::S3Collector::new(session, &c.s3))),
+                ec2::NAME => Some(Arc::new(ec2::Ec2Collector::new(session, &c.ec2))),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
-/// Every IAM action the collectors call, for the documented policy (checked by a test).
-pub fn permissions() -> Vec<&'static str> {
-    let mut all: Vec<&'static str> = iam::PERMISSIONS.to_vec();
+/// The IAM actions one collector calls.
+pub fn permissions_of(name: &str) -> &'static [&'static str] {
+    match name {
+        iam::NAME => iam::PERMISSIONS,
+        s3::NAME => s3::PERMISSIONS,
+        ec2::NAME => ec2::PERMISSIONS,
+        _ => &[],
+    }
+}
+
+/// Every IAM action the named collectors call, sorted, each once.
+pub fn permissions<'a>(collectors: impl IntoIterator<Item = &'a str>) -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = collectors
+        .into_iter()
+        .flat_map(permissions_of)
+        .copied()
+        .collect();
     all.sort_unstable();
     all.dedup();
     all
+}
+
+/// The identity policy the audit role needs for these actions, as the README shows it.
+pub fn policy_json(actions: &[&str]) -> String {
+    let list = actions
+        .iter()
+        .map(|a| format!("        \"{a}\""))
+        .collect::<Vec<_>>()
+        .join(",\n");
+    format!(
+        "{{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [\n    {{\n      \"Sid\": \"InfraAuditReadOnly\",\n      \"Effect\": \"Allow\",\n      \"Action\": [\n{list}\n      ],\n      \"Resource\": \"*\"\n    }}\n  ]\n}}\n"
+    )
 }

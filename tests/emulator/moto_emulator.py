@@ -17,7 +17,10 @@ import logging
 import sys
 from datetime import datetime, timedelta, timezone
 
+import boto3
+from botocore.config import Config
 from moto.iam.models import AccessKeyLastUsed, iam_backends
+from moto.s3control.models import s3control_backends
 from moto.server import ThreadedMotoServer
 
 BASE_ACCOUNT = "123456789012"
@@ -51,6 +54,88 @@ SEED = {
         "erin": [(120, False, None), (10, True, 24)],
         "frank": [],
     },
+}
+
+
+# user -> (console password, MFA device, password last used this many hours ago or None)
+CONSOLE = {
+    BASE_ACCOUNT: {"alice": (True, True, 5), "bob": (True, False, None)},
+    ROLE_ACCOUNT: {"frank": (True, False, None)},
+}
+
+# The password policy of the base account; the role account has none.
+PASSWORD_POLICY = {
+    "MinimumPasswordLength": 14,
+    "PasswordReusePrevention": 24,
+    "MaxPasswordAge": 90,
+    "RequireSymbols": True,
+    "RequireNumbers": True,
+    "RequireUppercaseCharacters": True,
+    "RequireLowercaseCharacters": False,
+}
+
+PUBLIC_POLICY = lambda bucket: json.dumps(  # noqa: E731
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            }
+        ],
+    }
+)
+
+# Account-level public access block (S3 Control); absent means none.
+ACCOUNT_BLOCK = {ROLE_ACCOUNT: {"RestrictPublicBuckets": True}}
+
+# Buckets, with what the tests must find: `public` is the effective answer by the rules in the
+# README, worked out by hand for each scenario, not by running our code.
+BUCKETS = {
+    BASE_ACCOUNT: [
+        {"name": "ia-public-policy", "region": "us-east-1", "policy": True, "public": True},
+        {"name": "ia-public-acl", "region": "eu-west-1", "acl": "public-read", "public": True},
+        {
+            "name": "ia-acl-ignored",
+            "region": "us-east-1",
+            "acl": "public-read",
+            "block": {"IgnorePublicAcls": True},
+            "public": False,
+        },
+        {"name": "ia-aes", "region": "us-east-1", "encryption": "AES256", "public": False},
+        {"name": "ia-kms", "region": "eu-west-1", "encryption": "aws:kms", "public": False},
+        {"name": "ia-plain", "region": "us-east-1", "public": False},
+    ],
+    ROLE_ACCOUNT: [
+        # Public by policy, neutralised by RestrictPublicBuckets on the account.
+        {"name": "ia-role-policy", "region": "us-east-1", "policy": True, "public": False},
+        # RestrictPublicBuckets does nothing to ACLs.
+        {
+            "name": "ia-role-acl",
+            "region": "us-east-1",
+            "acl": "public-read",
+            "encryption": "AES256",
+            "public": True,
+        },
+    ],
+}
+
+# Instances: (key, region, IMDSv2 required, public IP, final state). Terminated ones must not
+# appear. The role account has no `regions` in the tests' configuration, so its instances are
+# found through DescribeRegions.
+INSTANCES = {
+    BASE_ACCOUNT: [
+        ("web-v1", "us-east-1", False, True, "running"),
+        ("app-v2", "us-east-1", True, False, "running"),
+        ("old-stopped", "us-east-1", False, False, "stopped"),
+        ("gone", "us-east-1", False, True, "terminated"),
+        ("eu-v1", "eu-west-1", False, False, "running"),
+    ],
+    ROLE_ACCOUNT: [
+        ("syd-v2", "ap-southeast-2", True, True, "running"),
+    ],
 }
 
 
@@ -101,6 +186,122 @@ def seed(now):
     return seeded
 
 
+def seed_console(now):
+    for account, users in CONSOLE.items():
+        backend = iam_backends[account]["aws"]
+        for user_name, (password, mfa, used_hours_ago) in users.items():
+            if password:
+                backend.create_login_profile(user_name, "Correct-Horse-1")
+            if mfa:
+                device = backend.create_virtual_mfa_device(f"{user_name}-mfa", "/")
+                backend.enable_mfa_device(user_name, device.serial_number, "123456", "654321")
+            if used_hours_ago is not None:
+                used = (now - timedelta(hours=used_hours_ago)).replace(microsecond=0)
+                backend.get_user(user_name).password_last_used = naive_utc(used)
+
+
+def clients(endpoint, account):
+    """boto3 clients factory for one account: the base one directly, the other via AssumeRole."""
+    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    if account == ROLE_ACCOUNT:
+        sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1", **creds)
+        c = sts.assume_role(
+            RoleArn=f"arn:aws:iam::{ROLE_ACCOUNT}:role/InfraAuditRole",
+            RoleSessionName="seed",
+            ExternalId="test-external-id",
+        )["Credentials"]
+        creds = {
+            "aws_access_key_id": c["AccessKeyId"],
+            "aws_secret_access_key": c["SecretAccessKey"],
+            "aws_session_token": c["SessionToken"],
+        }
+    config = Config(s3={"addressing_style": "path"})
+    return lambda service, region="us-east-1": boto3.client(
+        service, endpoint_url=endpoint, region_name=region, config=config, **creds
+    )
+
+
+def seed_resources(endpoint):
+    """Password policy, buckets and instances, through the API like any client."""
+    out = {}
+    for account in (BASE_ACCOUNT, ROLE_ACCOUNT):
+        client = clients(endpoint, account)
+        if account == BASE_ACCOUNT:
+            client("iam").update_account_password_policy(**PASSWORD_POLICY)
+        if account in ACCOUNT_BLOCK:
+            # Directly: S3 Control's endpoint rules put the account id in front of the host,
+            # which 127.0.0.1 cannot take (botocore has no way around it; infraaudit has one).
+            s3control_backends[account]["aws"].put_public_access_block(
+                account, ACCOUNT_BLOCK[account]
+            )
+        for b in BUCKETS[account]:
+            s3 = client("s3", b["region"])
+            kwargs = {"Bucket": b["name"]}
+            if b["region"] != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": b["region"]}
+            s3.create_bucket(**kwargs)
+            if "block" in b:
+                s3.put_public_access_block(
+                    Bucket=b["name"], PublicAccessBlockConfiguration=b["block"]
+                )
+            if b.get("policy"):
+                s3.put_bucket_policy(Bucket=b["name"], Policy=PUBLIC_POLICY(b["name"]))
+            if "acl" in b:
+                s3.put_bucket_acl(Bucket=b["name"], ACL=b["acl"])
+            if "encryption" in b:
+                default = {"SSEAlgorithm": b["encryption"]}
+                if b["encryption"] == "aws:kms":
+                    default["KMSMasterKeyID"] = "alias/aws/s3"
+                s3.put_bucket_encryption(
+                    Bucket=b["name"],
+                    ServerSideEncryptionConfiguration={
+                        "Rules": [{"ApplyServerSideEncryptionByDefault": default}]
+                    },
+                )
+        instances = {}
+        for key, region, v2, public_ip, state in INSTANCES[account]:
+            ec2 = client("ec2", region)
+            image = ec2.describe_images()["Images"][0]["ImageId"]
+            subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+            run = ec2.run_instances(
+                ImageId=image,
+                InstanceType="t3.micro",
+                MinCount=1,
+                MaxCount=1,
+                MetadataOptions={"HttpTokens": "required" if v2 else "optional"},
+                NetworkInterfaces=[
+                    {"DeviceIndex": 0, "SubnetId": subnet, "AssociatePublicIpAddress": public_ip}
+                ],
+                TagSpecifications=[
+                    {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": key}]}
+                ],
+            )
+            instance_id = run["Instances"][0]["InstanceId"]
+            if state == "stopped":
+                ec2.stop_instances(InstanceIds=[instance_id])
+            elif state == "terminated":
+                ec2.terminate_instances(InstanceIds=[instance_id])
+            instances[instance_id] = {
+                "name": key,
+                "region": region,
+                "imdsv2_required": v2,
+                "public_ip": public_ip,
+                "state": state,
+                "instance_type": "t3.micro",
+            }
+        out[account] = {
+            "password_policy": PASSWORD_POLICY if account == BASE_ACCOUNT else None,
+            "console": {
+                user: {"password": p, "mfa": m, "password_last_used": u is not None}
+                for user, (p, m, u) in CONSOLE[account].items()
+            },
+            "account_block": ACCOUNT_BLOCK.get(account, {}),
+            "buckets": BUCKETS[account],
+            "instances": instances,
+        }
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
@@ -111,8 +312,16 @@ def main():
     server.start()
     host, port = server.get_host_and_port()
     now = datetime.now(timezone.utc)
+    endpoint = f"http://{host}:{port}"
     seeded = seed(now)
-    print(json.dumps({"endpoint": f"http://{host}:{port}", "now": now.timestamp(), "accounts": seeded}), flush=True)
+    seed_console(now)
+    resources = seed_resources(endpoint)
+    print(
+        json.dumps(
+            {"endpoint": endpoint, "now": now.timestamp(), "accounts": seeded, "resources": resources}
+        ),
+        flush=True,
+    )
     # Run until the test closes our stdin (or dies).
     sys.stdin.read()
     server.stop()

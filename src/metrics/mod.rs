@@ -16,9 +16,10 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::collector::CollectorData;
-use crate::collector::iam::AccessKeyRecord;
-use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::config::{ChecksConfig, Config};
+use crate::snapshot::SnapshotStore;
+
+mod posture;
 
 pub const PREFIX: &str = "infraaudit";
 
@@ -133,7 +134,7 @@ impl Exporter {
     pub fn new(
         store: Arc<SnapshotStore>,
         api: Arc<ApiMetrics>,
-        iam_interval: Duration,
+        config: &Config,
         version: &'static str,
         revision: &'static str,
         clock: fn() -> f64,
@@ -145,10 +146,17 @@ impl Exporter {
             "Version and git revision of this infraaudit binary",
             Info::new(vec![("version", version), ("revision", revision)]),
         );
+        let every = |d: Duration| humantime::format_duration(d).to_string();
+        let c = &config.collectors;
         registry.register_collector(Box::new(SnapshotCollector {
             store,
             api,
-            iam_every: humantime::format_duration(iam_interval).to_string(),
+            every: posture::Every {
+                iam: every(c.iam.interval),
+                s3: every(c.s3.interval),
+                ec2: every(c.ec2.interval),
+            },
+            checks: config.checks.clone(),
             clock,
         }));
         Self { registry }
@@ -169,7 +177,8 @@ impl Exporter {
 struct SnapshotCollector {
     store: Arc<SnapshotStore>,
     api: Arc<ApiMetrics>,
-    iam_every: String,
+    every: posture::Every,
+    checks: ChecksConfig,
     clock: fn() -> f64,
 }
 
@@ -191,111 +200,53 @@ fn gauges<'a, const N: usize>(
     Ok(())
 }
 
-impl SnapshotCollector {
-    fn iam_keys(snapshot: &Snapshot) -> impl Iterator<Item = (&str, &AccessKeyRecord)> {
-        snapshot.entries.iter().flat_map(|((account, _), entry)| {
-            let keys: &[AccessKeyRecord] = match entry.data.as_deref() {
-                Some(CollectorData::Iam(d)) => &d.keys,
-                _ => &[],
-            };
-            keys.iter().map(move |k| (account.as_str(), k))
-        })
+/// One info family (`_info` series of value 1), labels borrowed like [`gauges`].
+fn infos<'a, const N: usize>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl Iterator<Item = [(&'static str, &'a str); N]>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Info)?;
+    for labels in series {
+        metric.encode_info(&labels)?;
     }
+    Ok(())
 }
 
-fn key_labels<'a>(account: &'a str, k: &'a AccessKeyRecord) -> [(&'static str, &'a str); 4] {
-    let slot = match k.slot {
-        1 => "1",
-        2 => "2",
-        _ => "unknown",
-    };
-    [
-        ("account_id", account),
-        ("user", &k.user),
-        ("access_key_id", &k.access_key_id),
-        ("slot", slot),
-    ]
+fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
 }
 
 fn status_labels<'a>(account: &'a str, collector: &'static str) -> [(&'static str, &'a str); 2] {
     [("account_id", account), ("collector", collector)]
 }
 
-fn unix(t: chrono::DateTime<chrono::Utc>) -> f64 {
-    t.timestamp_millis() as f64 / 1000.0
-}
-
 impl PromCollector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snap = self.store.load();
         let now = (self.clock)();
-        let every = &self.iam_every;
         self.api.encode(&mut encoder)?;
-        let from_report =
-            format!("from the IAM credential report, refreshed in the background every {every}");
 
-        let mut info = encoder.encode_descriptor(
+        infos(
+            &mut encoder,
             "account",
             "Audited accounts: 1 per account, with its display name.",
-            None,
-            MetricType::Info,
+            snap.accounts.iter().map(|a| {
+                [
+                    ("account_id", a.id.as_str()),
+                    ("account_name", a.name.as_str()),
+                ]
+            }),
         )?;
-        for a in &snap.accounts {
-            let labels: &Labels = &[("account_id", &a.id), ("account_name", &a.name)];
-            info.encode_info(&labels)?;
-        }
+        posture::encode(&mut encoder, &snap, now, &self.every, &self.checks)?;
 
-        let keys = || Self::iam_keys(&snap);
-        gauges(
-            &mut encoder,
-            "iam_access_key_age",
-            &format!("Age of the access key, computed at scrape time; keys come {from_report}."),
-            Some(&Unit::Seconds),
-            keys().map(|(a, k)| (key_labels(a, k), (now - unix(k.created)).max(0.0))),
-        )?;
-        gauges(
-            &mut encoder,
-            "iam_access_key_created_timestamp",
-            &format!("Unix time the access key was created, {from_report}."),
-            Some(&Unit::Seconds),
-            keys().map(|(a, k)| (key_labels(a, k), unix(k.created))),
-        )?;
-        gauges(
-            &mut encoder,
-            "iam_access_key_active",
-            &format!("1 if the access key is active, 0 if inactive, {from_report}."),
-            None,
-            keys().map(|(a, k)| (key_labels(a, k), if k.active { 1.0 } else { 0.0 })),
-        )?;
-        gauges(
-            &mut encoder,
-            "iam_access_key_last_used_timestamp",
-            &format!(
-                "Unix time the access key was last used; absent for keys never used. Values come {from_report}."
-            ),
-            Some(&Unit::Seconds),
-            keys().filter_map(|(a, k)| Some((key_labels(a, k), unix(k.last_used?)))),
-        )?;
-        gauges(
-            &mut encoder,
-            "iam_credential_report_generated_timestamp",
-            &format!(
-                "Unix time AWS generated the credential report in use, refreshed in the background every {every}."
-            ),
-            Some(&Unit::Seconds),
-            snap.entries
-                .iter()
-                .filter_map(|((account, _), e)| match e.data.as_deref() {
-                    Some(CollectorData::Iam(d)) => Some((
-                        [("account_id", account.as_str())],
-                        unix(d.report_generated_at?),
-                    )),
-                    _ => None,
-                }),
-        )?;
-
+        let e = &self.every;
         let status_help = |what: &str| {
-            format!("{what} of the last background run of each collector (iam every {every}).")
+            format!(
+                "{what} of the last background run of each collector (iam every {}, s3 every {}, ec2 every {}).",
+                e.iam, e.s3, e.ec2
+            )
         };
         gauges(
             &mut encoder,
@@ -303,10 +254,7 @@ impl PromCollector for SnapshotCollector {
             &status_help("1 if successful, 0 if failed: the outcome"),
             None,
             snap.entries.iter().map(|((account, collector), e)| {
-                (
-                    status_labels(account, collector),
-                    if e.status.success { 1.0 } else { 0.0 },
-                )
+                (status_labels(account, collector), flag(e.status.success))
             }),
         )?;
         gauges(
