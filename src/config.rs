@@ -682,6 +682,57 @@ mod tests {
     }
 
     #[test]
+    fn collectors_regions_and_checks() {
+        let s = load(Some(&fixture("ok.toml")), &no_env).unwrap();
+        let c = &s.config;
+        // A partial table keeps the other defaults of that collector.
+        assert!(!c.collectors.ec2.enabled);
+        assert_eq!(c.collectors.ec2.interval, Duration::from_secs(300));
+        assert_eq!(c.collectors.ec2.timeout, Duration::from_secs(300));
+        assert_eq!(c.collectors.s3.interval, Duration::from_secs(3600));
+        assert_eq!(c.enabled_collectors(), ["iam", "s3"]);
+        // The first account follows [collectors.*]; the second has its own list, in our order.
+        assert_eq!(s.accounts[0].collectors, ["iam", "s3"]);
+        assert_eq!(s.accounts[1].collectors, ["iam", "s3"]);
+        assert!(s.accounts[0].regions.is_empty());
+        assert_eq!(s.accounts[1].regions, ["eu-central-1"]);
+        assert_eq!(
+            c.checks.access_key_max_age,
+            Duration::from_secs(60 * 86_400)
+        );
+        assert_eq!(
+            c.checks.access_key_max_unused,
+            Duration::from_secs(45 * 86_400)
+        );
+        assert_eq!(
+            c.checks.password_max_age,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(c.checks.password_min_length, 14);
+    }
+
+    #[test]
+    fn unknown_collector_is_named() {
+        let e = load_err("bad_collector_name.toml");
+        assert!(
+            e.contains("accounts[0].collectors") && e.contains("\"rds\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_region_is_named() {
+        let e = load_err("bad_region.toml");
+        assert!(e.contains("aws.regions") && e.contains("Frankfurt"), "{e}");
+    }
+
+    #[test]
+    fn impossible_threshold_is_named() {
+        let e = load_err("bad_check_threshold.toml");
+        assert!(e.contains("checks.password_reuse_prevention"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = load_err("bad_unknown_key.toml");
         assert!(e.contains("bad_unknown_key.toml"), "{e}");

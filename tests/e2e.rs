@@ -18,32 +18,6 @@ const ACTIVE: &str = "infraaudit_iam_access_key_active";
 const LAST_USED: &str = "infraaudit_iam_access_key_last_used_timestamp_seconds";
 const REQUESTS: &str = "infraaudit_aws_api_requests_total";
 
-fn two_accounts(endpoint: &str, interval: &str) -> String {
-    format!(
-        r#"
-[server]
-listen_address = "{{listen}}"
-
-[aws]
-endpoint_url = "{endpoint}"
-
-[collectors.iam]
-interval = "{interval}"
-
-[[accounts]]
-id = "{BASE_ACCOUNT}"
-name = "base"
-regions = ["us-east-1", "eu-west-1"]
-
-[[accounts]]
-id = "{ROLE_ACCOUNT}"
-name = "audited"
-role_arn = "arn:aws:iam::{ROLE_ACCOUNT}:role/InfraAuditRole"
-external_id = "{EXTERNAL_ID}"
-"#
-    )
-}
-
 fn requests(scrape: &Scrape, account: &str, operation: &str) -> f64 {
     scrape.sum(
         REQUESTS,
@@ -156,6 +130,8 @@ fn seeded_keys_are_exported_once_under_their_account() {
         .expect("moto lists assumed roles")
         .iter()
         .filter(|r| r["role_arn"] == format!("arn:aws:iam::{ROLE_ACCOUNT}:role/InfraAuditRole"))
+        // The emulator's own session, which seeded the account's buckets and instances.
+        .filter(|r| r["session_name"] != "emulator-seed")
         .collect();
     assert!(!assumed.is_empty(), "no AssumeRole reached the emulator");
     for r in &assumed {
@@ -264,6 +240,15 @@ fn unchanged_report_costs_no_list_access_keys_and_changes_cost_one_per_user() {
             .all(|a| runs(&s, a) >= runs(&first, a) + 2.0)
             .then_some(s)
     });
+    // moto's report has no root row: one warning per account, not one per run.
+    let log = d.log_text();
+    for a in [BASE_ACCOUNT, ROLE_ACCOUNT] {
+        let warnings = log
+            .lines()
+            .filter(|l| l.contains("no <root_account> row") && l.contains(a))
+            .count();
+        assert_eq!(warnings, 1, "{a}:\n{log}");
+    }
     for a in [BASE_ACCOUNT, ROLE_ACCOUNT] {
         assert_eq!(
             requests(&later, a, "ListAccessKeys"),
@@ -371,7 +356,7 @@ fn metrics_answer_while_the_first_refresh_hangs() {
 fn zero_config_audits_the_ambient_account() {
     let emu = Emulator::start();
     let config = format!(
-        "[server]\nlisten_address = \"{{listen}}\"\n[aws]\nendpoint_url = \"{}\"\n",
+        "[server]\nlisten_address = \"{{listen}}\"\n[aws]\nendpoint_url = \"{}\"\nregions = [\"us-east-1\"]\n",
         emu.endpoint
     );
     let d = Daemon::start("zeroconf", &config);
@@ -400,11 +385,43 @@ fn zero_config_audits_the_ambient_account() {
 }
 
 #[test]
+fn print_policy_follows_the_enabled_collectors() {
+    let dir = scratch_dir("policy");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        "[collectors.s3]\nenabled = false\n[[accounts]]\nid = \"111111111111\"\n\
+         [[accounts]]\nid = \"222222222222\"\ncollectors = [\"ec2\"]\n",
+    )
+    .unwrap();
+    let out = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+        .arg("--print-policy")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions: Vec<&str> = policy["Statement"][0]["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    // IAM and EC2 run for some account; S3 for none.
+    assert!(
+        actions.contains(&"iam:GetCredentialReport") && actions.contains(&"ec2:DescribeInstances")
+    );
+    assert!(!actions.iter().any(|a| a.starts_with("s3:")), "{actions:?}");
+}
+
+#[test]
 fn bad_configs_exit_64_with_one_line() {
     let cases = [
         ("bad_unknown_key.toml", "listen_adress"),
         ("bad_role_arn.toml", "accounts[0].role_arn"),
         ("bad_interval.toml", "collectors.iam.interval"),
+        ("bad_collector_name.toml", "accounts[0].collectors"),
         ("does_not_exist.toml", "does_not_exist.toml"),
     ];
     for (file, needle) in cases {

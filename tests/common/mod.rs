@@ -62,6 +62,9 @@ pub struct Emulator {
     pub endpoint: String,
     /// What the emulator seeded: account -> user -> keys (id, created, active, last_used).
     pub seeded: Value,
+    /// Account -> password_policy, console users, account_block, buckets (with the expected
+    /// `public`), instances (by id, with their final state).
+    pub resources: Value,
 }
 
 impl Emulator {
@@ -93,6 +96,7 @@ impl Emulator {
             _stdin: stdin,
             endpoint: ready["endpoint"].as_str().unwrap().to_owned(),
             seeded: ready["accounts"].clone(),
+            resources: ready["resources"].clone(),
         }
     }
 
@@ -111,6 +115,42 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Both seeded accounts, the second through AssumeRole, each with the EC2 regions it has
+/// instances in.
+pub fn two_accounts(endpoint: &str, iam_interval: &str) -> String {
+    two_accounts_with(endpoint, iam_interval, "regions = [\"ap-southeast-2\"]")
+}
+
+/// [`two_accounts`], with `role_regions` as the second account's `regions` line (empty: the
+/// account's enabled regions, from DescribeRegions; moto answers with all of them, which takes
+/// it about a second per region the first time).
+pub fn two_accounts_with(endpoint: &str, iam_interval: &str, role_regions: &str) -> String {
+    format!(
+        r#"
+[server]
+listen_address = "{{listen}}"
+
+[aws]
+endpoint_url = "{endpoint}"
+
+[collectors.iam]
+interval = "{iam_interval}"
+
+[[accounts]]
+id = "{BASE_ACCOUNT}"
+name = "base"
+regions = ["us-east-1", "eu-west-1"]
+
+[[accounts]]
+id = "{ROLE_ACCOUNT}"
+name = "audited"
+role_arn = "arn:aws:iam::{ROLE_ACCOUNT}:role/InfraAuditRole"
+external_id = "{EXTERNAL_ID}"
+{role_regions}
+"#
+    )
 }
 
 /// A free port on 127.0.0.1 (the listener is closed again before the port is used).

@@ -187,17 +187,27 @@ def seed(now):
 
 
 def seed_console(now):
+    """Login profiles and MFA devices; returns account -> user -> what the report must say."""
+    out = {}
     for account, users in CONSOLE.items():
         backend = iam_backends[account]["aws"]
+        out[account] = {}
         for user_name, (password, mfa, used_hours_ago) in users.items():
             if password:
                 backend.create_login_profile(user_name, "Correct-Horse-1")
             if mfa:
                 device = backend.create_virtual_mfa_device(f"{user_name}-mfa", "/")
                 backend.enable_mfa_device(user_name, device.serial_number, "123456", "654321")
+            used = None
             if used_hours_ago is not None:
                 used = (now - timedelta(hours=used_hours_ago)).replace(microsecond=0)
                 backend.get_user(user_name).password_last_used = naive_utc(used)
+            out[account][user_name] = {
+                "password": password,
+                "mfa": mfa,
+                "password_last_used": used.timestamp() if used else None,
+            }
+    return out
 
 
 def clients(endpoint, account):
@@ -207,7 +217,7 @@ def clients(endpoint, account):
         sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1", **creds)
         c = sts.assume_role(
             RoleArn=f"arn:aws:iam::{ROLE_ACCOUNT}:role/InfraAuditRole",
-            RoleSessionName="seed",
+            RoleSessionName="emulator-seed",
             ExternalId="test-external-id",
         )["Credentials"]
         creds = {
@@ -221,7 +231,7 @@ def clients(endpoint, account):
     )
 
 
-def seed_resources(endpoint):
+def seed_resources(endpoint, console):
     """Password policy, buckets and instances, through the API like any client."""
     out = {}
     for account in (BASE_ACCOUNT, ROLE_ACCOUNT):
@@ -291,10 +301,7 @@ def seed_resources(endpoint):
             }
         out[account] = {
             "password_policy": PASSWORD_POLICY if account == BASE_ACCOUNT else None,
-            "console": {
-                user: {"password": p, "mfa": m, "password_last_used": u is not None}
-                for user, (p, m, u) in CONSOLE[account].items()
-            },
+            "console": console[account],
             "account_block": ACCOUNT_BLOCK.get(account, {}),
             "buckets": BUCKETS[account],
             "instances": instances,
@@ -314,8 +321,7 @@ def main():
     now = datetime.now(timezone.utc)
     endpoint = f"http://{host}:{port}"
     seeded = seed(now)
-    seed_console(now)
-    resources = seed_resources(endpoint)
+    resources = seed_resources(endpoint, seed_console(now))
     print(
         json.dumps(
             {"endpoint": endpoint, "now": now.timestamp(), "accounts": seeded, "resources": resources}
