@@ -217,3 +217,236 @@ pub fn summary<'a>(
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::CollectorData;
+    use crate::snapshot::{AccountInfo, Outcome, SnapshotStore};
+    use chrono::{DateTime, TimeDelta, Utc};
+
+    /// The fixed "now" of every test.
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn days_ago(d: i64) -> DateTime<Utc> {
+        now() - TimeDelta::days(d)
+    }
+
+    fn key(active: bool, created_days_ago: i64, used_days_ago: Option<i64>) -> AccessKeyRecord {
+        AccessKeyRecord {
+            user: "u".into(),
+            access_key_id: "AKIA".into(),
+            slot: 1,
+            created: days_ago(created_days_ago),
+            active,
+            last_used: used_days_ago.map(days_ago),
+        }
+    }
+
+    fn too_old(k: &AccessKeyRecord) -> bool {
+        key_too_old(k, unix(now()), &ChecksConfig::default())
+    }
+
+    fn unused(k: &AccessKeyRecord) -> bool {
+        key_unused(k, unix(now()), &ChecksConfig::default())
+    }
+
+    fn root(mfa_active: bool, password_enabled: Option<bool>, active_keys: u8) -> RootRecord {
+        RootRecord {
+            mfa_active,
+            password_enabled,
+            active_keys,
+            last_used: None,
+        }
+    }
+
+    fn user(name: &str, password_enabled: bool, mfa_active: bool) -> UserRecord {
+        UserRecord {
+            user: name.into(),
+            created: None,
+            password_enabled,
+            mfa_active,
+            password_last_used: None,
+        }
+    }
+
+    #[test]
+    fn default_thresholds_are_cis() {
+        let c = ChecksConfig::default();
+        assert_eq!(c.access_key_max_age.as_secs(), 90 * 86_400);
+        assert_eq!(c.access_key_max_unused.as_secs(), 45 * 86_400);
+        assert_eq!(
+            (c.password_min_length, c.password_reuse_prevention),
+            (14, 24)
+        );
+    }
+
+    #[test]
+    fn key_age_fails_past_90_days_for_active_keys_only() {
+        assert!(!too_old(&key(true, 89, Some(1))));
+        assert!(too_old(&key(true, 91, Some(1))));
+        assert!(!too_old(&key(false, 200, None)), "an inactive key passes");
+    }
+
+    #[test]
+    fn key_unused_counts_from_creation_when_never_used() {
+        assert!(unused(&key(true, 46, None)));
+        assert!(!unused(&key(true, 10, None)));
+        // Recent use is what counts, not the key's age.
+        assert!(!unused(&key(true, 300, Some(2))));
+        assert!(unused(&key(true, 300, Some(46))));
+        assert!(!unused(&key(false, 300, None)), "an inactive key passes");
+    }
+
+    #[test]
+    fn root_mfa_is_required_only_when_root_can_sign_in() {
+        // Centrally managed root: no password, no key.
+        assert!(!root_without_mfa(&root(false, Some(false), 0)));
+        // not_supported, as AWS's reports say, may hide a password.
+        assert!(root_without_mfa(&root(false, None, 0)));
+        assert!(!root_without_mfa(&root(true, None, 0)));
+        assert!(root_without_mfa(&root(false, Some(false), 1)));
+        assert!(!root_without_mfa(&root(true, Some(false), 2)));
+    }
+
+    #[test]
+    fn root_access_key() {
+        assert!(!root_has_active_key(&root(true, None, 0)));
+        assert!(root_has_active_key(&root(true, None, 1)));
+        assert!(root_has_active_key(&root(true, None, 2)));
+    }
+
+    #[test]
+    fn console_mfa_applies_to_password_users_only() {
+        assert!(console_user_without_mfa(&user("a", true, false)));
+        assert!(!console_user_without_mfa(&user("a", true, true)));
+        assert!(!console_user_without_mfa(&user("a", false, false)));
+    }
+
+    fn policy(minimum_length: u32, reuse_prevention: u32) -> PasswordPolicy {
+        PasswordPolicy {
+            minimum_length: Some(minimum_length),
+            reuse_prevention: Some(reuse_prevention),
+            ..PasswordPolicy::default()
+        }
+    }
+
+    #[test]
+    fn password_policy_against_defaults() {
+        let c = ChecksConfig::default();
+        assert_eq!(password_policy_gaps(None, &c), ["no password policy"]);
+        assert!(password_policy_gaps(Some(&policy(14, 24)), &c).is_empty());
+        assert_eq!(
+            password_policy_gaps(Some(&policy(8, 24)), &c),
+            ["minimum length too short"]
+        );
+        // Unset reuse prevention means reuse is allowed.
+        let no_reuse = PasswordPolicy {
+            reuse_prevention: None,
+            ..policy(14, 0)
+        };
+        assert_eq!(
+            password_policy_gaps(Some(&no_reuse), &c),
+            ["reuse prevention too low"]
+        );
+    }
+
+    #[test]
+    fn password_policy_expiry_and_symbols_when_configured() {
+        let c = ChecksConfig {
+            password_max_age: Some(std::time::Duration::from_secs(90 * 86_400)),
+            password_require_symbols: true,
+            ..ChecksConfig::default()
+        };
+        // Passes the defaults, but never expires and requires no symbols.
+        assert_eq!(
+            password_policy_gaps(Some(&policy(14, 24)), &c),
+            ["passwords expire too late", "symbols not required"]
+        );
+        let strict = |max_age_days| PasswordPolicy {
+            max_age_days: Some(max_age_days),
+            require_symbols: true,
+            ..policy(14, 24)
+        };
+        assert!(password_policy_gaps(Some(&strict(90)), &c).is_empty());
+        assert_eq!(
+            password_policy_gaps(Some(&strict(91)), &c),
+            ["passwords expire too late"]
+        );
+    }
+
+    #[test]
+    fn unknown_data_gives_no_count_rather_than_zero() {
+        let id = "111111111111";
+        let store = SnapshotStore::new(
+            vec![
+                AccountInfo {
+                    id: id.into(),
+                    name: "prod".into(),
+                },
+                AccountInfo {
+                    id: "222222222222".into(),
+                    name: "never-ran".into(),
+                },
+            ],
+            6,
+        );
+        let iam = IamData {
+            keys: vec![
+                key(true, 100, Some(1)), // too old
+                key(true, 10, None),     // fine
+                key(true, 200, None),    // too old and unused
+                key(false, 300, None),   // inactive: fine
+            ],
+            root: None,
+            users: vec![
+                user("alice", true, false),
+                user("bob", true, true),
+                user("carol", false, false),
+            ],
+            password_policy: None,
+            ..IamData::default()
+        };
+        let t = unix(now());
+        store.record(
+            id,
+            crate::collector::iam::NAME,
+            Outcome::Success(CollectorData::Iam(iam)),
+            1.0,
+            t,
+        );
+        // S3 ran and failed; EC2 never ran.
+        store.record(id, crate::collector::s3::NAME, Outcome::Failure, 1.0, t);
+        let snapshot = store.load();
+        let c = ChecksConfig::default();
+
+        // Root (no root row), S3 (failed) and EC2 (never ran) are absent, not zero; so is the
+        // account that never ran.
+        let got: Vec<_> = summary(&snapshot, t, &c).collect();
+        assert_eq!(
+            got,
+            [
+                (id, Check::IamAccessKeyAge, 2),
+                (id, Check::IamAccessKeyUnused, 1),
+                (id, Check::IamUserConsoleMfa, 1),
+                (id, Check::IamPasswordPolicy, 1),
+            ]
+        );
+
+        // With a root row the root checks count, failures or not.
+        for (r, n) in [(root(false, None, 1), 1), (root(true, None, 0), 0)] {
+            let d = IamData {
+                root: Some(r),
+                ..IamData::default()
+            };
+            for check in [Check::IamRootAccessKey, Check::IamRootMfa] {
+                assert_eq!(
+                    failed_resources(check, Some(&d), None, None, t, &c),
+                    Some(n)
+                );
+            }
+        }
+    }
+}

@@ -146,3 +146,176 @@ impl Collector for Ec2Collector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(id: &str) -> Instance {
+        Instance {
+            instance_id: id.into(),
+            name: String::new(),
+            state: "running".into(),
+            instance_type: "t3.micro".into(),
+            imdsv2_required: true,
+            public_ip: false,
+        }
+    }
+
+    /// Per region: instances, or an AWS error code; a region not in the table is not enabled.
+    /// Answers can change between runs; calls are recorded.
+    #[derive(Default)]
+    struct Fake {
+        enabled: Vec<String>,
+        answers: Mutex<HashMap<String, Result<Vec<Instance>, &'static str>>>,
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl Fake {
+        fn set(&self, region: &str, answer: Result<&[&str], &'static str>) {
+            let answer = answer.map(|ids| ids.iter().map(|id| instance(id)).collect());
+            self.answers.lock().unwrap().insert(region.into(), answer);
+        }
+
+        fn take_calls(&self) -> Vec<String> {
+            let mut calls = std::mem::take(&mut *self.calls.lock().unwrap());
+            calls.sort();
+            calls
+        }
+    }
+
+    fn aws(operation: &'static str, code: &str) -> Error {
+        Error::Aws {
+            service: "ec2",
+            operation,
+            code: code.into(),
+            message: String::new(),
+        }
+    }
+
+    impl Ec2Api for Fake {
+        async fn enabled_regions(&self) -> Result<Vec<String>, Error> {
+            self.calls.lock().unwrap().push("DescribeRegions".into());
+            Ok(self.enabled.clone())
+        }
+
+        async fn instances(&self, region: &str) -> Result<Vec<Instance>, Error> {
+            self.calls.lock().unwrap().push(region.into());
+            match self.answers.lock().unwrap().get(region) {
+                Some(Ok(instances)) => Ok(instances.clone()),
+                Some(Err(code)) => Err(aws("DescribeInstances", code)),
+                None => Err(aws("DescribeInstances", "AuthFailure")),
+            }
+        }
+    }
+
+    fn regions(r: &[&str]) -> Vec<String> {
+        r.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// (region, success, instance ids) of each record.
+    fn seen(data: &Ec2Data) -> Vec<(&str, bool, Vec<&str>)> {
+        data.regions
+            .iter()
+            .map(|r| {
+                let ids = r.instances.iter().map(|i| i.instance_id.as_str());
+                (r.region.as_str(), r.success, ids.collect())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn enabled_regions_are_asked_only_when_none_are_configured() {
+        let api = Fake {
+            enabled: regions(&["eu-west-1", "us-east-1"]),
+            ..Fake::default()
+        };
+        api.set("eu-west-1", Ok(&["i-1"]));
+        api.set("us-east-1", Ok(&[]));
+        let last = Mutex::default();
+
+        let data = collect(&api, &[], &last, 2).await.unwrap();
+        assert_eq!(
+            api.take_calls(),
+            ["DescribeRegions", "eu-west-1", "us-east-1"]
+        );
+        assert_eq!(data.regions.len(), 2);
+
+        collect(&api, &regions(&["us-east-1"]), &last, 2)
+            .await
+            .unwrap();
+        assert_eq!(api.take_calls(), ["us-east-1"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_region_keeps_its_last_instances() {
+        let api = Fake::default();
+        let all = regions(&["a", "b", "c"]);
+        api.set("a", Ok(&["i-a1"]));
+        api.set("b", Ok(&["i-b1", "i-b2"]));
+        api.set("c", Ok(&["i-c1"]));
+        let last = Mutex::default();
+        collect(&api, &all, &last, 3).await.unwrap();
+
+        api.set("a", Ok(&["i-a2"]));
+        api.set("b", Err("UnauthorizedOperation"));
+        api.set("c", Ok(&[]));
+        let data = collect(&api, &all, &last, 3).await.unwrap();
+        assert_eq!(
+            seen(&data),
+            [
+                ("a", true, vec!["i-a2"]),
+                ("b", false, vec!["i-b1", "i-b2"]),
+                ("c", true, vec![]),
+            ]
+        );
+
+        // Still failing a run later: still the same last good instances. A region that never
+        // answered ("d") has none.
+        let data = collect(&api, &regions(&["a", "b", "d"]), &last, 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            seen(&data),
+            [
+                ("a", true, vec!["i-a2"]),
+                ("b", false, vec!["i-b1", "i-b2"]),
+                ("d", false, vec![]),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn every_region_failing_fails_the_run_and_keeps_the_cache() {
+        let api = Fake::default();
+        let all = regions(&["a", "b"]);
+        api.set("a", Ok(&["i-a1"]));
+        api.set("b", Ok(&["i-b1"]));
+        let last = Mutex::default();
+        collect(&api, &all, &last, 2).await.unwrap();
+        let before = last.lock().unwrap().clone();
+
+        api.set("a", Err("RequestLimitExceeded"));
+        api.set("b", Err("RequestLimitExceeded"));
+        let err = collect(&api, &all, &last, 2).await.unwrap_err();
+        assert_eq!(err.aws_code(), Some("RequestLimitExceeded"));
+        assert_eq!(*last.lock().unwrap(), before);
+
+        // The next good run still has them to fall back on.
+        api.set("a", Ok(&[]));
+        let data = collect(&api, &all, &last, 2).await.unwrap();
+        assert_eq!(seen(&data)[1], ("b", false, vec!["i-b1"]));
+    }
+
+    #[tokio::test]
+    async fn regions_come_out_sorted() {
+        let api = Fake::default();
+        let given = regions(&["us-west-2", "eu-west-1", "ap-south-1"]);
+        for r in &given {
+            api.set(r, Ok(&[]));
+        }
+        let data = collect(&api, &given, &Mutex::default(), 3).await.unwrap();
+        let got: Vec<_> = data.regions.iter().map(|r| r.region.as_str()).collect();
+        assert_eq!(got, ["ap-south-1", "eu-west-1", "us-west-2"]);
+    }
+}

@@ -657,4 +657,85 @@ access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access
             assert_eq!(api.take_calls(), ["t"]);
         }
     }
+
+    // --- root and users from the report ---
+
+    fn fixture(name: &str) -> CredentialReport {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/credential_report/"
+        );
+        credential_report::parse(&std::fs::read(format!("{dir}{name}")).unwrap()).unwrap()
+    }
+
+    fn at(t: &str) -> Option<DateTime<Utc>> {
+        Some(t.parse().unwrap())
+    }
+
+    fn iam_data(report: &CredentialReport) -> IamData {
+        IamData::new(report, None, Vec::new(), None)
+    }
+
+    #[test]
+    fn root_and_users_from_an_aws_report() {
+        let data = iam_data(&fixture("aws_with_root.csv"));
+        assert_eq!(
+            data.root,
+            Some(RootRecord {
+                mfa_active: true,
+                password_enabled: None,
+                active_keys: 0,
+                last_used: at("2026-10-30T08:12:41Z"),
+            })
+        );
+        let users: Vec<_> = data
+            .users
+            .iter()
+            .map(|u| {
+                (
+                    u.user.as_str(),
+                    u.password_enabled,
+                    u.mfa_active,
+                    u.password_last_used,
+                )
+            })
+            .collect();
+        assert_eq!(
+            users,
+            [
+                ("alice", true, false, None),
+                ("bob", true, true, at("2026-11-22T17:02:11Z")),
+                ("carol", false, false, None),
+                ("svc-ci+deploy@example.com", false, false, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn root_keys_are_counted_and_last_used_is_the_latest_use() {
+        let report = fixture("aws_root_with_keys.csv");
+        let data = iam_data(&report);
+        assert_eq!(
+            data.root,
+            Some(RootRecord {
+                mfa_active: false,
+                password_enabled: None,
+                active_keys: 2,
+                last_used: at("2026-11-01T00:00:00Z"),
+            })
+        );
+        assert_eq!(data.users.len(), 1, "the root row is not a user");
+
+        // An inactive key is not counted.
+        let mut root = report.root().unwrap().clone();
+        root.keys[1].active = false;
+        assert_eq!(RootRecord::from_row(&root).active_keys, 1);
+    }
+
+    #[test]
+    fn no_root_row_means_no_root_record() {
+        let data = iam_data(&fixture("emulator_no_root.csv"));
+        assert_eq!(data.root, None);
+        assert_eq!(data.users.len(), 2);
+    }
 }

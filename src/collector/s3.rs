@@ -238,3 +238,273 @@ impl Collector for S3Collector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    const OFF: PublicAccessBlock = PublicAccessBlock {
+        block_public_acls: false,
+        ignore_public_acls: false,
+        block_public_policy: false,
+        restrict_public_buckets: false,
+    };
+    const RESTRICT: PublicAccessBlock = PublicAccessBlock {
+        restrict_public_buckets: true,
+        ..OFF
+    };
+    const IGNORE: PublicAccessBlock = PublicAccessBlock {
+        ignore_public_acls: true,
+        ..OFF
+    };
+    const IGNORE_AND_RESTRICT: PublicAccessBlock = PublicAccessBlock {
+        ignore_public_acls: true,
+        ..RESTRICT
+    };
+
+    /// One scripted bucket: its region in ListBuckets, and the operations that answer an error.
+    struct Bucket {
+        name: &'static str,
+        listed_region: Option<&'static str>,
+        errors: Vec<(&'static str, &'static str)>,
+    }
+
+    fn bucket(name: &'static str, errors: &[(&'static str, &'static str)]) -> Bucket {
+        Bucket {
+            name,
+            listed_region: Some("us-east-1"),
+            errors: errors.to_vec(),
+        }
+    }
+
+    /// Buckets in ListBuckets order. A call not scripted to fail answers: region eu-west-1,
+    /// bucket block IGNORE, policy and ACL private, AES256. Calls are recorded as
+    /// (operation, bucket, region).
+    struct Fake {
+        buckets: Vec<Bucket>,
+        calls: Mutex<Vec<(&'static str, String, String)>>,
+    }
+
+    fn fake(buckets: impl IntoIterator<Item = Bucket>) -> Fake {
+        Fake {
+            buckets: buckets.into_iter().collect(),
+            calls: Mutex::default(),
+        }
+    }
+
+    impl Fake {
+        fn answer<T>(
+            &self,
+            op: &'static str,
+            bucket: &str,
+            region: &str,
+            ok: T,
+        ) -> Result<T, Error> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push((op, bucket.to_owned(), region.to_owned()));
+            let b = self.buckets.iter().find(|b| b.name == bucket).unwrap();
+            match b.errors.iter().find(|(o, _)| *o == op) {
+                Some((_, code)) => Err(Error::Aws {
+                    service: "s3",
+                    operation: op,
+                    code: (*code).into(),
+                    message: String::new(),
+                }),
+                None => Ok(ok),
+            }
+        }
+
+        fn calls_for(&self, bucket: &str) -> Vec<(&'static str, String)> {
+            let calls = self.calls.lock().unwrap();
+            let mine = calls.iter().filter(|(_, b, _)| b == bucket);
+            mine.map(|(op, _, region)| (*op, region.clone())).collect()
+        }
+    }
+
+    impl S3Api for Fake {
+        async fn list_buckets(&self) -> Result<Vec<(String, Option<String>)>, Error> {
+            let listed = self.buckets.iter();
+            Ok(listed
+                .map(|b| (b.name.to_owned(), b.listed_region.map(str::to_owned)))
+                .collect())
+        }
+
+        async fn bucket_region(&self, bucket: &str) -> Result<String, Error> {
+            self.answer("GetBucketLocation", bucket, "", "eu-west-1".to_owned())
+        }
+
+        async fn bucket_public_access_block(
+            &self,
+            bucket: &str,
+            region: &str,
+        ) -> Result<PublicAccessBlock, Error> {
+            self.answer("GetPublicAccessBlock", bucket, region, IGNORE)
+        }
+
+        async fn bucket_policy_public(&self, bucket: &str, region: &str) -> Result<bool, Error> {
+            self.answer("GetBucketPolicyStatus", bucket, region, false)
+        }
+
+        async fn bucket_acl_public(&self, bucket: &str, region: &str) -> Result<bool, Error> {
+            self.answer("GetBucketAcl", bucket, region, false)
+        }
+
+        async fn bucket_encryption(&self, bucket: &str, region: &str) -> Result<Encryption, Error> {
+            self.answer(
+                "GetBucketEncryption",
+                bucket,
+                region,
+                Encryption::Algorithm("AES256"),
+            )
+        }
+
+        async fn account_public_access_block(&self) -> Result<PublicAccessBlock, Error> {
+            Ok(RESTRICT)
+        }
+    }
+
+    /// What the fake's default answers make of a bucket.
+    fn complete(name: &str, region: &str) -> BucketRecord {
+        BucketRecord {
+            name: name.into(),
+            region: region.into(),
+            public_access_block: Some(IGNORE),
+            policy_public: Some(false),
+            acl_public: Some(false),
+            encryption: Some(Encryption::Algorithm("AES256")),
+            denied: Vec::new(),
+        }
+    }
+
+    const OPERATIONS: [&str; 4] = [
+        "GetPublicAccessBlock",
+        "GetBucketPolicyStatus",
+        "GetBucketAcl",
+        "GetBucketEncryption",
+    ];
+
+    #[tokio::test]
+    async fn access_denied_leaves_that_answer_unknown() {
+        let api = fake([
+            bucket("a", &[]),
+            bucket("b", &[("GetBucketPolicyStatus", "AccessDenied")]),
+            bucket("c", &[]),
+        ]);
+        let data = collect(&api, 2).await.unwrap();
+        assert_eq!(data.account_public_access_block, RESTRICT);
+        let b = BucketRecord {
+            policy_public: None,
+            denied: vec!["GetBucketPolicyStatus"],
+            ..complete("b", "us-east-1")
+        };
+        assert_eq!(
+            data.buckets,
+            [complete("a", "us-east-1"), b, complete("c", "us-east-1")]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bucket_deleted_after_listing_is_dropped() {
+        for op in OPERATIONS.into_iter().chain(["GetBucketLocation"]) {
+            let mut gone = bucket("gone", &[(op, "NoSuchBucket")]);
+            gone.listed_region = None;
+            let data = collect(&fake([bucket("kept", &[]), gone]), 2)
+                .await
+                .unwrap();
+            assert_eq!(data.buckets, [complete("kept", "us-east-1")], "{op}");
+        }
+    }
+
+    #[tokio::test]
+    async fn any_other_error_fails_the_run() {
+        for op in OPERATIONS.into_iter().chain(["GetBucketLocation"]) {
+            let mut b = bucket("b", &[(op, "Throttling")]);
+            b.listed_region = None;
+            let err = collect(&fake([bucket("a", &[]), b]), 2).await.unwrap_err();
+            assert_eq!(err.aws_code(), Some("Throttling"), "{op}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bucket_without_listed_region_is_located() {
+        let mut found = bucket("found", &[]);
+        found.listed_region = None;
+        let mut hidden = bucket("hidden", &[("GetBucketLocation", "AccessDenied")]);
+        hidden.listed_region = None;
+        let api = fake([found, hidden]);
+        let data = collect(&api, 2).await.unwrap();
+        let hidden = BucketRecord {
+            name: "hidden".into(),
+            region: "unknown".into(),
+            public_access_block: None,
+            policy_public: None,
+            acl_public: None,
+            encryption: None,
+            denied: vec!["GetBucketLocation"],
+        };
+        assert_eq!(data.buckets, [complete("found", "eu-west-1"), hidden]);
+        // Each bucket is asked in its own region; without one there is nothing to ask.
+        let found_calls = api.calls_for("found");
+        assert_eq!(found_calls[0].0, "GetBucketLocation");
+        assert_eq!(found_calls.len(), 5);
+        assert!(found_calls[1..].iter().all(|(_, r)| r == "eu-west-1"));
+        assert_eq!(api.calls_for("hidden").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn buckets_come_out_sorted_by_name() {
+        let api = fake([
+            bucket("zeta", &[]),
+            bucket("alpha", &[]),
+            bucket("mid", &[]),
+        ]);
+        let data = collect(&api, 3).await.unwrap();
+        let names: Vec<_> = data.buckets.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["alpha", "mid", "zeta"]);
+    }
+
+    #[test]
+    fn public_is_policy_or_acl_unless_a_block_neutralises_it() {
+        #[rustfmt::skip]
+        let table = [
+            // (policy public, ACL public, bucket block, account block) -> public
+            ("nothing blocks a public policy", Some(true), Some(false), Some(OFF), OFF, Some(true)),
+            ("bucket restricts public buckets", Some(true), Some(false), Some(RESTRICT), OFF, Some(false)),
+            ("account restricts public buckets", Some(true), Some(false), Some(OFF), RESTRICT, Some(false)),
+            ("bucket ignores public ACLs", Some(false), Some(true), Some(IGNORE), OFF, Some(false)),
+            ("account ignores public ACLs", Some(false), Some(true), Some(OFF), IGNORE, Some(false)),
+            ("restricting does not cover ACLs", Some(false), Some(true), Some(RESTRICT), RESTRICT, Some(true)),
+            ("nothing public", Some(false), Some(false), Some(OFF), OFF, Some(false)),
+            ("policy unknown, ACL private", None, Some(false), Some(OFF), OFF, None),
+            ("policy unknown, ACL public", None, Some(true), Some(OFF), OFF, Some(true)),
+            ("bucket block unknown", Some(true), Some(false), None, OFF, None),
+            ("bucket block unknown, account blocks", Some(true), Some(true), None, IGNORE_AND_RESTRICT, Some(false)),
+        ];
+        for (case, policy, acl, block, account, want) in table {
+            let b = BucketRecord {
+                policy_public: policy,
+                acl_public: acl,
+                public_access_block: block,
+                ..complete("b", "us-east-1")
+            };
+            assert_eq!(b.public(&account), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn encrypted_is_unknown_when_denied() {
+        let with = |encryption| BucketRecord {
+            encryption,
+            ..complete("b", "us-east-1")
+        };
+        assert_eq!(with(None).encrypted(), None);
+        assert_eq!(with(Some(Encryption::None)).encrypted(), Some(false));
+        assert_eq!(
+            with(Some(Encryption::Algorithm("aws:kms"))).encrypted(),
+            Some(true)
+        );
+    }
+}
