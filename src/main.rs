@@ -146,10 +146,11 @@ async fn run(settings: Settings) -> Result<(), String> {
             account,
             api.clone(),
         ));
-        for c in collector::for_account(cfg, &session) {
+        for (c, schedule) in collector::for_account(cfg, &session) {
             jobs.push(scheduler::Job {
                 account_id: session.account.id.clone(),
                 collector: c,
+                schedule,
             });
         }
     }

@@ -9,13 +9,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::collector::Collector;
+use crate::collector::{Collector, Schedule};
 use crate::error::Error;
 use crate::snapshot::{Outcome, SnapshotStore};
 
 pub struct Job {
     pub account_id: String,
     pub collector: Arc<dyn Collector>,
+    pub schedule: Schedule,
 }
 
 pub fn spawn(
@@ -37,10 +38,11 @@ async fn run_forever(job: Job, store: Arc<SnapshotStore>, shutdown: Cancellation
     loop {
         let started = Instant::now();
         let next_start =
-            tokio::time::Instant::from_std(started) + with_jitter(job.collector.interval());
+            tokio::time::Instant::from_std(started) + with_jitter(job.schedule.interval);
+        let timeout = job.schedule.timeout;
         let result = tokio::select! {
-            r = tokio::time::timeout(job.collector.timeout(), job.collector.collect()) => {
-                r.unwrap_or_else(|_| Err(Error::Timeout(job.collector.timeout())))
+            r = tokio::time::timeout(timeout, job.collector.collect()) => {
+                r.unwrap_or(Err(Error::Timeout(timeout)))
             }
             () = shutdown.cancelled() => return,
         };

@@ -20,6 +20,20 @@ pub struct PublicAccessBlock {
     pub restrict_public_buckets: bool,
 }
 
+/// S3 and S3 Control each have their own configuration type, with the same four getters.
+macro_rules! block_of {
+    () => {
+        |c| {
+            PublicAccessBlock::from_flags([
+                c.block_public_acls(),
+                c.ignore_public_acls(),
+                c.block_public_policy(),
+                c.restrict_public_buckets(),
+            ])
+        }
+    };
+}
+
 /// S3's and S3 Control's error code for "no public access block here": all settings off.
 const NO_BLOCK: &str = "NoSuchPublicAccessBlockConfiguration";
 
@@ -210,16 +224,7 @@ impl S3Api for S3Client {
             .bucket(bucket)
             .send()
             .await
-            .map(|out| {
-                out.public_access_block_configuration().map(|c| {
-                    PublicAccessBlock::from_flags([
-                        c.block_public_acls(),
-                        c.ignore_public_acls(),
-                        c.block_public_policy(),
-                        c.restrict_public_buckets(),
-                    ])
-                })
-            })
+            .map(|out| out.public_access_block_configuration().map(block_of!()))
             .map_err(|e| aws_error("s3", "GetPublicAccessBlock", e));
         or_absent(block, NO_BLOCK, None).map(Option::unwrap_or_default)
     }
@@ -296,16 +301,7 @@ impl S3Api for S3Client {
             .account_id(&self.account_id)
             .send()
             .await
-            .map(|out| {
-                out.public_access_block_configuration().map(|c| {
-                    PublicAccessBlock::from_flags([
-                        c.block_public_acls(),
-                        c.ignore_public_acls(),
-                        c.block_public_policy(),
-                        c.restrict_public_buckets(),
-                    ])
-                })
-            })
+            .map(|out| out.public_access_block_configuration().map(block_of!()))
             .map_err(|e| aws_error("s3control", "GetPublicAccessBlock", e));
         or_absent(block, NO_BLOCK, None).map(Option::unwrap_or_default)
     }

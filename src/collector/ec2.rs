@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
@@ -15,7 +14,6 @@ use futures_util::{StreamExt, stream};
 use super::{Collector, CollectorData};
 use crate::aws::AccountSession;
 use crate::aws::ec2::{Ec2Api, Ec2Client, Instance};
-use crate::config::CollectorConfig;
 use crate::error::Error;
 
 pub const NAME: &str = "ec2";
@@ -45,19 +43,15 @@ pub struct Ec2Collector {
     /// Empty: the account's enabled regions, asked at every run.
     regions: Vec<String>,
     max_concurrency: usize,
-    interval: Duration,
-    timeout: Duration,
     last: Mutex<RegionCache>,
 }
 
 impl Ec2Collector {
-    pub fn new(session: &Arc<AccountSession>, cfg: &CollectorConfig) -> Self {
+    pub fn new(session: &Arc<AccountSession>) -> Self {
         Self {
             client: session.ec2(),
             regions: session.account.regions.clone(),
             max_concurrency: session.max_concurrency(),
-            interval: cfg.interval,
-            timeout: cfg.timeout,
             last: Mutex::new(HashMap::new()),
         }
     }
@@ -124,14 +118,6 @@ pub async fn collect(
 impl Collector for Ec2Collector {
     fn name(&self) -> &'static str {
         NAME
-    }
-
-    fn interval(&self) -> Duration {
-        self.interval
-    }
-
-    fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     fn collect(&self) -> BoxFuture<'_, Result<CollectorData, Error>> {

@@ -129,8 +129,6 @@ pub type KeyCache = HashMap<(String, u8, DateTime<Utc>), Option<String>>;
 pub struct IamCollector {
     client: IamClient,
     max_concurrency: usize,
-    interval: Duration,
-    timeout: Duration,
     report_wait: Duration,
     // Runs of one collector never overlap; the lock is only ever taken between awaits.
     cache: Mutex<KeyCache>,
@@ -143,8 +141,6 @@ impl IamCollector {
         Self {
             client: session.iam(),
             max_concurrency: session.max_concurrency(),
-            interval: cfg.interval,
-            timeout: cfg.timeout,
             report_wait: cfg.report_wait,
             cache: Mutex::new(HashMap::new()),
             warned_no_root: AtomicBool::new(false),
@@ -309,14 +305,6 @@ fn record(row: &ReportRow, slot: u8, id: &str) -> Option<AccessKeyRecord> {
 impl Collector for IamCollector {
     fn name(&self) -> &'static str {
         NAME
-    }
-
-    fn interval(&self) -> Duration {
-        self.interval
-    }
-
-    fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     fn collect(&self) -> BoxFuture<'_, Result<CollectorData, Error>> {

@@ -55,24 +55,43 @@ impl CollectorData {
 pub trait Collector: Send + Sync {
     /// The `collector` label value.
     fn name(&self) -> &'static str;
-    fn interval(&self) -> Duration;
-    /// A run still going after this long is abandoned and counts as failed.
-    fn timeout(&self) -> Duration;
     fn collect(&self) -> BoxFuture<'_, Result<CollectorData, Error>>;
 }
 
-/// The collectors the account's configuration asks for.
-pub fn for_account(config: &Config, session: &Arc<AccountSession>) -> Vec<Arc<dyn Collector>> {
+/// When a collector runs: its configuration, not its business.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// From the start of one run to the start of the next (the scheduler adds a little jitter).
+    pub interval: Duration,
+    /// A run still going after this long is abandoned and counts as failed.
+    pub timeout: Duration,
+}
+
+/// The collectors the account's configuration asks for, each with its schedule.
+pub fn for_account(
+    config: &Config,
+    session: &Arc<AccountSession>,
+) -> Vec<(Arc<dyn Collector>, Schedule)> {
     let c = &config.collectors;
+    let every = |interval, timeout| Schedule { interval, timeout };
     session
         .account
         .collectors
         .iter()
-        .filter_map(|name| -> Option<Arc<dyn Collector>> {
+        .filter_map(|name| -> Option<(Arc<dyn Collector>, Schedule)> {
             match *name {
-                iam::NAME => Some(Arc::new(iam::IamCollector::new(session, &c.iam))),
-                s3::NAME => Some(Arc::new(s3::S3Collector::new(session, &c.s3))),
-                ec2::NAME => Some(Arc::new(ec2::Ec2Collector::new(session, &c.ec2))),
+                iam::NAME => Some((
+                    Arc::new(iam::IamCollector::new(session, &c.iam)),
+                    every(c.iam.interval, c.iam.timeout),
+                )),
+                s3::NAME => Some((
+                    Arc::new(s3::S3Collector::new(session)),
+                    every(c.s3.interval, c.s3.timeout),
+                )),
+                ec2::NAME => Some((
+                    Arc::new(ec2::Ec2Collector::new(session)),
+                    every(c.ec2.interval, c.ec2.timeout),
+                )),
                 _ => None,
             }
         })

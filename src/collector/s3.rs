@@ -5,7 +5,6 @@
 //! unknown and is exported as such; it does not fail the run.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
@@ -13,7 +12,6 @@ use futures_util::{StreamExt, stream};
 use super::{Collector, CollectorData};
 use crate::aws::AccountSession;
 use crate::aws::s3::{Encryption, PublicAccessBlock, S3Api, S3Client};
-use crate::config::CollectorConfig;
 use crate::error::Error;
 
 pub const NAME: &str = "s3";
@@ -93,17 +91,13 @@ pub struct S3Data {
 pub struct S3Collector {
     client: S3Client,
     max_concurrency: usize,
-    interval: Duration,
-    timeout: Duration,
 }
 
 impl S3Collector {
-    pub fn new(session: &Arc<AccountSession>, cfg: &CollectorConfig) -> Self {
+    pub fn new(session: &Arc<AccountSession>) -> Self {
         Self {
             client: session.s3(),
             max_concurrency: session.max_concurrency(),
-            interval: cfg.interval,
-            timeout: cfg.timeout,
         }
     }
 }
@@ -220,14 +214,6 @@ async fn bucket(
 impl Collector for S3Collector {
     fn name(&self) -> &'static str {
         NAME
-    }
-
-    fn interval(&self) -> Duration {
-        self.interval
-    }
-
-    fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     fn collect(&self) -> BoxFuture<'_, Result<CollectorData, Error>> {
