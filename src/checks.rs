@@ -56,7 +56,8 @@ impl Check {
     }
 }
 
-fn unix(t: chrono::DateTime<chrono::Utc>) -> f64 {
+/// Unix time in seconds, with milliseconds.
+pub fn unix(t: chrono::DateTime<chrono::Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
 
@@ -177,6 +178,7 @@ pub fn failed_resources(
                 .count()
         }),
         Check::IamPasswordPolicy => iam
+            .filter(|d| !d.password_policy_denied)
             .map(|d| usize::from(!password_policy_gaps(d.password_policy.as_ref(), c).is_empty())),
         Check::S3PublicAccess => s3.map(|d| {
             let account = &d.account_public_access_block;
@@ -288,6 +290,24 @@ mod tests {
         assert!(!too_old(&key(true, 89, Some(1))));
         assert!(too_old(&key(true, 91, Some(1))));
         assert!(!too_old(&key(false, 200, None)), "an inactive key passes");
+    }
+
+    #[test]
+    fn thresholds_are_exclusive() {
+        // "Older than 90 days": exactly 90 (or 45 unused) still passes.
+        let c = ChecksConfig::default();
+        let now = unix(now());
+        let exactly = |days: i64| AccessKeyRecord {
+            created: chrono::DateTime::from_timestamp_millis(
+                ((now - days as f64 * 86_400.0) * 1000.0) as i64,
+            )
+            .unwrap(),
+            ..key(true, 0, None)
+        };
+        assert!(!key_too_old(&exactly(90), now, &c));
+        assert!(key_too_old(&exactly(90), now + 1.0, &c));
+        assert!(!key_unused(&exactly(45), now, &c));
+        assert!(key_unused(&exactly(45), now + 1.0, &c));
     }
 
     #[test]

@@ -110,6 +110,23 @@ impl Default for CollectorsConfig {
     }
 }
 
+impl CollectorsConfig {
+    /// The settings every collector has, by collector name.
+    pub fn get(&self, name: &str) -> Option<CollectorConfig> {
+        use crate::collector::{ec2, iam, s3};
+        match name {
+            iam::NAME => Some(CollectorConfig {
+                enabled: self.iam.enabled,
+                interval: self.iam.interval,
+                timeout: self.iam.timeout,
+            }),
+            s3::NAME => Some(self.s3.clone()),
+            ec2::NAME => Some(self.ec2.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Settings every collector has. No struct-level default: [`load`] starts from
 /// [`CollectorsConfig::default`], which differs per collector.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -350,8 +367,11 @@ fn validate(
     if !(1..=20).contains(&config.aws.max_attempts) {
         return Err(bad("aws.max_attempts", "must be between 1 and 20".into()));
     }
-    if config.aws.attempt_timeout < Duration::from_secs(1) {
-        return Err(bad("aws.attempt_timeout", "must be at least 1s".into()));
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&config.aws.attempt_timeout) {
+        return Err(bad(
+            "aws.attempt_timeout",
+            "must be between 1s and 1h".into(),
+        ));
     }
     if !(Duration::from_secs(900)..=Duration::from_secs(43200))
         .contains(&config.aws.session_duration)
@@ -363,22 +383,22 @@ fn validate(
     }
     validate_regions(&config.aws.regions).map_err(|m| bad("aws.regions", m))?;
     let c = &config.collectors;
-    for (name, interval, timeout) in [
-        ("iam", c.iam.interval, c.iam.timeout),
-        ("s3", c.s3.interval, c.s3.timeout),
-        ("ec2", c.ec2.interval, c.ec2.timeout),
-    ] {
-        if interval < Duration::from_secs(1) {
-            return Err(bad(
-                &format!("collectors.{name}.interval"),
-                "must be at least 1s".into(),
-            ));
-        }
-        if timeout < Duration::from_secs(1) {
-            return Err(bad(
-                &format!("collectors.{name}.timeout"),
-                "must be at least 1s".into(),
-            ));
+    // Bounded above too: an interval of centuries would overflow the scheduler's clock.
+    let longest = Duration::from_secs(30 * 86_400);
+    for name in crate::collector::NAMES {
+        let Some(collector) = c.get(name) else {
+            continue;
+        };
+        for (field, d) in [
+            ("interval", collector.interval),
+            ("timeout", collector.timeout),
+        ] {
+            if !(Duration::from_secs(1)..=longest).contains(&d) {
+                return Err(bad(
+                    &format!("collectors.{name}.{field}"),
+                    "must be between 1s and 30d".into(),
+                ));
+            }
         }
     }
     let iam = &c.iam;
@@ -518,12 +538,9 @@ fn validate(
 impl Config {
     /// The collectors switched on in `[collectors.*]`: those of accounts without their own list.
     pub fn enabled_collectors(&self) -> Vec<&'static str> {
-        let c = &self.collectors;
-        let on = [c.iam.enabled, c.s3.enabled, c.ec2.enabled];
         crate::collector::NAMES
             .into_iter()
-            .zip(on)
-            .filter_map(|(name, on)| on.then_some(name))
+            .filter(|name| self.collectors.get(name).is_some_and(|c| c.enabled))
             .collect()
     }
 
@@ -691,9 +708,10 @@ mod tests {
         assert_eq!(c.collectors.ec2.timeout, Duration::from_secs(300));
         assert_eq!(c.collectors.s3.interval, Duration::from_secs(3600));
         assert_eq!(c.enabled_collectors(), ["iam", "s3"]);
-        // The first account follows [collectors.*]; the second has its own list, in our order.
+        // The first account follows [collectors.*]; the second has its own list, in our order,
+        // which runs ec2 although it is disabled for the others.
         assert_eq!(s.accounts[0].collectors, ["iam", "s3"]);
-        assert_eq!(s.accounts[1].collectors, ["iam", "s3"]);
+        assert_eq!(s.accounts[1].collectors, ["iam", "s3", "ec2"]);
         assert!(s.accounts[0].regions.is_empty());
         assert_eq!(s.accounts[1].regions, ["eu-central-1"]);
         assert_eq!(
@@ -716,6 +734,15 @@ mod tests {
         let e = load_err("bad_collector_name.toml");
         assert!(
             e.contains("accounts[0].collectors") && e.contains("\"rds\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn huge_interval_is_refused() {
+        let e = load_err("bad_interval_huge.toml");
+        assert!(
+            e.contains("collectors.s3.interval") && e.contains("30d"),
             "{e}"
         );
     }

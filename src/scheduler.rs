@@ -37,8 +37,12 @@ pub fn spawn(
 async fn run_forever(job: Job, store: Arc<SnapshotStore>, shutdown: CancellationToken) {
     loop {
         let started = Instant::now();
-        let next_start =
-            tokio::time::Instant::from_std(started) + with_jitter(job.schedule.interval);
+        // Configuration bounds the interval; checked all the same, since overflow would panic.
+        let next_start = tokio::time::Instant::from_std(started)
+            .checked_add(with_jitter(job.schedule.interval))
+            .unwrap_or_else(|| {
+                tokio::time::Instant::from_std(started) + Duration::from_secs(86_400)
+            });
         let timeout = job.schedule.timeout;
         let result = tokio::select! {
             r = tokio::time::timeout(timeout, job.collector.collect()) => {

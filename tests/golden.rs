@@ -76,15 +76,13 @@ fn scenario() -> Exporter {
         ],
         5,
     ));
+    let mut iam = IamData::new(&report, Some(generated), keys, Some(policy));
+    // The report says not_supported; GetAccountSummary's AccountPasswordPresent said yes.
+    iam.root.as_mut().unwrap().password_enabled = Some(true);
     store.record(
         PROD,
         "iam",
-        Outcome::Success(CollectorData::Iam(IamData::new(
-            &report,
-            Some(generated),
-            keys,
-            Some(policy),
-        ))),
+        Outcome::Success(CollectorData::Iam(iam)),
         1.25,
         NOW - 600.0,
     );

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use aws_sdk_iam::types::ReportStateType;
+use aws_sdk_iam::types::{ReportStateType, SummaryKeyType};
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
@@ -65,6 +65,15 @@ impl ListKeys for IamClient {
     }
 }
 
+/// The account-level calls besides the report, apart so that denials can be tested.
+pub trait AccountApi: Sync {
+    /// The password policy; None when the account has none (NoSuchEntity).
+    fn password_policy(&self)
+    -> impl Future<Output = Result<Option<PasswordPolicy>, Error>> + Send;
+    /// Whether the root user has a password, from GetAccountSummary.
+    fn account_password_present(&self) -> impl Future<Output = Result<Option<bool>, Error>> + Send;
+}
+
 #[derive(Clone)]
 pub struct IamClient {
     client: aws_sdk_iam::Client,
@@ -107,34 +116,6 @@ impl IamClient {
         })
     }
 
-    /// The password policy; None when the account has none (NoSuchEntity).
-    pub async fn password_policy(&self) -> Result<Option<PasswordPolicy>, Error> {
-        let _permit = self.limiter.acquire().await;
-        let out = match self.client.get_account_password_policy().send().await {
-            Ok(out) => out,
-            Err(e) => {
-                let e = aws_error("iam", "GetAccountPasswordPolicy", e);
-                return match e.aws_code() {
-                    Some("NoSuchEntity") => Ok(None),
-                    _ => Err(e),
-                };
-            }
-        };
-        let Some(p) = out.password_policy() else {
-            return Ok(None);
-        };
-        let count = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
-        Ok(Some(PasswordPolicy {
-            minimum_length: count(p.minimum_password_length()),
-            max_age_days: count(p.max_password_age()),
-            reuse_prevention: count(p.password_reuse_prevention()),
-            require_symbols: p.require_symbols(),
-            require_numbers: p.require_numbers(),
-            require_uppercase: p.require_uppercase_characters(),
-            require_lowercase: p.require_lowercase_characters(),
-        }))
-    }
-
     /// All access keys of one user (at most two, but paginated all the same).
     pub async fn list_access_keys(&self, user: &str) -> Result<Vec<ListedKey>, Error> {
         let mut keys = Vec::new();
@@ -170,5 +151,51 @@ impl IamClient {
                 _ => return Ok(keys),
             }
         }
+    }
+}
+
+impl AccountApi for IamClient {
+    /// The password policy; None when the account has none (NoSuchEntity).
+    async fn password_policy(&self) -> Result<Option<PasswordPolicy>, Error> {
+        let _permit = self.limiter.acquire().await;
+        let out = match self.client.get_account_password_policy().send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = aws_error("iam", "GetAccountPasswordPolicy", e);
+                return match e.aws_code() {
+                    Some("NoSuchEntity") => Ok(None),
+                    _ => Err(e),
+                };
+            }
+        };
+        let Some(p) = out.password_policy() else {
+            return Ok(None);
+        };
+        let count = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
+        Ok(Some(PasswordPolicy {
+            minimum_length: count(p.minimum_password_length()),
+            max_age_days: count(p.max_password_age()),
+            reuse_prevention: count(p.password_reuse_prevention()),
+            require_symbols: p.require_symbols(),
+            require_numbers: p.require_numbers(),
+            require_uppercase: p.require_uppercase_characters(),
+            require_lowercase: p.require_lowercase_characters(),
+        }))
+    }
+
+    /// GetAccountSummary's AccountPasswordPresent: whether the root user has a password. None
+    /// when the summary does not say (older partitions, emulators).
+    async fn account_password_present(&self) -> Result<Option<bool>, Error> {
+        let _permit = self.limiter.acquire().await;
+        let out = self
+            .client
+            .get_account_summary()
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "GetAccountSummary", e))?;
+        Ok(out
+            .summary_map()
+            .and_then(|m| m.get(&SummaryKeyType::AccountPasswordPresent))
+            .map(|v| *v > 0))
     }
 }

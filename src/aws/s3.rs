@@ -176,8 +176,11 @@ impl S3Api for S3Client {
         loop {
             let out = {
                 let _permit = self.limiter.acquire().await;
+                // A page size makes AWS paginate (required above 10,000 buckets) and include
+                // each bucket's region, which saves a GetBucketLocation per bucket.
                 client
                     .list_buckets()
+                    .max_buckets(10_000)
                     .set_continuation_token(token.take())
                     .send()
                     .await

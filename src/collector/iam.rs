@@ -18,7 +18,9 @@ use super::credential_report::{self, CredentialReport, ReportRow};
 use super::key_match;
 use super::{Collector, CollectorData};
 use crate::aws::AccountSession;
-use crate::aws::iam::{FetchedReport, IamClient, ListKeys, PasswordPolicy, ReportApi, ReportState};
+use crate::aws::iam::{
+    AccountApi, FetchedReport, IamClient, ListKeys, PasswordPolicy, ReportApi, ReportState,
+};
 use crate::config::IamCollectorConfig;
 use crate::error::Error;
 
@@ -28,6 +30,7 @@ pub const NAME: &str = "iam";
 pub const PERMISSIONS: &[&str] = &[
     "iam:GenerateCredentialReport",
     "iam:GetAccountPasswordPolicy",
+    "iam:GetAccountSummary",
     "iam:GetCredentialReport",
     "iam:ListAccessKeys",
 ];
@@ -47,7 +50,8 @@ pub struct AccessKeyRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootRecord {
     pub mfa_active: bool,
-    /// None when the report says `not_supported`, as AWS's reports do for the root user.
+    /// From the report, or, where it says `not_supported` (as AWS's reports do for the root
+    /// user), from GetAccountSummary's AccountPasswordPresent. None when neither tells.
     pub password_enabled: Option<bool>,
     /// Active access keys: 0, 1 or 2.
     pub active_keys: u8,
@@ -90,8 +94,10 @@ pub struct IamData {
     pub root: Option<RootRecord>,
     /// Every user in the report, sorted by name.
     pub users: Vec<UserRecord>,
-    /// None when the account has no password policy.
+    /// None when the account has no password policy (or it is unknown: see below).
     pub password_policy: Option<PasswordPolicy>,
+    /// GetAccountPasswordPolicy was denied: whether there is a policy is unknown.
+    pub password_policy_denied: bool,
 }
 
 impl IamData {
@@ -119,6 +125,7 @@ impl IamData {
             root: report.root().map(RootRecord::from_row),
             users,
             password_policy,
+            password_policy_denied: false,
         }
     }
 }
@@ -132,8 +139,67 @@ pub struct IamCollector {
     report_wait: Duration,
     // Runs of one collector never overlap; the lock is only ever taken between awaits.
     cache: Mutex<KeyCache>,
-    /// The missing root row is worth one warning per account, not one per run.
-    warned_no_root: AtomicBool,
+    warned: Warned,
+}
+
+/// Conditions worth one warning per account, not one per run.
+#[derive(Debug, Default)]
+pub struct Warned {
+    no_root: AtomicBool,
+    policy_denied: AtomicBool,
+    summary_denied: AtomicBool,
+}
+
+/// True the first time only.
+fn first(flag: &AtomicBool) -> bool {
+    !flag.swap(true, Ordering::Relaxed)
+}
+
+/// The password policy, and the root's password where the report does not tell. A denied call
+/// leaves its answer unknown instead of failing the run (the role may predate the permission).
+pub async fn account_posture(
+    api: &impl AccountApi,
+    data: &mut IamData,
+    warned: &Warned,
+) -> Result<(), Error> {
+    match api.password_policy().await {
+        Ok(p) => data.password_policy = p,
+        Err(e) if denied(&e) => {
+            data.password_policy_denied = true;
+            if first(&warned.policy_denied) {
+                tracing::warn!(error = %e, "GetAccountPasswordPolicy is denied; the password policy is unknown");
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    match data.root.as_mut() {
+        None => {
+            if first(&warned.no_root) {
+                tracing::warn!(
+                    "the credential report has no <root_account> row; root metrics are absent for this account"
+                );
+            }
+        }
+        // AWS's reports say not_supported for the root password; the account summary knows.
+        Some(root) if root.password_enabled.is_none() => {
+            match api.account_password_present().await {
+                Ok(present) => root.password_enabled = present,
+                Err(e) if denied(&e) => {
+                    if first(&warned.summary_denied) {
+                        tracing::warn!(error = %e, "GetAccountSummary is denied; whether the root user has a password is unknown");
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// The role may not make this call: its answer is unknown, which is not a failed run.
+fn denied(e: &Error) -> bool {
+    matches!(e.aws_code(), Some("AccessDenied" | "AccessDeniedException"))
 }
 
 impl IamCollector {
@@ -143,7 +209,7 @@ impl IamCollector {
             max_concurrency: session.max_concurrency(),
             report_wait: cfg.report_wait,
             cache: Mutex::new(HashMap::new()),
-            warned_no_root: AtomicBool::new(false),
+            warned: Warned::default(),
         }
     }
 
@@ -151,13 +217,8 @@ impl IamCollector {
         let fetched = fetch_report(&self.client, self.report_wait).await?;
         let report = credential_report::parse(&fetched.content)?;
         let keys = resolve_keys(&self.client, &self.cache, &report, self.max_concurrency).await?;
-        let password_policy = self.client.password_policy().await?;
-        let data = IamData::new(&report, fetched.generated_at, keys, password_policy);
-        if data.root.is_none() && !self.warned_no_root.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "the credential report has no <root_account> row; root metrics are absent for this account"
-            );
-        }
+        let mut data = IamData::new(&report, fetched.generated_at, keys, None);
+        account_posture(&self.client, &mut data, &self.warned).await?;
         Ok(CollectorData::Iam(data))
     }
 }
@@ -725,5 +786,88 @@ access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access
         let data = iam_data(&fixture("emulator_no_root.csv"));
         assert_eq!(data.root, None);
         assert_eq!(data.users.len(), 2);
+    }
+
+    /// Scripted account-level answers: None is AccessDenied.
+    struct Account {
+        policy: Option<Result<Option<PasswordPolicy>, &'static str>>,
+        password_present: Option<Result<Option<bool>, &'static str>>,
+        summary_calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl AccountApi for Account {
+        async fn password_policy(&self) -> Result<Option<PasswordPolicy>, Error> {
+            self.policy
+                .clone()
+                .unwrap_or(Err("AccessDenied"))
+                .map_err(aws)
+        }
+
+        async fn account_password_present(&self) -> Result<Option<bool>, Error> {
+            self.summary_calls.fetch_add(1, Ordering::SeqCst);
+            self.password_present
+                .unwrap_or(Err("AccessDenied"))
+                .map_err(aws)
+        }
+    }
+
+    fn account(
+        policy: Option<Result<Option<PasswordPolicy>, &'static str>>,
+        password_present: Option<Result<Option<bool>, &'static str>>,
+    ) -> Account {
+        Account {
+            policy,
+            password_present,
+            summary_calls: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_account_summary_says_whether_root_has_a_password() {
+        let mut data = iam_data(&fixture("aws_with_root.csv"));
+        let api = account(Some(Ok(None)), Some(Ok(Some(false))));
+        account_posture(&api, &mut data, &Warned::default())
+            .await
+            .unwrap();
+        let root = data.root.unwrap();
+        assert_eq!(root.password_enabled, Some(false));
+        assert!(!data.password_policy_denied && data.password_policy.is_none());
+    }
+
+    #[tokio::test]
+    async fn denied_account_calls_leave_answers_unknown_without_failing() {
+        let mut data = iam_data(&fixture("aws_with_root.csv"));
+        account_posture(&account(None, None), &mut data, &Warned::default())
+            .await
+            .unwrap();
+        assert!(data.password_policy_denied);
+        assert_eq!(data.root.unwrap().password_enabled, None);
+    }
+
+    #[tokio::test]
+    async fn other_errors_fail_the_run() {
+        let mut data = iam_data(&fixture("aws_with_root.csv"));
+        let throttled = account(Some(Err("Throttling")), Some(Ok(Some(true))));
+        assert!(
+            account_posture(&throttled, &mut data, &Warned::default())
+                .await
+                .is_err()
+        );
+        let throttled = account(Some(Ok(None)), Some(Err("Throttling")));
+        assert!(
+            account_posture(&throttled, &mut data, &Warned::default())
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn no_summary_call_without_a_root_row() {
+        let mut data = iam_data(&fixture("emulator_no_root.csv"));
+        let api = account(Some(Ok(None)), Some(Ok(Some(true))));
+        account_posture(&api, &mut data, &Warned::default())
+            .await
+            .unwrap();
+        assert_eq!(api.summary_calls.load(Ordering::SeqCst), 0);
     }
 }

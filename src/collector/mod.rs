@@ -73,27 +73,23 @@ pub fn for_account(
     session: &Arc<AccountSession>,
 ) -> Vec<(Arc<dyn Collector>, Schedule)> {
     let c = &config.collectors;
-    let every = |interval, timeout| Schedule { interval, timeout };
     session
         .account
         .collectors
         .iter()
-        .filter_map(|name| -> Option<(Arc<dyn Collector>, Schedule)> {
-            match *name {
-                iam::NAME => Some((
-                    Arc::new(iam::IamCollector::new(session, &c.iam)),
-                    every(c.iam.interval, c.iam.timeout),
-                )),
-                s3::NAME => Some((
-                    Arc::new(s3::S3Collector::new(session)),
-                    every(c.s3.interval, c.s3.timeout),
-                )),
-                ec2::NAME => Some((
-                    Arc::new(ec2::Ec2Collector::new(session)),
-                    every(c.ec2.interval, c.ec2.timeout),
-                )),
-                _ => None,
-            }
+        .filter_map(|name| {
+            let collector: Arc<dyn Collector> = match *name {
+                iam::NAME => Arc::new(iam::IamCollector::new(session, &c.iam)),
+                s3::NAME => Arc::new(s3::S3Collector::new(session)),
+                ec2::NAME => Arc::new(ec2::Ec2Collector::new(session)),
+                _ => return None,
+            };
+            let settings = c.get(name)?;
+            let schedule = Schedule {
+                interval: settings.interval,
+                timeout: settings.timeout,
+            };
+            Some((collector, schedule))
         })
         .collect()
 }

@@ -4,7 +4,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
 use super::{flag, gauges, infos};
-use crate::checks;
+use crate::checks::{self, unix};
 use crate::collector::CollectorData;
 use crate::collector::iam::{AccessKeyRecord, UserRecord};
 use crate::config::ChecksConfig;
@@ -30,10 +30,6 @@ fn each<'a, T: 'a>(
         .filter_map(move |((account, _), entry)| {
             Some((account.as_str(), pick(entry.data.as_deref()?)?))
         })
-}
-
-fn unix(t: chrono::DateTime<chrono::Utc>) -> f64 {
-    t.timestamp_millis() as f64 / 1000.0
 }
 
 pub fn encode(
@@ -138,7 +134,7 @@ fn iam(encoder: &mut DescriptorEncoder, snap: &Snapshot, now: f64, every: &str) 
         encoder,
         "iam_root_password_enabled",
         &root_help(
-            "1 if the root user has a password, 0 if not; also absent while the report says not_supported, as AWS's usually do",
+            "1 if the root user has a password, 0 if not (where the report says not_supported, from GetAccountSummary)",
         ),
         None,
         roots().filter_map(|(l, r)| Some((l, flag(r.password_enabled?)))),
@@ -200,10 +196,12 @@ fn iam(encoder: &mut DescriptorEncoder, snap: &Snapshot, now: f64, every: &str) 
         encoder,
         "iam_password_policy_present",
         &format!(
-            "1 if the account has a password policy, 0 if not, from GetAccountPasswordPolicy every {every}."
+            "1 if the account has a password policy, 0 if not, from GetAccountPasswordPolicy every {every}; absent when that call is denied."
         ),
         None,
-        data().map(|(a, d)| ([("account_id", a)], flag(d.password_policy.is_some()))),
+        data()
+            .filter(|(_, d)| !d.password_policy_denied)
+            .map(|(a, d)| ([("account_id", a)], flag(d.password_policy.is_some()))),
     )?;
     gauges(
         encoder,
@@ -395,7 +393,7 @@ fn ec2(encoder: &mut DescriptorEncoder, snap: &Snapshot, every: &str) -> Fmt {
         encoder,
         "ec2_region_success",
         &format!(
-            "1 if the last run listed the region's instances, 0 if it failed (its last good instances are kept). Refreshed every {every}."
+            "1 if the run behind the data in use listed the region's instances, 0 if it failed there (its instances are then from the last run that did). Refreshed every {every}; a run that fails in every region keeps all the previous data."
         ),
         None,
         data().flat_map(|(a, d)| {
