@@ -23,6 +23,9 @@ pub struct RunStatus {
     pub duration_seconds: f64,
     /// Unix time of the end of the last successful run.
     pub last_success: Option<f64>,
+    /// Failed runs since the last success (0 after a success), so alerts can tell a blip from
+    /// a collector that stays broken.
+    pub consecutive_failures: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +97,7 @@ impl SnapshotStore {
                         success: true,
                         duration_seconds,
                         last_success: Some(now),
+                        consecutive_failures: 0,
                     },
                     data: Some(d.clone()),
                 },
@@ -102,6 +106,9 @@ impl SnapshotStore {
                         success: false,
                         duration_seconds,
                         last_success: previous.and_then(|p| p.status.last_success),
+                        consecutive_failures: previous
+                            .map_or(0, |p| p.status.consecutive_failures)
+                            .saturating_add(1),
                     },
                     data: previous.and_then(|p| p.data.clone()),
                 },
@@ -134,6 +141,7 @@ mod tests {
         let e = &snap.entries[&("1".to_owned(), "iam")];
         assert!(!e.status.success);
         assert_eq!(e.status.last_success, Some(1000.0));
+        assert_eq!(e.status.consecutive_failures, 1);
         assert_eq!(e.status.duration_seconds, 0.5);
         match e.data.as_deref() {
             Some(CollectorData::Iam(d)) => {

@@ -157,6 +157,10 @@ impl Exporter {
                 ec2: every(c.ec2.interval),
             },
             checks: config.checks.clone(),
+            intervals: crate::collector::NAMES
+                .into_iter()
+                .filter_map(|name| Some((name, c.get(name)?.interval.as_secs_f64())))
+                .collect(),
             clock,
         }));
         Self { registry }
@@ -179,6 +183,8 @@ struct SnapshotCollector {
     api: Arc<ApiMetrics>,
     every: posture::Every,
     checks: ChecksConfig,
+    /// (collector, configured interval in seconds), for staleness alerts.
+    intervals: Vec<(&'static str, f64)>,
     clock: fn() -> f64,
 }
 
@@ -265,6 +271,30 @@ impl PromCollector for SnapshotCollector {
             snap.entries.iter().map(|((account, collector), e)| {
                 (status_labels(account, collector), e.status.duration_seconds)
             }),
+        )?;
+        gauges(
+            &mut encoder,
+            "collector_consecutive_failures",
+            &format!(
+                "Failed runs of each collector in a row, 0 after a success (iam every {}, s3 every {}, ec2 every {}).",
+                e.iam, e.s3, e.ec2
+            ),
+            None,
+            snap.entries.iter().map(|((account, collector), e)| {
+                (
+                    status_labels(account, collector),
+                    f64::from(e.status.consecutive_failures),
+                )
+            }),
+        )?;
+        gauges(
+            &mut encoder,
+            "collector_interval",
+            "Configured interval of each collector: from the start of one run to the start of the next.",
+            Some(&Unit::Seconds),
+            self.intervals
+                .iter()
+                .map(|(collector, secs)| ([("collector", *collector)], *secs)),
         )?;
         gauges(
             &mut encoder,
