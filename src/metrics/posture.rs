@@ -44,6 +44,18 @@ pub fn encode(
     ec2(encoder, snap, &every.ec2)?;
     gauges(
         encoder,
+        "check_threshold",
+        "Thresholds of the time-based checks, from [checks], for alert rules to compare against.",
+        Some(&Unit::Seconds),
+        [
+            ("iam_access_key_age", checks.access_key_max_age),
+            ("iam_access_key_unused", checks.access_key_max_unused),
+        ]
+        .into_iter()
+        .map(|(check, d)| ([("check", check)], d.as_secs_f64())),
+    )?;
+    gauges(
+        encoder,
         "check_failed_resources",
         "Resources failing each check, per account; absent while the data to decide is missing. Rules and thresholds: README, section Checks.",
         None,
