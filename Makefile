@@ -1,7 +1,7 @@
 # `make run` runs the exporter; `make test` installs the test prerequisites and runs every check.
 CONFIG ?=
 
-.PHONY: run build test test-deps lint golden
+.PHONY: run build test test-deps lint golden demo
 
 run:
 	cargo run --release --locked -- $(if $(CONFIG),--config $(CONFIG))
@@ -22,3 +22,7 @@ test: test-deps lint
 # Rewrites tests/golden/ from the current code; review the diff before committing it.
 golden:
 	INFRAAUDIT_UPDATE_GOLDEN=1 cargo test --locked --test golden
+
+# The whole stack on loopback without AWS: emulator, exporter, Prometheus, Alertmanager. Ctrl-C stops it.
+demo:
+	scripts/demo.sh

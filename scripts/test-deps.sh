@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: the emulator's Python venv (moto[server],
-# pinned in tests/emulator/requirements.txt) and promtool (Debian package prometheus).
+# pinned in tests/emulator/requirements.txt), Prometheus with promtool, Alertmanager and curl
+# (Debian packages prometheus, prometheus-alertmanager, curl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,12 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
 fi
 "$venv/bin/python" -c 'import moto.server' || { echo "test-deps: moto is not importable from $venv" >&2; exit 1; }
 
-command -v promtool >/dev/null || apt_install prometheus
+# promtool and prometheus come with the Debian package prometheus; Alertmanager is its own package.
+missing=()
+{ command -v promtool && command -v prometheus; } >/dev/null || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+command -v curl >/dev/null || missing+=(curl)
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 promtool --version >/dev/null
+prometheus-alertmanager --version >/dev/null 2>&1
 echo "test-deps: ok ($("$venv/bin/python" -c 'import moto; print("moto", moto.__version__)'), $(promtool --version 2>&1 | head -1))" >&2

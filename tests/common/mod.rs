@@ -62,6 +62,8 @@ pub struct Emulator {
     pub endpoint: String,
     /// What the emulator seeded: account -> user -> keys (id, created, active, last_used).
     pub seeded: Value,
+    /// Unix time the emulator seeded relative to.
+    pub now: f64,
     /// Account -> password_policy, console users, account_block, buckets (with the expected
     /// `public`), instances (by id, with their final state).
     pub resources: Value,
@@ -69,6 +71,11 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With extra arguments for moto_emulator.py, such as `--demo`.
+    pub fn start_with(args: &[&str]) -> Self {
         let python = std::env::var_os("INFRAAUDIT_TEST_PYTHON")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo().join(".venv/bin/python"));
@@ -79,6 +86,7 @@ impl Emulator {
         );
         let mut child = Command::new(&python)
             .arg(repo().join("tests/emulator/moto_emulator.py"))
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -96,6 +104,7 @@ impl Emulator {
             _stdin: stdin,
             endpoint: ready["endpoint"].as_str().unwrap().to_owned(),
             seeded: ready["accounts"].clone(),
+            now: ready["now"].as_f64().unwrap(),
             resources: ready["resources"].clone(),
         }
     }

@@ -1,6 +1,6 @@
 """The AWS emulator for infraaudit's tests: moto in server mode on 127.0.0.1, seeded.
 
-Usage: python moto_emulator.py [--port N]
+Usage: python moto_emulator.py [--port N] [--demo]
 
 Starts moto's threaded server (port 0: a free one), seeds two accounts, and prints one JSON line
 to stdout with the port and everything it seeded (key ids, creation and last-used times), which the
@@ -9,6 +9,11 @@ tests take as the truth. It runs until its standard input closes, so it dies wit
 Account 123456789012 is moto's default: requests signed with unknown credentials land there.
 Account 222222222222 is reached only through AssumeRole of its InfraAuditRole: moto routes requests
 signed with the returned credentials to the role's account.
+
+--demo (for `make demo` and the Prometheus/Alertmanager test) adds a third account, 333333333333,
+like the second, and makes the credential report look like AWS's where moto's does not: a
+`<root_account>` row in AWS's format (moto writes none) and a generation time of now (moto's is
+fixed in 2015). The plain mode is moto as it is, for every other test.
 """
 
 import argparse
@@ -25,6 +30,7 @@ from moto.server import ThreadedMotoServer
 
 BASE_ACCOUNT = "123456789012"
 ROLE_ACCOUNT = "222222222222"
+DEMO_ACCOUNT = "333333333333"
 
 TRUST_POLICY = json.dumps(
     {
@@ -49,6 +55,10 @@ SEED = {
         "carol": [(89, True, None)],
         "dave": [(400, False, 300 * 24)],
     },
+    DEMO_ACCOUNT: {
+        "grace": [(150, True, 2)],
+        "heidi": [(60, True, None)],
+    },
     ROLE_ACCOUNT: {
         "alice": [(30, True, 5)],
         "erin": [(120, False, None), (10, True, 24)],
@@ -61,6 +71,7 @@ SEED = {
 CONSOLE = {
     BASE_ACCOUNT: {"alice": (True, True, 5), "bob": (True, False, None)},
     ROLE_ACCOUNT: {"frank": (True, False, None)},
+    DEMO_ACCOUNT: {"heidi": (True, True, 30)},
 }
 
 # The password policy of the base account; the role account has none.
@@ -108,6 +119,9 @@ BUCKETS = {
         {"name": "ia-kms", "region": "eu-west-1", "encryption": "aws:kms", "public": False},
         {"name": "ia-plain", "region": "us-east-1", "public": False},
     ],
+    DEMO_ACCOUNT: [
+        {"name": "ia-demo-site", "region": "eu-central-1", "policy": True, "public": True},
+    ],
     ROLE_ACCOUNT: [
         # Public by policy, neutralised by RestrictPublicBuckets on the account.
         {"name": "ia-role-policy", "region": "us-east-1", "policy": True, "public": False},
@@ -136,7 +150,69 @@ INSTANCES = {
     ROLE_ACCOUNT: [
         ("syd-v2", "ap-southeast-2", True, True, "running"),
     ],
+    DEMO_ACCOUNT: [
+        ("legacy-v1", "eu-central-1", False, True, "running"),
+    ],
 }
+
+
+# --demo only: each account's root user (MFA, active key age in days or None, password). The
+# sandbox's root has no credentials at all, as with centrally managed root access: a pass.
+DEMO_ROOTS = {
+    BASE_ACCOUNT: (False, 400, True),
+    ROLE_ACCOUNT: (True, None, True),
+    DEMO_ACCOUNT: (False, None, False),
+}
+
+ISO = "%Y-%m-%dT%H:%M:%S+00:00"
+
+
+def root_row(account, now):
+    """A `<root_account>` row as AWS writes it (password columns not_supported)."""
+    mfa, key_age, _ = DEMO_ROOTS[account]
+    created = (now - timedelta(days=900)).strftime(ISO)
+    used = (now - timedelta(days=3)).strftime(ISO)
+    if key_age is None:
+        key = ["false", "N/A", "N/A", "N/A", "N/A"]
+    else:
+        rotated = (now - timedelta(days=key_age)).strftime(ISO)
+        key = ["true", rotated, used, "us-east-1", "iam"]
+    fields = [ROOT, f"arn:aws:iam::{account}:root", created, "not_supported", used]
+    fields += ["not_supported", "not_supported", "true" if mfa else "false"] + key
+    fields += ["false", "N/A", "N/A", "N/A", "N/A", "false", "N/A", "false", "N/A"]
+    return ",".join(fields)
+
+
+ROOT = "<root_account>"
+
+
+def patch_report_like_aws(now):
+    """--demo: moto's report has no root row and a generation time fixed in 2015, and its
+    account summary has no AccountPasswordPresent."""
+    from moto.iam import responses
+    from moto.iam.models import AccountSummary
+
+    moto_summary = AccountSummary.summary_map.fget
+
+    def summary_map(self):
+        mfa, _, password = DEMO_ROOTS[self._iam_backend.account_id]
+        return {
+            **moto_summary(self),
+            "AccountMFAEnabled": int(mfa),
+            "AccountPasswordPresent": int(password),
+        }
+
+    AccountSummary.summary_map = property(summary_map)
+
+    def get_credential_report(self):
+        header, _, users = self.backend.get_credential_report().partition("\n")
+        content = "\n".join([header, root_row(self.current_account, now), users])
+        generated = (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return responses.ActionResult(
+            {"Content": content, "ReportFormat": "text/csv", "GeneratedTime": generated}
+        )
+
+    responses.IamResponse.get_credential_report = get_credential_report
 
 
 def naive_utc(dt):
@@ -148,7 +224,7 @@ def seed(now):
     seeded = {}
     for account, users in SEED.items():
         backend = iam_backends[account]["aws"]
-        if account == ROLE_ACCOUNT:
+        if account != BASE_ACCOUNT:
             backend.create_role(
                 role_name="InfraAuditRole",
                 assume_role_policy_document=TRUST_POLICY,
@@ -213,10 +289,10 @@ def seed_console(now):
 def clients(endpoint, account):
     """boto3 clients factory for one account: the base one directly, the other via AssumeRole."""
     creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    if account == ROLE_ACCOUNT:
+    if account != BASE_ACCOUNT:
         sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1", **creds)
         c = sts.assume_role(
-            RoleArn=f"arn:aws:iam::{ROLE_ACCOUNT}:role/InfraAuditRole",
+            RoleArn=f"arn:aws:iam::{account}:role/InfraAuditRole",
             RoleSessionName="emulator-seed",
             ExternalId="test-external-id",
         )["Credentials"]
@@ -234,7 +310,7 @@ def clients(endpoint, account):
 def seed_resources(endpoint, console):
     """Password policy, buckets and instances, through the API like any client."""
     out = {}
-    for account in (BASE_ACCOUNT, ROLE_ACCOUNT):
+    for account in INSTANCES:
         client = clients(endpoint, account)
         if account == BASE_ACCOUNT:
             client("iam").update_account_password_policy(**PASSWORD_POLICY)
@@ -301,7 +377,7 @@ def seed_resources(endpoint, console):
             }
         out[account] = {
             "password_policy": PASSWORD_POLICY if account == BASE_ACCOUNT else None,
-            "console": console[account],
+            "console": console.get(account, {}),
             "account_block": ACCOUNT_BLOCK.get(account, {}),
             "buckets": BUCKETS[account],
             "instances": instances,
@@ -312,7 +388,13 @@ def seed_resources(endpoint, console):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--demo", action="store_true")
     args = parser.parse_args()
+    if args.demo:
+        patch_report_like_aws(datetime.now(timezone.utc))
+    else:
+        for scenario in (SEED, CONSOLE, BUCKETS, INSTANCES, DEMO_ROOTS):
+            scenario.pop(DEMO_ACCOUNT, None)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)

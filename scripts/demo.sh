@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# `make demo`: the whole stack on loopback, without an AWS account. The moto emulator with the demo
+# scenario (three accounts, old keys, a root key, public buckets, IMDSv1 instances), the exporter,
+# Prometheus with the shipped rules and Alertmanager; it prints the URLs and runs until Ctrl-C,
+# then stops everything and removes its temporary directory.
+#
+# The shipped alerts wait an hour or so (`for`) before firing; the demo cuts every `for` to 10s so
+# that alerts show within a minute. The expressions are the shipped ones.
+# Ports (loopback only) can be changed: DEMO_EXPORTER_PORT, DEMO_PROMETHEUS_PORT, DEMO_ALERTMANAGER_PORT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+exporter_port=${DEMO_EXPORTER_PORT:-19025}
+prometheus_port=${DEMO_PROMETHEUS_PORT:-19090}
+alertmanager_port=${DEMO_ALERTMANAGER_PORT:-19093}
+
+scripts/test-deps.sh
+cargo build --locked --quiet
+
+work=$(mktemp -d -t infraaudit-demo.XXXXXX)
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  echo
+  echo "demo: stopping" >&2
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+fill() { # fill FILE -> stdout, with the placeholders replaced
+  sed -e "s|@ENDPOINT@|${endpoint:-}|g" -e "s|@LISTEN@|127.0.0.1:$exporter_port|g" \
+      -e "s|@INTERVAL@|5s|g" -e "s|@RULES@|$work/infraaudit.rules.yml|g" \
+      -e "s|@ALERTMANAGER@|127.0.0.1:$alertmanager_port|g" \
+      -e "s|@EXPORTER@|127.0.0.1:$exporter_port|g" "$1"
+}
+
+wait_for() { # wait_for URL WHAT
+  for _ in $(seq 1 300); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "demo: $2 did not come up; its log is in $work" >&2
+  exit 1
+}
+
+# The emulator runs while its stdin is open: a pipe from a process we kill at the end.
+tail -f /dev/null | .venv/bin/python tests/emulator/moto_emulator.py --demo >"$work/emulator.json" 2>"$work/emulator.log" &
+pids+=($!)
+for _ in $(seq 1 300); do [ -s "$work/emulator.json" ] && break; sleep 0.2; done
+endpoint=$(.venv/bin/python -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["endpoint"])' "$work/emulator.json")
+
+fill demo/infraaudit.toml >"$work/infraaudit.toml"
+AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true \
+  target/debug/infraaudit --config "$work/infraaudit.toml" 2>"$work/infraaudit.log" &
+pids+=($!)
+wait_for "http://127.0.0.1:$exporter_port/-/ready" "the exporter"
+
+sed -E 's/^([[:space:]]*)for: .*/\1for: 10s/' alerts/infraaudit.rules.yml >"$work/infraaudit.rules.yml"
+fill demo/alertmanager.yml >"$work/alertmanager.yml"
+prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am" \
+  --web.listen-address="127.0.0.1:$alertmanager_port" --cluster.listen-address= 2>"$work/alertmanager.log" &
+pids+=($!)
+fill demo/prometheus.yml >"$work/prometheus.yml"
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prometheus" \
+  --web.listen-address="127.0.0.1:$prometheus_port" 2>"$work/prometheus.log" &
+pids+=($!)
+wait_for "http://127.0.0.1:$alertmanager_port/-/ready" "Alertmanager"
+wait_for "http://127.0.0.1:$prometheus_port/-/ready" "Prometheus"
+
+cat <<MSG
+
+infraaudit demo is running (logs in $work):
+  exporter      http://127.0.0.1:$exporter_port/metrics
+  Prometheus    http://127.0.0.1:$prometheus_port/alerts
+  Alertmanager  http://127.0.0.1:$alertmanager_port/#/alerts   (alerts arrive within a minute)
+Dashboards: import dashboards/*.json into a Grafana with http://127.0.0.1:$prometheus_port as its
+Prometheus datasource (see dashboards/README.md). Ctrl-C stops everything.
+MSG
+wait "${pids[@]}"
