@@ -60,7 +60,10 @@ fn demo_file(name: &str, vars: &[(&str, &str)]) -> String {
     for (k, v) in vars {
         text = text.replace(k, v);
     }
-    assert!(!text.contains("@"), "{name}: a placeholder is left:\n{text}");
+    assert!(
+        !text.contains("@"),
+        "{name}: a placeholder is left:\n{text}"
+    );
     text
 }
 
@@ -208,10 +211,14 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
     );
 
     // Scraped, and the recording rules evaluated.
-    poll(Duration::from_secs(60), "Prometheus to scrape and record", || {
-        try_query(&prom_url, "infraaudit:iam_access_key_age_seconds:active")
-            .filter(|r| !r.is_empty())
-    });
+    poll(
+        Duration::from_secs(60),
+        "Prometheus to scrape and record",
+        || {
+            try_query(&prom_url, "infraaudit:iam_access_key_age_seconds:active")
+                .filter(|r| !r.is_empty())
+        },
+    );
 
     // Every query of every dashboard panel returns at least one series.
     let mut checked = 0;
@@ -222,7 +229,10 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
         assert!(queries.len() >= 5, "{file}: {} queries", queries.len());
         for (title, expr) in queries {
             let expr = substitute(&expr);
-            assert!(!expr.contains('$'), "{file} / {title}: unknown variable in {expr}");
+            assert!(
+                !expr.contains('$'),
+                "{file} / {title}: unknown variable in {expr}"
+            );
             // rate() needs two samples a window apart: poll rather than assume.
             poll(
                 Duration::from_secs(90),
@@ -239,13 +249,19 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
     let base = &emu.seeded[BASE_ACCOUNT];
     let key = |user: &str, i: usize| base[user][i]["id"].as_str().unwrap().to_owned();
     let alice_200d = key("alice", 0);
-    let alerts = poll(Duration::from_secs(90), "the 200-day key's alert in Alertmanager", || {
-        let v = get_json(&format!("{am_url}/api/v2/alerts?filter=alertname%3D%22InfraAuditAccessKeyTooOld%22"));
-        let all = v.as_array().cloned().unwrap_or_default();
-        all.iter()
-            .any(|a| a["labels"]["access_key_id"] == alice_200d.as_str())
-            .then_some(all)
-    });
+    let alerts = poll(
+        Duration::from_secs(90),
+        "the 200-day key's alert in Alertmanager",
+        || {
+            let v = get_json(&format!(
+                "{am_url}/api/v2/alerts?filter=alertname%3D%22InfraAuditAccessKeyTooOld%22"
+            ));
+            let all = v.as_array().cloned().unwrap_or_default();
+            all.iter()
+                .any(|a| a["labels"]["access_key_id"] == alice_200d.as_str())
+                .then_some(all)
+        },
+    );
     let alice = alerts
         .iter()
         .find(|a| a["labels"]["access_key_id"] == alice_200d.as_str())
@@ -291,7 +307,9 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
     }
     // Alerts of one evaluation reach Alertmanager together; poll until the set is complete.
     let got = poll(Duration::from_secs(30), "every old key's alert", || {
-        let v = get_json(&format!("{am_url}/api/v2/alerts?filter=alertname%3D%22InfraAuditAccessKeyTooOld%22"));
+        let v = get_json(&format!(
+            "{am_url}/api/v2/alerts?filter=alertname%3D%22InfraAuditAccessKeyTooOld%22"
+        ));
         let mut got: Vec<String> = v
             .as_array()
             .unwrap()
