@@ -76,6 +76,24 @@ fn alerts() -> Vec<(String, String)> {
     out
 }
 
+/// (firing, quiet) `alert_rule_test` cases of one alert: each case is an `alertname:` line
+/// followed by `exp_alerts: []` (quiet) or by a list of expected alerts (firing).
+fn cases(tests: &str, name: &str) -> (usize, usize) {
+    let mut lines = tests.lines().map(str::trim).peekable();
+    let (mut firing, mut quiet) = (0, 0);
+    while let Some(line) = lines.next() {
+        if line != format!("alertname: {name}") {
+            continue;
+        }
+        match lines.peek() {
+            Some(&"exp_alerts: []") => quiet += 1,
+            Some(&"exp_alerts:") => firing += 1,
+            _ => {}
+        }
+    }
+    (firing, quiet)
+}
+
 #[test]
 fn every_alert_is_complete_and_has_a_runbook_section() {
     let runbook = read(&repo().join("docs/runbook.md"));
@@ -128,9 +146,10 @@ fn every_alert_is_complete_and_has_a_runbook_section() {
             sections.contains(&name.to_lowercase()),
             "docs/runbook.md has no section `## {name}`"
         );
+        let (firing, quiet) = cases(&tests, name);
         assert!(
-            tests.contains(&format!("alertname: {name}")),
-            "alerts/tests/ never tests {name}"
+            firing > 0 && quiet > 0,
+            "alerts/tests/ must have a firing and a quiet case of {name}: {firing} firing, {quiet} quiet"
         );
     }
 }

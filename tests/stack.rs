@@ -91,12 +91,26 @@ fn get_json(url: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
 }
 
-/// None while the server is not answering yet.
-fn try_query(prometheus: &str, expr: &str) -> Option<Vec<Value>> {
-    let url = format!("{prometheus}/api/v1/query?query={}", url_encode(expr));
+/// None while the server is not answering (yet).
+fn try_json(url: &str) -> Option<Value> {
     let body = reqwest::blocking::get(url).ok()?.text().ok()?;
-    let v: Value = serde_json::from_str(&body).ok()?;
+    serde_json::from_str(&body).ok()
+}
+
+fn try_query(prometheus: &str, expr: &str) -> Option<Vec<Value>> {
+    let v = try_json(&format!(
+        "{prometheus}/api/v1/query?query={}",
+        url_encode(expr)
+    ))?;
     v["data"]["result"].as_array().cloned()
+}
+
+/// The alerts Alertmanager holds under one name; None while it does not answer.
+fn am_alerts(am_url: &str, alertname: &str) -> Option<Vec<Value>> {
+    let filter = url_encode(&format!("alertname=\"{alertname}\""));
+    try_json(&format!("{am_url}/api/v2/alerts?filter={filter}"))?
+        .as_array()
+        .cloned()
 }
 
 /// An instant query; panics on a PromQL error, so a broken dashboard query fails loudly.
@@ -210,6 +224,11 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
         "prometheus",
     );
 
+    poll(Duration::from_secs(30), "Alertmanager to be ready", || {
+        reqwest::blocking::get(format!("{am_url}/-/ready"))
+            .ok()
+            .filter(|r| r.status().is_success())
+    });
     // Scraped, and the recording rules evaluated.
     poll(
         Duration::from_secs(60),
@@ -219,6 +238,18 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
                 .filter(|r| !r.is_empty())
         },
     );
+    // Every shipped rule evaluates without error on real data (an error would only show here).
+    let groups = get_json(&format!("{prom_url}/api/v1/rules"));
+    let rules: Vec<&Value> = groups["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .collect();
+    assert!(rules.len() >= 18, "{} rules loaded", rules.len());
+    for r in rules {
+        assert_eq!(r["health"], "ok", "rule {}: {}", r["name"], r["lastError"]);
+    }
 
     // Every query of every dashboard panel returns at least one series.
     let mut checked = 0;
@@ -253,13 +284,10 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
         Duration::from_secs(90),
         "the 200-day key's alert in Alertmanager",
         || {
-            let v = get_json(&format!(
-                "{am_url}/api/v2/alerts?filter=alertname%3D%22InfraAuditAccessKeyTooOld%22"
-            ));
-            let all = v.as_array().cloned().unwrap_or_default();
-            all.iter()
-                .any(|a| a["labels"]["access_key_id"] == alice_200d.as_str())
-                .then_some(all)
+            am_alerts(&am_url, "InfraAuditAccessKeyTooOld").filter(|all| {
+                all.iter()
+                    .any(|a| a["labels"]["access_key_id"] == alice_200d.as_str())
+            })
         },
     );
     let alice = alerts
@@ -307,12 +335,7 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
     }
     // Alerts of one evaluation reach Alertmanager together; poll until the set is complete.
     let got = poll(Duration::from_secs(30), "every old key's alert", || {
-        let v = get_json(&format!(
-            "{am_url}/api/v2/alerts?filter=alertname%3D%22InfraAuditAccessKeyTooOld%22"
-        ));
-        let mut got: Vec<String> = v
-            .as_array()
-            .unwrap()
+        let mut got: Vec<String> = am_alerts(&am_url, "InfraAuditAccessKeyTooOld")?
             .iter()
             .map(|a| {
                 format!(

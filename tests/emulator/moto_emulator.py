@@ -207,7 +207,9 @@ def patch_report_like_aws(now):
     def get_credential_report(self):
         header, _, users = self.backend.get_credential_report().partition("\n")
         content = "\n".join([header, root_row(self.current_account, now), users])
-        generated = (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # As AWS: regenerated when asked, so never much older than the collector's interval.
+        generated = datetime.now(timezone.utc) - timedelta(minutes=5)
+        generated = generated.strftime("%Y-%m-%dT%H:%M:%SZ")
         return responses.ActionResult(
             {"Content": content, "ReportFormat": "text/csv", "GeneratedTime": generated}
         )
