@@ -205,19 +205,231 @@ pub fn summary<'a>(
     c: &'a ChecksConfig,
 ) -> impl Iterator<Item = (&'a str, Check, usize)> + 'a {
     snapshot.accounts.iter().flat_map(move |a| {
-        let data = |collector: &'static str| {
-            snapshot
-                .entries
-                .get(&(a.id.clone(), collector))
-                .and_then(|e| e.data.as_deref())
-        };
-        let iam = data(crate::collector::iam::NAME).and_then(|d| d.as_iam());
-        let s3 = data(crate::collector::s3::NAME).and_then(|d| d.as_s3());
-        let ec2 = data(crate::collector::ec2::NAME).and_then(|d| d.as_ec2());
+        let (iam, s3, ec2) = account_data(snapshot, &a.id);
         Check::ALL.into_iter().filter_map(move |check| {
             failed_resources(check, iam, s3, ec2, now, c).map(|n| (a.id.as_str(), check, n))
         })
     })
+}
+
+/// One resource's verdict on one check, for people and scripts (API, CLI, HTML overview).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Finding {
+    pub account_id: String,
+    #[serde(serialize_with = "check_name")]
+    pub check: Check,
+    /// `user/AKIA...`, `root`, a user, `account`, a bucket, or `region/instance-id`.
+    pub resource: String,
+    pub failed: bool,
+    pub details: String,
+}
+
+fn check_name<S: serde::Serializer>(c: &Check, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.name())
+}
+
+impl Check {
+    /// The collector whose data the check reads.
+    pub fn collector(self) -> &'static str {
+        use crate::collector::{ec2, iam, s3};
+        match self {
+            Check::S3PublicAccess | Check::S3Encryption => s3::NAME,
+            Check::Ec2Imdsv2 | Check::Ec2PublicIp => ec2::NAME,
+            _ => iam::NAME,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Check> {
+        Check::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+fn days(seconds: f64) -> f64 {
+    (seconds / 86_400.0).floor()
+}
+
+/// Every resource of one account on every check whose data is known, by the same rules as
+/// [`failed_resources`], so the failed findings of a check always number its summary.
+pub fn findings(
+    account_id: &str,
+    iam: Option<&IamData>,
+    s3: Option<&S3Data>,
+    ec2: Option<&Ec2Data>,
+    now: f64,
+    c: &ChecksConfig,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut add = |check, resource: String, failed, details: String| {
+        out.push(Finding {
+            account_id: account_id.to_owned(),
+            check,
+            resource,
+            failed,
+            details,
+        });
+    };
+    if let Some(d) = iam {
+        for k in &d.keys {
+            let resource = format!("{}/{}", k.user, k.access_key_id);
+            let state = if k.active { "active" } else { "inactive" };
+            let age = days(now - unix(k.created));
+            add(
+                Check::IamAccessKeyAge,
+                resource.clone(),
+                key_too_old(k, now, c),
+                format!("{state}, created {age} days ago"),
+            );
+            let used = match k.last_used {
+                Some(t) => format!("last used {} days ago", days(now - unix(t))),
+                None => "never used".to_owned(),
+            };
+            add(
+                Check::IamAccessKeyUnused,
+                resource,
+                key_unused(k, now, c),
+                format!("{state}, {used}, created {age} days ago"),
+            );
+        }
+        if let Some(r) = &d.root {
+            add(
+                Check::IamRootAccessKey,
+                "root".into(),
+                root_has_active_key(r),
+                format!("{} active access key(s)", r.active_keys),
+            );
+            let password = match r.password_enabled {
+                Some(true) => "a password",
+                Some(false) => "no password",
+                None => "possibly a password",
+            };
+            add(
+                Check::IamRootMfa,
+                "root".into(),
+                root_without_mfa(r),
+                format!(
+                    "MFA {}, {password}, {} active key(s)",
+                    if r.mfa_active { "on" } else { "off" },
+                    r.active_keys
+                ),
+            );
+        }
+        for u in &d.users {
+            add(
+                Check::IamUserConsoleMfa,
+                u.user.clone(),
+                console_user_without_mfa(u),
+                format!(
+                    "console password {}, MFA {}",
+                    if u.password_enabled { "yes" } else { "no" },
+                    if u.mfa_active { "on" } else { "off" }
+                ),
+            );
+        }
+        if !d.password_policy_denied {
+            let gaps = password_policy_gaps(d.password_policy.as_ref(), c);
+            let details = if gaps.is_empty() {
+                "meets the configured minimums".to_owned()
+            } else {
+                gaps.join(", ")
+            };
+            add(
+                Check::IamPasswordPolicy,
+                "account".into(),
+                !gaps.is_empty(),
+                details,
+            );
+        }
+    }
+    if let Some(d) = s3 {
+        for b in &d.buckets {
+            if let Some(public) = b.public(&d.account_public_access_block) {
+                let how = match (b.policy_public, b.acl_public) {
+                    _ if !public => "not public".to_owned(),
+                    (Some(true), Some(true)) => "public by policy and ACL".to_owned(),
+                    (Some(true), _) => "public by policy".to_owned(),
+                    _ => "public by ACL".to_owned(),
+                };
+                add(
+                    Check::S3PublicAccess,
+                    b.name.clone(),
+                    public,
+                    format!("{how} ({})", b.region),
+                );
+            }
+            if let Some(encrypted) = b.encrypted() {
+                let details = match &b.encryption {
+                    Some(crate::aws::s3::Encryption::Algorithm(a)) => {
+                        format!("default encryption {a}")
+                    }
+                    _ => "no default encryption".to_owned(),
+                };
+                add(Check::S3Encryption, b.name.clone(), !encrypted, details);
+            }
+        }
+    }
+    if let Some(d) = ec2 {
+        for r in &d.regions {
+            for i in r.instances.iter() {
+                let resource = format!("{}/{}", r.region, i.instance_id);
+                let name = if i.name.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {:?},", i.name)
+                };
+                add(
+                    Check::Ec2Imdsv2,
+                    resource.clone(),
+                    instance_allows_imdsv1(i),
+                    format!(
+                        "{name} {}, IMDSv2 {}",
+                        i.state,
+                        if i.imdsv2_required {
+                            "required"
+                        } else {
+                            "optional"
+                        }
+                    )
+                    .trim_start()
+                    .to_owned(),
+                );
+                add(
+                    Check::Ec2PublicIp,
+                    resource,
+                    instance_has_public_ip(i),
+                    format!(
+                        "{name} {}, {}",
+                        i.state,
+                        if i.public_ip {
+                            "public IPv4"
+                        } else {
+                            "no public IPv4"
+                        }
+                    )
+                    .trim_start()
+                    .to_owned(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The data of one account's collectors in a snapshot.
+pub fn account_data<'a>(
+    snapshot: &'a Snapshot,
+    account_id: &str,
+) -> (Option<&'a IamData>, Option<&'a S3Data>, Option<&'a Ec2Data>) {
+    let data = |collector: &'static str| {
+        snapshot
+            .entries
+            .get(&(account_id.to_owned(), collector))
+            .and_then(|e| e.data.as_deref())
+    };
+    (
+        data(crate::collector::iam::NAME).and_then(|d| d.as_iam()),
+        data(crate::collector::s3::NAME).and_then(|d| d.as_s3()),
+        data(crate::collector::ec2::NAME).and_then(|d| d.as_ec2()),
+    )
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! Data flows one way: AWS -> collector -> snapshot -> exposition. Collection runs in the
 //! background; `/metrics` only reads the latest immutable snapshot.
 
+pub mod audit;
 pub mod aws;
 pub mod checks;
 pub mod collector;

@@ -31,7 +31,7 @@ fn fixed_clock() -> f64 {
     NOW
 }
 
-fn scenario() -> Exporter {
+fn scenario() -> (Exporter, Arc<SnapshotStore>) {
     let report = credential_report::parse(
         &std::fs::read(common::repo().join("tests/fixtures/credential_report/aws_with_root.csv"))
             .unwrap(),
@@ -134,14 +134,15 @@ fn scenario() -> Exporter {
         Some("UnauthorizedOperation"),
     );
     api.record(STAGING, "sts", "AssumeRole", Some("AccessDenied"));
-    Exporter::new(
-        store,
+    let exporter = Exporter::new(
+        store.clone(),
         api,
         &Config::default(),
         "0.0.0-test",
         "abcdef123456",
         fixed_clock,
-    )
+    );
+    (exporter, store)
 }
 
 fn s3_data() -> S3Data {
@@ -218,7 +219,7 @@ fn ec2_data() -> Ec2Data {
 }
 
 fn check(format: Format, file: &str) -> String {
-    let got = scenario().render(format).unwrap();
+    let got = scenario().0.render(format).unwrap();
     let path = common::repo().join("tests/golden").join(file);
     if std::env::var_os("INFRAAUDIT_UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &got).unwrap();
@@ -246,4 +247,27 @@ fn text_format_matches_golden_and_passes_promtool() {
 fn openmetrics_matches_golden() {
     let om = check(Format::OpenMetrics, "metrics.openmetrics.txt");
     assert!(om.ends_with("# EOF\n"));
+}
+
+#[test]
+fn failed_findings_number_the_summary() {
+    use infraaudit::checks::{account_data, findings, summary};
+    let (_, store) = scenario();
+    let snapshot = store.load();
+    let config = Config::default();
+    let mut compared = 0;
+    for (account, check, failed) in summary(&snapshot, NOW, &config.checks) {
+        let (iam, s3, ec2) = account_data(&snapshot, account);
+        let all = findings(account, iam, s3, ec2, NOW, &config.checks);
+        let of_check: Vec<_> = all.iter().filter(|f| f.check == check).collect();
+        assert!(!of_check.is_empty() || failed == 0, "{account} {check:?}");
+        let n = of_check.iter().filter(|f| f.failed).count();
+        assert_eq!(n, failed, "{account} {}: {of_check:#?}", check.name());
+        compared += 1;
+    }
+    assert!(compared >= 12, "{compared}");
+    // Checks without a summary (unknown data) have no findings either.
+    let (iam, s3, ec2) = account_data(&snapshot, STAGING);
+    let staging = findings(STAGING, iam, s3, ec2, NOW, &config.checks);
+    assert!(staging.iter().all(|f| f.check.name().starts_with("s3_")));
 }

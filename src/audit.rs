@@ -1,0 +1,55 @@
+//! One collection cycle on demand, outside the schedule: for `infraaudit audit` and for audits
+//! started through the API. The results go into a snapshot store like scheduled runs do.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+
+use crate::aws::AccountSession;
+use crate::checks::Check;
+use crate::collector;
+use crate::config::Config;
+use crate::error::Error;
+use crate::scheduler::unix_now;
+use crate::snapshot::{Outcome, SnapshotStore};
+
+/// The collectors that feed `checks` (all of the account's when `checks` is empty).
+pub fn collectors_for(checks: &[Check]) -> Vec<&'static str> {
+    collector::NAMES
+        .into_iter()
+        .filter(|name| checks.is_empty() || checks.iter().any(|c| c.collector() == *name))
+        .collect()
+}
+
+/// Runs the account's collectors named in `only` once, concurrently, each within its timeout,
+/// and records each outcome in `store`. Returns the failures, by collector.
+pub async fn run_once(
+    config: &Config,
+    session: &Arc<AccountSession>,
+    only: &[&str],
+    store: &SnapshotStore,
+) -> Vec<(&'static str, Error)> {
+    let runs = collector::for_account(config, session)
+        .into_iter()
+        .filter(|(c, _)| only.contains(&c.name()))
+        .map(|(c, schedule)| async move {
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(schedule.timeout, c.collect())
+                .await
+                .unwrap_or(Err(Error::Timeout(schedule.timeout)));
+            (c.name(), result, started.elapsed().as_secs_f64())
+        });
+    let mut failures = Vec::new();
+    for (name, result, duration) in join_all(runs).await {
+        let outcome = match result {
+            Ok(data) => Outcome::Success(data),
+            Err(e) => {
+                tracing::warn!(account_id = %session.account.id, collector = name, error = %e, "audit run failed");
+                failures.push((name, e));
+                Outcome::Failure
+            }
+        };
+        store.record(&session.account.id, name, outcome, duration, unix_now());
+    }
+    failures
+}
