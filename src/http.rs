@@ -1,5 +1,6 @@
-//! The HTTP server: `/metrics`, `/-/healthy`, `/-/ready` and a landing page. Nothing here calls
-//! AWS; `/metrics` encodes the current snapshot.
+//! The HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, the HTML overview at `/`, and the JSON
+//! API (src/api.rs). Only API requests that ask for live data or start an audit call AWS;
+//! `/metrics` and the overview read the current snapshot.
 
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -18,12 +19,16 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::metrics::{Exporter, Format};
 use crate::snapshot::SnapshotStore;
 
 pub struct AppState {
     pub exporter: Exporter,
     pub store: Arc<SnapshotStore>,
+    pub config: Arc<Config>,
+    /// None when `[api] enabled` is false.
+    pub api: Option<crate::api::Api>,
 }
 
 /// How long open connections get to finish after a shutdown signal.
@@ -69,11 +74,19 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: Cancel
     }
 }
 
-type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Full<Bytes>>;
 
 async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    if let Some(api) = &state.api {
+        if crate::api::owns(req.uri().path()) {
+            return Ok(api.handle(&state, req).await);
+        }
+    }
     let path = req.uri().path();
-    let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready");
+    let known = matches!(
+        path,
+        "/" | "/metrics" | "/-/healthy" | "/health" | "/-/ready"
+    );
     if !known {
         return Ok(text(StatusCode::NOT_FOUND, "Not found\n"));
     }
@@ -85,13 +98,13 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp, In
     }
     Ok(match path {
         "/metrics" => metrics(state, &req).await,
-        "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
+        "/-/healthy" | "/health" => text(StatusCode::OK, "Healthy\n"),
         "/-/ready" if state.store.ready() => text(StatusCode::OK, "Ready\n"),
         "/-/ready" => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "Not ready: the first collection of every account has not finished\n",
         ),
-        _ => landing(),
+        _ => html(crate::overview::render(&state)),
     })
 }
 
@@ -166,15 +179,8 @@ fn text(status: StatusCode, body: &'static str) -> Resp {
     r
 }
 
-fn landing() -> Resp {
-    const PAGE: &str = concat!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>infraaudit</title></head>\n<body>\n",
-        "<h1>infraaudit</h1>\n<p>Security posture of AWS accounts as Prometheus metrics. Version ",
-        env!("CARGO_PKG_VERSION"),
-        ".</p>\n<ul>\n<li><a href=\"metrics\">metrics</a></li>\n<li><a href=\"-/healthy\">health</a></li>\n",
-        "<li><a href=\"-/ready\">readiness</a></li>\n</ul>\n</body></html>\n"
-    );
-    let mut r = Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())));
+fn html(page: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(page)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),

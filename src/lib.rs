@@ -3,6 +3,7 @@
 //! Data flows one way: AWS -> collector -> snapshot -> exposition. Collection runs in the
 //! background; `/metrics` only reads the latest immutable snapshot.
 
+pub mod api;
 pub mod audit;
 pub mod aws;
 pub mod checks;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod overview;
 pub mod scheduler;
 pub mod snapshot;
 

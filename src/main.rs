@@ -174,7 +174,13 @@ async fn run(settings: Settings) -> Result<(), String> {
         version = VERSION,
         "serving /metrics"
     );
-    http::serve(listener, Arc::new(AppState { exporter, store }), shutdown).await;
+    let state = AppState {
+        exporter,
+        store,
+        config: Arc::new(cfg.clone()),
+        api: None,
+    };
+    http::serve(listener, Arc::new(state), shutdown).await;
     tasks.shutdown().await;
     tracing::info!("stopped");
     Ok(())
