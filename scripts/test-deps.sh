@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: the emulator's Python venv (moto[server],
-# pinned in tests/emulator/requirements.txt), Prometheus with promtool, Alertmanager and curl
-# (Debian packages prometheus, prometheus-alertmanager, curl).
+# pinned in tests/emulator/requirements.txt), schemathesis (its own venv, pinned in
+# tests/schemathesis/requirements.txt), Prometheus with promtool, Alertmanager, curl and a
+# headless browser for the HTML overview's test (Debian packages prometheus,
+# prometheus-alertmanager, curl, chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,21 +15,30 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-venv=.venv
-req=tests/emulator/requirements.txt
-stamp="$venv/.requirements.sha256"
-want=$(sha256sum "$req" | cut -d' ' -f1)
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "test-deps: creating $venv with $req" >&2
-  rm -rf "$venv"
-  if ! python3 -m venv "$venv" 2>/dev/null; then
+# make_venv DIR REQUIREMENTS: a venv with exactly those pinned packages, rebuilt when they change.
+make_venv() {
+  local venv=$1 req=$2
+  local stamp="$venv/.requirements.sha256" want
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "test-deps: creating $venv with $req" >&2
     rm -rf "$venv"
-    apt_install python3-venv
-    python3 -m venv "$venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+      rm -rf "$venv"
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$req"
+    echo "$want" >"$stamp"
   fi
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$req"
-  echo "$want" >"$stamp"
-fi
+}
+
+venv=.venv
+make_venv "$venv" tests/emulator/requirements.txt
+# schemathesis checks the API against its OpenAPI document; its own venv keeps its
+# dependencies away from moto's.
+make_venv .venv-schemathesis tests/schemathesis/requirements.txt
+.venv-schemathesis/bin/schemathesis --version >/dev/null
 "$venv/bin/python" -c 'import moto.server' || { echo "test-deps: moto is not importable from $venv" >&2; exit 1; }
 
 # promtool and prometheus come with the Debian package prometheus; Alertmanager is its own package.
@@ -35,6 +46,7 @@ missing=()
 { command -v promtool && command -v prometheus; } >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v curl >/dev/null || missing+=(curl)
+command -v chromium >/dev/null || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 promtool --version >/dev/null
 prometheus-alertmanager --version >/dev/null 2>&1

@@ -1,20 +1,664 @@
-//! The JSON API (off unless `[api] enabled = true`): old access keys from the snapshot or live,
-//! audits on demand, and its OpenAPI document.
+//! The JSON API (off unless `[api] enabled = true`): old access keys from the snapshot or live
+//! from IAM, audits on demand, and its OpenAPI document. Every route but `/openapi.json` needs
+//! `Authorization: Bearer <token>`, compared in constant time.
 
-use hyper::Request;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use aws_config::SdkConfig;
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::{StreamExt, stream};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
+use crate::audit;
+use crate::aws::AccountSession;
+use crate::checks::{self, Check};
+use crate::config::{Account, Config, Secret, is_account_id};
 use crate::http::{AppState, Resp};
+use crate::metrics::ApiMetrics;
+use crate::scheduler::unix_now;
+use crate::snapshot::{AccountInfo, SnapshotStore};
+
+const OPENAPI: &str = include_str!("openapi.json");
 
 /// The paths the API answers.
 pub fn owns(path: &str) -> bool {
     path.starts_with("/v1/") || path.starts_with("/api/") || path == "/openapi.json"
 }
 
-pub struct Api {}
+pub struct Api {
+    tokens: Vec<Secret>,
+    config: Arc<Config>,
+    /// The configured accounts' sessions, shared with the collectors.
+    sessions: HashMap<String, Arc<AccountSession>>,
+    /// For ad hoc accounts.
+    base: SdkConfig,
+    audits: Mutex<VecDeque<(String, Arc<Mutex<AuditStatus>>)>>,
+    running: Arc<Semaphore>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct AuditStatus {
+    status: &'static str,
+    account_id: String,
+    started_at: String,
+    finished_at: Option<String>,
+    results: Vec<AuditResult>,
+    /// Why the audit failed, or which collectors did (their results are missing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct AuditResult {
+    check: &'static str,
+    resource: String,
+    status: &'static str,
+    details: String,
+}
+
+/// An error answer: the status and the message for `{"error": ...}`.
+struct Fail(StatusCode, String);
+
+fn fail(status: StatusCode, message: impl Into<String>) -> Fail {
+    Fail(status, message.into())
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn now_rfc3339() -> String {
+    rfc3339(Utc::now())
+}
 
 impl Api {
-    pub async fn handle(&self, _state: &AppState, _req: Request<Incoming>) -> Resp {
-        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+    pub fn new(
+        tokens: Vec<Secret>,
+        config: Arc<Config>,
+        sessions: &[Arc<AccountSession>],
+        base: SdkConfig,
+    ) -> Self {
+        Self {
+            tokens,
+            running: Arc::new(Semaphore::new(config.api.max_concurrent_audits)),
+            sessions: sessions
+                .iter()
+                .map(|s| (s.account.id.clone(), s.clone()))
+                .collect(),
+            config,
+            base,
+            audits: Mutex::new(VecDeque::new()),
+        }
     }
+
+    pub async fn handle(self: &Arc<Self>, state: &AppState, req: Request<Incoming>) -> Resp {
+        match self.route(state, req).await {
+            Ok((status, body)) => json_response(status, &body),
+            Err(Fail(status, message)) => {
+                let mut r = json_response(status, &json!({ "error": message }));
+                // The request's body may be unread: the connection cannot carry another one.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                if status == StatusCode::UNAUTHORIZED {
+                    r.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                if status == StatusCode::METHOD_NOT_ALLOWED {
+                    let allow = if message.contains("POST") {
+                        "POST"
+                    } else {
+                        "GET, HEAD"
+                    };
+                    r.headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static(allow));
+                }
+                r
+            }
+        }
+    }
+
+    async fn route(
+        self: &Arc<Self>,
+        state: &AppState,
+        req: Request<Incoming>,
+    ) -> Result<(StatusCode, Value), Fail> {
+        let path = req.uri().path().to_owned();
+        let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        let post = req.method() == Method::POST;
+        let only = |ok: bool, method: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(fail(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("this endpoint takes {method}"),
+                ))
+            }
+        };
+        if path == "/openapi.json" {
+            only(get, "GET")?;
+            let doc: Value = serde_json::from_str(OPENAPI)
+                .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            return Ok((StatusCode::OK, doc));
+        }
+        let status_id = path.strip_prefix("/api/audit/status/").map(str::to_owned);
+        match (path.as_str(), &status_id) {
+            ("/v1/iam/old-access-keys/credential-report", _) | ("/api/audit/start", _) => {
+                only(post, "POST")?
+            }
+            ("/v1/iam/old-access-keys/list-users", _) | (_, Some(_)) => only(get, "GET")?,
+            _ => return Err(fail(StatusCode::NOT_FOUND, "no such endpoint")),
+        }
+        self.authorize(&req)?;
+        match (path.as_str(), status_id) {
+            ("/v1/iam/old-access-keys/credential-report", _) => {
+                let body = self.body(req).await?;
+                self.report_keys(state, &body)
+            }
+            ("/v1/iam/old-access-keys/list-users", _) => {
+                let query = req.uri().query().unwrap_or_default().to_owned();
+                self.live(&query).await
+            }
+            ("/api/audit/start", _) => {
+                let body = self.body(req).await?;
+                self.start(state, &body)
+            }
+            (_, Some(id)) => self.status(&id),
+            _ => Err(fail(StatusCode::NOT_FOUND, "no such endpoint")),
+        }
+    }
+
+    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Fail> {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default();
+        // Every token is compared, whatever matches, so timing tells nothing.
+        let ok = self.tokens.iter().fold(0u8, |acc, t| {
+            acc | u8::from(bool::from(
+                t.expose().as_bytes().ct_eq(presented.as_bytes()),
+            ))
+        });
+        if presented.is_empty() || ok == 0 {
+            return Err(fail(
+                StatusCode::UNAUTHORIZED,
+                "a valid `Authorization: Bearer <token>` header is required",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The body as a JSON object, within the size limit.
+    async fn body(&self, req: Request<Incoming>) -> Result<Map<String, Value>, Fail> {
+        let limit = self.config.api.max_body_bytes;
+        let bytes = Limited::new(req.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    fail(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("the body is larger than {limit} bytes"),
+                    )
+                } else {
+                    fail(StatusCode::BAD_REQUEST, "the body could not be read")
+                }
+            })?
+            .to_bytes();
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Err(fail(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the body must be a JSON object",
+            )),
+            Err(e) => Err(fail(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {e}"),
+            )),
+        }
+    }
+
+    /// POST /v1/iam/old-access-keys/credential-report: keys older than `hours`, from the
+    /// credential-report data in the snapshot.
+    fn report_keys(
+        &self,
+        state: &AppState,
+        body: &Map<String, Value>,
+    ) -> Result<(StatusCode, Value), Fail> {
+        only_fields(body, &["hours", "account_id"])?;
+        let hours = hours_field(body.get("hours"))?;
+        let account = account_field(body.get("account_id"), false)?;
+        let accounts = self.accounts(account.as_deref())?;
+        let snap = state.store.load();
+        let now = Utc::now();
+        let mut generated = Map::new();
+        let mut keys = Vec::new();
+        for id in &accounts {
+            let (Some(iam), _, _) = checks::account_data(&snap, id) else {
+                continue;
+            };
+            if let Some(t) = iam.report_generated_at {
+                generated.insert(id.clone(), Value::String(rfc3339(t)));
+            }
+            for k in &iam.keys {
+                let age = now - k.created;
+                if age.num_seconds() > hours * 3600 {
+                    keys.push(old_key(
+                        id,
+                        &k.user,
+                        &k.access_key_id,
+                        k.created,
+                        k.active,
+                        k.last_used,
+                        now,
+                    ));
+                }
+            }
+        }
+        Ok((
+            StatusCode::OK,
+            json!({ "report_generated_at": generated, "old_access_keys": keys }),
+        ))
+    }
+
+    /// GET /v1/iam/old-access-keys/list-users: the same answer, live from IAM.
+    async fn live(&self, query: &str) -> Result<(StatusCode, Value), Fail> {
+        let params: HashMap<String, String> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        if let Some(unknown) = params
+            .keys()
+            .find(|k| !["hours", "account_id"].contains(&k.as_str()))
+        {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                format!("{unknown}: unknown parameter"),
+            ));
+        }
+        let hours = match params.get("hours") {
+            None => return Err(fail(StatusCode::BAD_REQUEST, "hours: required")),
+            Some(h) => h
+                .parse::<i64>()
+                .ok()
+                .filter(|h| (0..=24 * 365 * 100).contains(h))
+                .ok_or_else(|| {
+                    fail(
+                        StatusCode::BAD_REQUEST,
+                        "hours: must be an integer from 0 to 876000",
+                    )
+                })?,
+        };
+        let account = match params.get("account_id") {
+            Some(a) if !is_account_id(a) => {
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    "account_id: must be 12 digits",
+                ));
+            }
+            other => other.cloned(),
+        };
+        let accounts = self.accounts(account.as_deref())?;
+        let now = Utc::now();
+        let mut generated = Map::new();
+        let mut keys = Vec::new();
+        for id in accounts {
+            let Some(session) = self.sessions.get(&id) else {
+                continue;
+            };
+            let found = live_keys(session, hours, now)
+                .await
+                .map_err(|e| fail(StatusCode::BAD_GATEWAY, format!("IAM of account {id}: {e}")))?;
+            generated.insert(id.clone(), Value::String(rfc3339(now)));
+            keys.extend(found);
+        }
+        Ok((
+            StatusCode::OK,
+            json!({ "report_generated_at": generated, "old_access_keys": keys }),
+        ))
+    }
+
+    /// The configured accounts, or the one asked for (404 when it is not configured).
+    fn accounts(&self, account: Option<&str>) -> Result<Vec<String>, Fail> {
+        match account {
+            Some(id) if self.sessions.contains_key(id) => Ok(vec![id.to_owned()]),
+            Some(id) => Err(fail(
+                StatusCode::NOT_FOUND,
+                format!("account_id: {id} is not configured"),
+            )),
+            None => {
+                let mut ids: Vec<String> = self.sessions.keys().cloned().collect();
+                ids.sort();
+                Ok(ids)
+            }
+        }
+    }
+
+    /// POST /api/audit/start: runs the collectors the checks need, for one account, now.
+    fn start(
+        self: &Arc<Self>,
+        state: &AppState,
+        body: &Map<String, Value>,
+    ) -> Result<(StatusCode, Value), Fail> {
+        only_fields(body, &["account_id", "checks", "role_name", "external_id"])?;
+        let account_id = account_field(body.get("account_id"), true)?.unwrap_or_default();
+        let checks = checks_field(body.get("checks"))?;
+        let configured = self.sessions.get(&account_id).cloned();
+        let session = match configured {
+            // The configuration wins: a configured account's role and ExternalId are used.
+            Some(s) => s,
+            None if !self.config.api.allow_adhoc_accounts => {
+                return Err(fail(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "account_id: {account_id} is not configured, and ad hoc accounts are not allowed"
+                    ),
+                ));
+            }
+            None => Arc::new(self.adhoc_session(&account_id, body)?),
+        };
+        let permit = self.running.clone().try_acquire_owned().map_err(|_| {
+            fail(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many audits are running; retry later",
+            )
+        })?;
+        let audit_id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let status = Arc::new(Mutex::new(AuditStatus {
+            status: "running",
+            account_id: account_id.clone(),
+            started_at: now_rfc3339(),
+            finished_at: None,
+            results: Vec::new(),
+            errors: Vec::new(),
+        }));
+        self.remember(&audit_id, status.clone());
+        // Configured accounts refresh the shared snapshot; ad hoc ones have their own.
+        let store = if self.sessions.contains_key(&account_id) {
+            state.store.clone()
+        } else {
+            Arc::new(SnapshotStore::new(
+                vec![AccountInfo {
+                    id: account_id.clone(),
+                    name: account_id.clone(),
+                }],
+                0,
+            ))
+        };
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let collectors = audit::collectors_for(&checks);
+            let failures = audit::run_once(&config, &session, &collectors, &store).await;
+            let snap = store.load();
+            let (iam, s3, ec2) = checks::account_data(&snap, &account_id);
+            let results: Vec<AuditResult> =
+                checks::findings(&account_id, iam, s3, ec2, unix_now(), &config.checks)
+                    .into_iter()
+                    .filter(|f| checks.is_empty() || checks.contains(&f.check))
+                    .map(|f| AuditResult {
+                        check: f.check.name(),
+                        resource: f.resource,
+                        status: if f.failed { "FAIL" } else { "PASS" },
+                        details: f.details,
+                    })
+                    .collect();
+            if let Ok(mut s) = status.lock() {
+                s.status = if failures.is_empty() {
+                    "succeeded"
+                } else {
+                    "failed"
+                };
+                s.finished_at = Some(now_rfc3339());
+                s.errors = failures.iter().map(|(c, e)| format!("{c}: {e}")).collect();
+                s.results = results;
+            }
+        });
+        Ok((StatusCode::ACCEPTED, json!({ "audit_id": audit_id })))
+    }
+
+    fn adhoc_session(
+        &self,
+        account_id: &str,
+        body: &Map<String, Value>,
+    ) -> Result<AccountSession, Fail> {
+        let text = |field: &str| match body.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(fail(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{field}: required (a non-empty string) for an account that is not configured"
+                ),
+            )),
+        };
+        let role_name = text("role_name")?;
+        let external_id = text("external_id")?;
+        let role_arn = format!("arn:aws:iam::{account_id}:role/{role_name}");
+        if crate::config::parse_role_arn(&role_arn).is_none() {
+            return Err(fail(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "role_name: not a valid role name",
+            ));
+        }
+        let ok_chars = external_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
+        if !(2..=1224).contains(&external_id.len()) || !ok_chars {
+            return Err(fail(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "external_id: 2 to 1224 characters from [A-Za-z0-9_+=,.@:/-]",
+            ));
+        }
+        let account = Account {
+            id: account_id.to_owned(),
+            name: account_id.to_owned(),
+            role_arn: Some(role_arn),
+            external_id: Some(Secret::new(external_id)),
+            collectors: self.config.enabled_collectors(),
+            regions: self.config.aws.regions.clone(),
+        };
+        // Not counted in /metrics: account ids from requests would be unbounded label values.
+        Ok(AccountSession::new(
+            &self.base,
+            &self.config.aws,
+            account,
+            Arc::new(ApiMetrics::default()),
+        ))
+    }
+
+    /// Keeps the audit, dropping the oldest finished ones beyond the history size.
+    fn remember(&self, id: &str, status: Arc<Mutex<AuditStatus>>) {
+        if let Ok(mut audits) = self.audits.lock() {
+            audits.push_back((id.to_owned(), status));
+            while audits.len() > self.config.api.audit_history {
+                let finished = audits
+                    .iter()
+                    .position(|(_, s)| s.lock().map(|s| s.status != "running").unwrap_or(true));
+                match finished {
+                    Some(i) => {
+                        audits.remove(i);
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// GET /api/audit/status/{id}.
+    fn status(&self, id: &str) -> Result<(StatusCode, Value), Fail> {
+        let audits = self.audits.lock().map_err(|_| {
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit registry unavailable",
+            )
+        })?;
+        let status = audits
+            .iter()
+            .find(|(a, _)| a == id)
+            .and_then(|(_, s)| s.lock().ok().map(|s| s.clone()))
+            .ok_or_else(|| fail(StatusCode::NOT_FOUND, format!("no audit {id}")))?;
+        let body = serde_json::to_value(status)
+            .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok((StatusCode::OK, body))
+    }
+}
+
+/// Refuses fields the endpoint does not know, naming the first.
+fn only_fields(body: &Map<String, Value>, known: &[&str]) -> Result<(), Fail> {
+    match body.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(fail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{k}: unknown field"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn hours_field(v: Option<&Value>) -> Result<i64, Fail> {
+    match v {
+        None => Err(fail(StatusCode::UNPROCESSABLE_ENTITY, "hours: required")),
+        Some(v) => v
+            .as_i64()
+            .filter(|h| (0..=24 * 365 * 100).contains(h))
+            .ok_or_else(|| {
+                fail(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "hours: must be an integer from 0 to 876000",
+                )
+            }),
+    }
+}
+
+fn account_field(v: Option<&Value>, required: bool) -> Result<Option<String>, Fail> {
+    match v {
+        None if !required => Ok(None),
+        Some(Value::String(s)) if is_account_id(s) => Ok(Some(s.clone())),
+        None => Err(fail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "account_id: required",
+        )),
+        Some(_) => Err(fail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "account_id: must be a string of 12 digits",
+        )),
+    }
+}
+
+fn checks_field(v: Option<&Value>) -> Result<Vec<Check>, Fail> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let bad = || {
+        let names: Vec<&str> = Check::ALL.iter().map(|c| c.name()).collect();
+        fail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "checks: must be a list of check names ({})",
+                names.join(", ")
+            ),
+        )
+    };
+    v.as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|c| c.as_str().and_then(Check::from_name).ok_or_else(bad))
+        .collect()
+}
+
+fn old_key(
+    account: &str,
+    user: &str,
+    key_id: &str,
+    created: DateTime<Utc>,
+    active: bool,
+    last_used: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Value {
+    json!({
+        "account_id": account,
+        "user_name": user,
+        "access_key_id": key_id,
+        "created_date": rfc3339(created),
+        "age_hours": (now - created).num_hours(),
+        "active": active,
+        "last_used_date": last_used.map(rfc3339),
+    })
+}
+
+/// ListUsers, then each user's keys and their last use, within the account's concurrency.
+async fn live_keys(
+    session: &AccountSession,
+    hours: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<Value>, crate::error::Error> {
+    let iam = session.iam();
+    let users = iam.list_users().await?;
+    let listed: Vec<_> = stream::iter(users)
+        .map(|user| {
+            let iam = iam.clone();
+            async move {
+                let keys = iam.list_access_keys(&user).await?;
+                Ok::<_, crate::error::Error>((user, keys))
+            }
+        })
+        .buffer_unordered(session.max_concurrency())
+        .collect()
+        .await;
+    let mut old = Vec::new();
+    for result in listed {
+        let (user, keys) = result?;
+        for k in keys {
+            if (now - k.created).num_seconds() <= hours * 3600 {
+                continue;
+            }
+            let last_used = iam.access_key_last_used(&k.id).await?;
+            old.push(old_key(
+                &session.account.id,
+                &user,
+                &k.id,
+                k.created,
+                k.active,
+                last_used,
+                now,
+            ));
+        }
+    }
+    old.sort_by(|a, b| {
+        (
+            a["account_id"].as_str(),
+            a["user_name"].as_str(),
+            a["access_key_id"].as_str(),
+        )
+            .cmp(&(
+                b["account_id"].as_str(),
+                b["user_name"].as_str(),
+                b["access_key_id"].as_str(),
+            ))
+    });
+    Ok(old)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Resp {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }

@@ -25,8 +25,44 @@ pub struct Config {
     pub collectors: CollectorsConfig,
     /// Thresholds of the checks behind `infraaudit_check_failed_resources`.
     pub checks: ChecksConfig,
+    /// The JSON API, off by default.
+    pub api: ApiConfig,
     /// The audited accounts. Empty: audit the one account of the ambient credentials.
     pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the JSON API (`/v1/...`, `/api/...`, `/openapi.json`) on the metrics port.
+    pub enabled: bool,
+    /// Accepted `Authorization: Bearer` tokens. Prefer `bearer_tokens_env`.
+    pub bearer_tokens: Vec<Secret>,
+    /// Name of an environment variable with comma-separated tokens (added to `bearer_tokens`).
+    pub bearer_tokens_env: Option<String>,
+    /// Let `POST /api/audit/start` audit accounts that are not configured, given `role_name`
+    /// and `external_id` (the onboarding flow of a SaaS auditor).
+    pub allow_adhoc_accounts: bool,
+    /// Audits running at once; more are refused with 429.
+    pub max_concurrent_audits: usize,
+    /// Finished audits kept for `GET /api/audit/status/{id}`; the oldest go first.
+    pub audit_history: usize,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bearer_tokens: Vec::new(),
+            bearer_tokens_env: None,
+            allow_adhoc_accounts: false,
+            max_concurrent_audits: 2,
+            audit_history: 100,
+            max_body_bytes: 16 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -262,6 +298,8 @@ impl ConfigError {
 pub struct Settings {
     pub config: Config,
     pub accounts: Vec<Account>,
+    /// The API's bearer tokens, from the file and `bearer_tokens_env`.
+    pub api_tokens: Vec<Secret>,
 }
 
 /// A value that must never reach a log: its `Debug` is `<redacted>`, and reading it takes an
@@ -271,6 +309,10 @@ pub struct Settings {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -532,7 +574,55 @@ fn validate(
             regions,
         });
     }
-    Ok(Settings { config, accounts })
+    let api_tokens = api_tokens(&config.api, env).map_err(|(key, m)| bad(key, m))?;
+    Ok(Settings {
+        config,
+        accounts,
+        api_tokens,
+    })
+}
+
+/// The API's tokens; with the API on, at least one, each long enough to be a secret.
+fn api_tokens(
+    api: &ApiConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Secret>, (&'static str, String)> {
+    let mut tokens = api.bearer_tokens.clone();
+    if let Some(var) = &api.bearer_tokens_env {
+        let value = env(var).filter(|v| !v.trim().is_empty()).ok_or((
+            "api.bearer_tokens_env",
+            format!("environment variable {var} is not set or empty"),
+        ))?;
+        tokens.extend(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| Secret(t.to_owned())),
+        );
+    }
+    if !api.enabled {
+        return Ok(tokens);
+    }
+    if tokens.is_empty() {
+        return Err((
+            "api.bearer_tokens",
+            "the API is enabled without a token: set bearer_tokens or bearer_tokens_env".into(),
+        ));
+    }
+    if tokens.iter().any(|t| t.expose().len() < 16) {
+        return Err((
+            "api.bearer_tokens",
+            "tokens must have at least 16 characters".into(),
+        ));
+    }
+    if api.max_concurrent_audits == 0 || api.audit_history == 0 || api.max_body_bytes < 256 {
+        return Err((
+            "api",
+            "max_concurrent_audits and audit_history must be at least 1, max_body_bytes at least 256".into(),
+        ));
+    }
+    Ok(tokens)
 }
 
 impl Config {
@@ -736,6 +826,35 @@ mod tests {
             e.contains("accounts[0].collectors") && e.contains("\"rds\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn api_needs_a_token_and_reads_them_from_the_environment() {
+        let e = load_err("bad_api_no_token.toml");
+        assert!(e.contains("api.bearer_tokens"), "{e}");
+        let env = |k: &str| {
+            (k == "INFRAAUDIT_TEST_API_TOKENS")
+                .then(|| " env-token-a-0123456789 , env-token-b-0123456789,".to_owned())
+        };
+        let s = load(Some(&fixture("api_env_tokens.toml")), &env).unwrap();
+        let tokens: Vec<&str> = s.api_tokens.iter().map(Secret::expose).collect();
+        assert_eq!(
+            tokens,
+            [
+                "file-token-0123456789",
+                "env-token-a-0123456789",
+                "env-token-b-0123456789"
+            ]
+        );
+        assert!(
+            !format!("{s:?}").contains("env-token-a"),
+            "tokens are redacted"
+        );
+        let e = match load(Some(&fixture("api_env_tokens.toml")), &no_env) {
+            Ok(_) => panic!("the variable is not set"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("api.bearer_tokens_env"), "{e}");
     }
 
     #[test]

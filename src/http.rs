@@ -28,7 +28,7 @@ pub struct AppState {
     pub store: Arc<SnapshotStore>,
     pub config: Arc<Config>,
     /// None when `[api] enabled` is false.
-    pub api: Option<crate::api::Api>,
+    pub api: Option<Arc<crate::api::Api>>,
 }
 
 /// How long open connections get to finish after a shutdown signal.

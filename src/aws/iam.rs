@@ -116,6 +116,44 @@ impl IamClient {
         })
     }
 
+    /// Every IAM user name (ListUsers, paginated).
+    pub async fn list_users(&self) -> Result<Vec<String>, Error> {
+        let mut users = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = {
+                let _permit = self.limiter.acquire().await;
+                self.client
+                    .list_users()
+                    .set_marker(marker.take())
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("iam", "ListUsers", e))?
+            };
+            users.extend(out.users().iter().map(|u| u.user_name().to_owned()));
+            match (out.is_truncated(), out.marker()) {
+                (true, Some(m)) => marker = Some(m.to_owned()),
+                _ => return Ok(users),
+            }
+        }
+    }
+
+    /// When the key was last used; None when never.
+    pub async fn access_key_last_used(&self, key_id: &str) -> Result<Option<DateTime<Utc>>, Error> {
+        let _permit = self.limiter.acquire().await;
+        let out = self
+            .client
+            .get_access_key_last_used()
+            .access_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "GetAccessKeyLastUsed", e))?;
+        Ok(out
+            .access_key_last_used()
+            .and_then(|u| u.last_used_date())
+            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())))
+    }
+
     /// All access keys of one user (at most two, but paginated all the same).
     pub async fn list_access_keys(&self, user: &str) -> Result<Vec<ListedKey>, Error> {
         let mut keys = Vec::new();
