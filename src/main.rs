@@ -1,12 +1,13 @@
 //! The `infraaudit` binary: parse the command line, load the configuration (exit 64 when it is
-//! bad), then run the collectors and the HTTP server until SIGTERM or SIGINT.
+//! bad), then run the collectors and the HTTP server until SIGTERM or SIGINT, or one of the
+//! one-shot subcommands of [`cli`].
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -16,65 +17,50 @@ use infraaudit::metrics::{ApiMetrics, Exporter};
 use infraaudit::snapshot::{AccountInfo, SnapshotStore};
 use infraaudit::{REVISION, VERSION, aws, collector, scheduler};
 
-/// EX_CONFIG from sysexits.h: the configuration is wrong, restarting will not help.
-const EXIT_CONFIG: u8 = 64;
+mod cli;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "infraaudit",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("INFRAAUDIT_REVISION"), ")"),
-    about = "Exports the security posture of AWS accounts (IAM access keys, ...) as Prometheus metrics.",
-    long_about = None
-)]
-struct Cli {
-    /// TOML configuration file. Without one: defaults, INFRAAUDIT_* variables, and the one
-    /// account of the ambient AWS credentials.
-    #[arg(long, short = 'c', value_name = "FILE", env = "INFRAAUDIT_CONFIG")]
-    config: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `infraaudit=debug`.
-    #[arg(
-        long,
-        value_name = "FILTER",
-        env = "INFRAAUDIT_LOG",
-        default_value = "info"
-    )]
-    log: String,
-    /// Validate the configuration and exit.
-    #[arg(long)]
-    check_config: bool,
-    /// Print the IAM policy the audit role needs for the configured collectors, and exit.
-    #[arg(long)]
-    print_policy: bool,
-}
+use cli::{Cli, Mode};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(&cli.log);
-
-    let settings = match config::load(cli.config.as_deref(), &|name| std::env::var(name).ok()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("infraaudit: bad configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let mut args = Cli::parse();
+    let mode = args.mode();
+    let progress = progress_bar(&mode);
+    // The SDK logs every retry at info; its warnings are enough next to our own logs. A
+    // one-shot command's own messages say what matters, so by default it logs errors only.
+    let (sdk_filter, filter) = match (args.log.as_deref(), &mode) {
+        (Some(filter), _) => ("warn", filter),
+        (None, Mode::Run) => ("warn", "info"),
+        (None, _) => ("error", "error"),
     };
-    if cli.print_policy {
-        print!("{}", collector::policy_json(&required_actions(&settings)));
-        return ExitCode::SUCCESS;
-    }
-    if cli.check_config {
-        println!("configuration OK");
-        return ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("infraaudit: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+    init_logging(sdk_filter, filter, progress.clone());
+
+    let settings = match config::load(args.config.as_deref(), &|name| std::env::var(name).ok()) {
+        Ok(s) => s,
+        Err(e) => return cli::config_error(format_args!("bad configuration: {e}")),
+    };
+    match mode {
+        Mode::Run => {}
+        Mode::Audit(a) => return cli::audit::main(settings, &a, &progress),
+        Mode::Policy(p) => return cli::policy::main(&settings, &p),
+        Mode::CheckConfig => return cli::show_config::main(&settings),
+        Mode::LegacyPrintPolicy => {
+            return if cli::write_stdout(&cli::policy::permission_policy(&settings)) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
         }
+        Mode::LegacyCheckConfig => {
+            return if cli::write_stdout("configuration OK\n") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    }
+    let runtime = match cli::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,30 +71,54 @@ fn main() -> ExitCode {
     }
 }
 
-/// The actions of every collector that runs for some account.
-fn required_actions(settings: &Settings) -> Vec<&'static str> {
-    let names: Vec<&str> = if settings.accounts.is_empty() {
-        settings.config.enabled_collectors()
-    } else {
-        settings
-            .accounts
-            .iter()
-            .flat_map(|a| a.collectors.iter().copied())
-            .collect()
-    };
-    collector::permissions(names)
+/// `audit`'s progress, per account and collector, on stderr when it is a terminal; hidden
+/// otherwise and for every other mode.
+fn progress_bar(mode: &Mode) -> ProgressBar {
+    if !matches!(mode, Mode::Audit(_)) || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} auditing [{bar:30}] {pos}/{len} {wide_msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }
 
-fn init_logging(filter: &str) {
-    // The SDK logs every retry at info; its warnings are enough next to our own run logs.
-    let filter = format!(
-        "aws_config=warn,aws_smithy_runtime=warn,aws_sdk_sts=warn,aws_sdk_iam=warn,aws_sdk_s3=warn,aws_sdk_s3control=warn,aws_sdk_ec2=warn,{filter}"
-    );
+/// Log lines go to stderr without tearing the progress bar (a no-op when it is hidden).
+struct LogWriter(ProgressBar);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// `sdk` is the level of the AWS SDK's crates, `filter` the rest.
+fn init_logging(sdk: &str, filter: &str, progress: ProgressBar) {
+    let filter = [
+        "aws_config",
+        "aws_smithy_runtime",
+        "aws_sdk_sts",
+        "aws_sdk_iam",
+        "aws_sdk_s3",
+        "aws_sdk_s3control",
+        "aws_sdk_ec2",
+    ]
+    .iter()
+    .map(|target| format!("{target}={sdk},"))
+    .collect::<String>()
+        + filter;
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || LogWriter(progress.clone()))
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
@@ -135,6 +145,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     let api = Arc::new(ApiMetrics::default());
     let mut jobs = Vec::new();
     let mut infos = Vec::new();
+    let mut sessions = Vec::new();
     for account in accounts {
         infos.push(AccountInfo {
             id: account.id.clone(),
@@ -153,7 +164,17 @@ async fn run(settings: Settings) -> Result<(), String> {
                 schedule,
             });
         }
+        sessions.push(session);
     }
+    let config = Arc::new(cfg.clone());
+    let api_server = cfg.api.enabled.then(|| {
+        Arc::new(infraaudit::api::Api::new(
+            settings.api_tokens.clone(),
+            config.clone(),
+            &sessions,
+            base.clone(),
+        ))
+    });
     let store = Arc::new(SnapshotStore::new(infos, jobs.len()));
     let exporter = Exporter::new(
         store.clone(),
@@ -177,8 +198,8 @@ async fn run(settings: Settings) -> Result<(), String> {
     let state = AppState {
         exporter,
         store,
-        config: Arc::new(cfg.clone()),
-        api: None,
+        config,
+        api: api_server,
     };
     http::serve(listener, Arc::new(state), shutdown).await;
     tasks.shutdown().await;

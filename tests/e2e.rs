@@ -384,6 +384,8 @@ fn zero_config_audits_the_ambient_account() {
     assert!(scrape.find(AGE, &[("account_id", ROLE_ACCOUNT)]).is_empty());
 }
 
+/// Through the deprecated `--print-policy` alias, kept for scripts (`infraaudit policy` is tested
+/// in tests/cli.rs): the permission policy alone, as before.
 #[test]
 fn print_policy_follows_the_enabled_collectors() {
     let dir = scratch_dir("policy");

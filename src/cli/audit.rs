@@ -1,0 +1,410 @@
+//! `infraaudit audit`: one collection cycle of the chosen accounts and collectors, then every
+//! check's verdict per resource, by the same rules as `infraaudit_check_failed_resources`.
+//!
+//! Exit codes, as Prowler's: 0 everything passes, 3 something fails; and 1 when a collector
+//! failed (some verdicts are missing, so a pass would be a guess), 64 for a bad configuration,
+//! account or check.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use infraaudit::checks::{self, Check, Finding};
+use infraaudit::config::{Account, Settings};
+use infraaudit::error::Error;
+use infraaudit::metrics::ApiMetrics;
+use infraaudit::scheduler::unix_now;
+use infraaudit::snapshot::{AccountInfo, SnapshotStore};
+use infraaudit::{audit, aws};
+
+use super::{EXIT_FINDINGS, config_error, runtime, write_stdout};
+
+/// Accounts audited at once; each also has `aws.max_concurrency` calls in flight at most.
+const ACCOUNTS_AT_ONCE: usize = 4;
+
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// Audit only this account (repeatable). Default: every configured account, or the ambient
+    /// credentials' account without `[[accounts]]`.
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
+    /// Only these checks, comma-separated (e.g. `s3_public_access,ec2_imdsv2`); only their
+    /// collectors run. Default: every check.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub checks: Vec<String>,
+    /// How stdout shows the findings.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns, FAIL rows first, then a one-line summary.
+    Table,
+    /// `{"findings": [...], "summary": {account: {check: failed}}, "errors": [...]}`.
+    Json,
+    /// `account_id,check,resource,status,details`, with a header.
+    Csv,
+}
+
+/// A collector run that failed, so its checks have no verdict for the account.
+struct Failure {
+    account_id: String,
+    collector: &'static str,
+    error: Error,
+}
+
+/// One row of the output, in every format.
+#[derive(Serialize)]
+struct Row<'a> {
+    account_id: &'a str,
+    check: &'static str,
+    resource: &'a str,
+    status: &'static str,
+    details: &'a str,
+}
+
+impl<'a> From<&'a Finding> for Row<'a> {
+    fn from(f: &'a Finding) -> Self {
+        Self {
+            account_id: &f.account_id,
+            check: f.check.name(),
+            resource: &f.resource,
+            status: if f.failed { "FAIL" } else { "PASS" },
+            details: &f.details,
+        }
+    }
+}
+
+struct Report {
+    accounts: Vec<Account>,
+    checks: Vec<Check>,
+    findings: Vec<Finding>,
+    /// account -> check -> failed resources, for every check with a verdict.
+    summary: BTreeMap<String, BTreeMap<&'static str, usize>>,
+    failures: Vec<Failure>,
+}
+
+pub fn main(settings: Settings, args: &AuditArgs, progress: &ProgressBar) -> ExitCode {
+    let mut selected = Vec::new();
+    for name in &args.checks {
+        match Check::from_name(name) {
+            Some(c) if !selected.contains(&c) => selected.push(c),
+            Some(_) => {}
+            None => {
+                let known: Vec<&str> = Check::ALL.iter().map(|c| c.name()).collect();
+                return config_error(format_args!(
+                    "--checks: unknown check {name:?} (known: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    if selected.is_empty() {
+        selected = Check::ALL.to_vec();
+    }
+    selected.sort();
+    // Configured accounts can be refused before any AWS call.
+    if !settings.accounts.is_empty() {
+        if let Some(code) = unknown_account(&args.accounts, &settings.accounts) {
+            return code;
+        }
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let report = match rt.block_on(collect(&settings, &args.accounts, selected, progress)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    progress.finish_and_clear();
+    report_problems(&report);
+    let text = match args.format {
+        Format::Table => Ok(table(&report)),
+        Format::Json => json(&report),
+        Format::Csv => csv(&report),
+    };
+    match text {
+        Ok(text) if write_stdout(&text) => {}
+        Ok(_) => return ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("infraaudit: cannot render the findings: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if !report.failures.is_empty() {
+        ExitCode::FAILURE
+    } else if report.findings.iter().any(|f| f.failed) {
+        ExitCode::from(EXIT_FINDINGS)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Exit code 64 when an account asked for is not among `known`.
+fn unknown_account(wanted: &[String], known: &[Account]) -> Option<ExitCode> {
+    let unknown = wanted.iter().find(|w| !known.iter().any(|a| &a.id == *w))?;
+    let ids: Vec<&str> = known.iter().map(|a| a.id.as_str()).collect();
+    Some(config_error(format_args!(
+        "--account: {unknown} is not an audited account (audited: {})",
+        ids.join(", ")
+    )))
+}
+
+async fn collect(
+    settings: &Settings,
+    wanted: &[String],
+    selected: Vec<Check>,
+    progress: &ProgressBar,
+) -> Result<Report, ExitCode> {
+    let cfg = &settings.config;
+    let base = aws::base_config(&cfg.aws).await;
+    let mut accounts = if settings.accounts.is_empty() {
+        let id = aws::caller_account(&base).await.map_err(|e| {
+            eprintln!(
+                "infraaudit: no [[accounts]] configured and the ambient credentials' account is unknown: {e}"
+            );
+            ExitCode::FAILURE
+        })?;
+        let ambient = vec![cfg.ambient_account(id)];
+        if let Some(code) = unknown_account(wanted, &ambient) {
+            return Err(code);
+        }
+        ambient
+    } else {
+        settings.accounts.clone()
+    };
+    if !wanted.is_empty() {
+        accounts.retain(|a| wanted.contains(&a.id));
+    }
+
+    let needed = audit::collectors_for(&selected);
+    let runs = |a: &Account| -> Vec<&'static str> {
+        a.collectors
+            .iter()
+            .copied()
+            .filter(|c| needed.contains(c))
+            .collect()
+    };
+    let pairs: usize = accounts.iter().map(|a| runs(a).len()).sum();
+    let infos = accounts
+        .iter()
+        .map(|a| AccountInfo {
+            id: a.id.clone(),
+            name: a.name.clone(),
+        })
+        .collect();
+    let store = SnapshotStore::new(infos, pairs);
+    let api = Arc::new(ApiMetrics::default());
+    progress.set_length(pairs as u64);
+    if !progress.is_hidden() {
+        progress.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+
+    let store_ref = &store;
+    let mut failures: Vec<Failure> = futures_util::stream::iter(accounts.iter().map(|account| {
+        let session = Arc::new(aws::AccountSession::new(
+            &base,
+            &cfg.aws,
+            account.clone(),
+            api.clone(),
+        ));
+        let collectors = runs(account);
+        async move {
+            let per_collector = collectors.into_iter().map(|name| {
+                let session = &session;
+                async move {
+                    let failures = audit::run_once(cfg, session, &[name], store_ref).await;
+                    progress.set_message(format!("{} {name}", session.account.id));
+                    progress.inc(1);
+                    failures
+                }
+            });
+            join_all(per_collector)
+                .await
+                .into_iter()
+                .flatten()
+                .map(|(collector, error)| Failure {
+                    account_id: session.account.id.clone(),
+                    collector,
+                    error,
+                })
+                .collect::<Vec<_>>()
+        }
+    }))
+    .buffer_unordered(ACCOUNTS_AT_ONCE)
+    .flat_map(futures_util::stream::iter)
+    .collect()
+    .await;
+
+    let snapshot = store.load();
+    let now = unix_now();
+    let mut findings = Vec::new();
+    let mut summary = BTreeMap::new();
+    for a in &accounts {
+        let (iam, s3, ec2) = checks::account_data(&snapshot, &a.id);
+        findings.extend(
+            checks::findings(&a.id, iam, s3, ec2, now, &cfg.checks)
+                .into_iter()
+                .filter(|f| selected.contains(&f.check)),
+        );
+        let known: BTreeMap<&'static str, usize> = selected
+            .iter()
+            .filter_map(|&c| {
+                checks::failed_resources(c, iam, s3, ec2, now, &cfg.checks).map(|n| (c.name(), n))
+            })
+            .collect();
+        summary.insert(a.id.clone(), known);
+    }
+    // Accounts in configuration order, then checks in their order, then resources.
+    let rank = |id: &str| accounts.iter().position(|a| a.id == id);
+    failures.sort_by_key(|f| (rank(&f.account_id), f.collector));
+    findings.sort_by(|x, y| {
+        (rank(&x.account_id), x.check, &x.resource).cmp(&(
+            rank(&y.account_id),
+            y.check,
+            &y.resource,
+        ))
+    });
+    Ok(Report {
+        accounts,
+        checks: selected,
+        findings,
+        summary,
+        failures,
+    })
+}
+
+/// On stderr: failed collector runs, and checks left without a verdict for another reason.
+fn report_problems(r: &Report) {
+    for f in &r.failures {
+        let lost: Vec<&str> = r
+            .checks
+            .iter()
+            .filter(|c| c.collector() == f.collector)
+            .map(|c| c.name())
+            .collect();
+        eprintln!(
+            "infraaudit: account {}: collector {} failed ({}): no verdict on {}",
+            f.account_id,
+            f.collector,
+            f.error,
+            lost.join(", ")
+        );
+    }
+    for a in &r.accounts {
+        let known = r.summary.get(&a.id);
+        for c in &r.checks {
+            if known.is_some_and(|k| k.contains_key(c.name())) {
+                continue;
+            }
+            let collector = c.collector();
+            if !a.collectors.contains(&collector) {
+                eprintln!(
+                    "infraaudit: account {}: {} not audited: collector {collector} is off for this account",
+                    a.id,
+                    c.name()
+                );
+            } else if !r
+                .failures
+                .iter()
+                .any(|f| f.account_id == a.id && f.collector == collector)
+            {
+                eprintln!(
+                    "infraaudit: account {}: no verdict on {}: the collected data cannot decide it (a denied call, or no <root_account> row in the credential report)",
+                    a.id,
+                    c.name()
+                );
+            }
+        }
+    }
+}
+
+fn table(r: &Report) -> String {
+    let mut rows: Vec<Row> = r.findings.iter().map(Row::from).collect();
+    // Stable: within FAIL and PASS, the report's order stays.
+    rows.sort_by_key(|row| row.status != "FAIL");
+    let header = ["STATUS", "ACCOUNT", "CHECK", "RESOURCE", "DETAILS"];
+    let cells: Vec<[&str; 5]> = rows
+        .iter()
+        .map(|x| [x.status, x.account_id, x.check, x.resource, x.details])
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for c in &cells {
+        for (w, cell) in widths.iter_mut().zip(c) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in std::iter::once(&header).chain(&cells) {
+        let mut text = String::new();
+        for (i, (cell, w)) in line.iter().zip(widths).enumerate() {
+            if i + 1 == line.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    let failed = rows.iter().filter(|x| x.status == "FAIL").count();
+    out.push_str(&format!(
+        "{} account(s), {} check(s): {failed} FAIL, {} PASS",
+        r.accounts.len(),
+        r.checks.len(),
+        rows.len() - failed
+    ));
+    if !r.failures.is_empty() {
+        out.push_str(&format!(
+            ", {} collector run(s) failed (see stderr)",
+            r.failures.len()
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+fn json(r: &Report) -> Result<String, String> {
+    let errors: Vec<serde_json::Value> = r
+        .failures
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "account_id": f.account_id,
+                "collector": f.collector,
+                "error": f.error.kind(),
+                "message": f.error.to_string(),
+            })
+        })
+        .collect();
+    let findings: Vec<Row> = r.findings.iter().map(Row::from).collect();
+    let doc = serde_json::json!({
+        "findings": findings,
+        "summary": r.summary,
+        "errors": errors,
+    });
+    let mut text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    text.push('\n');
+    Ok(text)
+}
+
+fn csv(r: &Report) -> Result<String, String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    if r.findings.is_empty() {
+        // The header comes from the first record; without one, write it explicitly.
+        w.write_record(["account_id", "check", "resource", "status", "details"])
+            .map_err(|e| e.to_string())?;
+    }
+    for f in &r.findings {
+        w.serialize(Row::from(f)).map_err(|e| e.to_string())?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| e.to_string())
+}
