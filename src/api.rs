@@ -15,6 +15,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
@@ -24,10 +25,20 @@ use crate::checks::{self, Check};
 use crate::config::{Account, Config, Secret, is_account_id};
 use crate::http::{AppState, Resp};
 use crate::metrics::ApiMetrics;
-use crate::scheduler::unix_now;
+use crate::scheduler::{Job, unix_now};
 use crate::snapshot::{AccountInfo, SnapshotStore};
 
 const OPENAPI: &str = include_str!("openapi.json");
+
+/// The IAM actions of the live endpoint, beyond the collectors': `infraaudit policy` adds them
+/// when the API is enabled.
+pub const PERMISSIONS: &[&str] = &["iam:GetAccessKeyLastUsed", "iam:ListUsers"];
+
+/// Live listings at once: each fans out to every user of an account, sharing the account's
+/// concurrency limit with the collectors.
+const LIVE_AT_ONCE: usize = 2;
+/// A live listing still going after this long is abandoned (504).
+const LIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The paths the API answers.
 pub fn owns(path: &str) -> bool {
@@ -35,10 +46,14 @@ pub fn owns(path: &str) -> bool {
 }
 
 pub struct Api {
-    tokens: Vec<Secret>,
+    /// SHA-256 of each token: comparing digests takes the same time whatever the lengths.
+    token_digests: Vec<[u8; 32]>,
     config: Arc<Config>,
     /// The configured accounts' sessions, shared with the collectors.
     sessions: HashMap<String, Arc<AccountSession>>,
+    /// The scheduler's jobs of each configured account, which audits run.
+    jobs: HashMap<String, Vec<Job>>,
+    live: Arc<Semaphore>,
     /// For ad hoc accounts.
     base: SdkConfig,
     audits: Mutex<VecDeque<(String, Arc<Mutex<AuditStatus>>)>>,
@@ -72,6 +87,10 @@ fn fail(status: StatusCode, message: impl Into<String>) -> Fail {
     Fail(status, message.into())
 }
 
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -85,10 +104,20 @@ impl Api {
         tokens: Vec<Secret>,
         config: Arc<Config>,
         sessions: &[Arc<AccountSession>],
+        jobs: Vec<Job>,
         base: SdkConfig,
     ) -> Self {
+        let mut by_account: HashMap<String, Vec<Job>> = HashMap::new();
+        for job in jobs {
+            by_account
+                .entry(job.account_id.clone())
+                .or_default()
+                .push(job);
+        }
         Self {
-            tokens,
+            token_digests: tokens.iter().map(|t| digest(t.expose())).collect(),
+            jobs: by_account,
+            live: Arc::new(Semaphore::new(LIVE_AT_ONCE)),
             running: Arc::new(Semaphore::new(config.api.max_concurrent_audits)),
             sessions: sessions
                 .iter()
@@ -155,7 +184,9 @@ impl Api {
             ("/v1/iam/old-access-keys/credential-report", _) | ("/api/audit/start", _) => {
                 only(post, "POST")?
             }
-            ("/v1/iam/old-access-keys/list-users", _) | (_, Some(_)) => only(get, "GET")?,
+            // Not HEAD: a live listing is too costly to run for headers only.
+            ("/v1/iam/old-access-keys/list-users", _) => only(req.method() == Method::GET, "GET")?,
+            (_, Some(_)) => only(get, "GET")?,
             _ => return Err(fail(StatusCode::NOT_FOUND, "no such endpoint")),
         }
         self.authorize(&req)?;
@@ -182,14 +213,14 @@ impl Api {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .unwrap_or_default();
-        // Every token is compared, whatever matches, so timing tells nothing.
-        let ok = self.tokens.iter().fold(0u8, |acc, t| {
-            acc | u8::from(bool::from(
-                t.expose().as_bytes().ct_eq(presented.as_bytes()),
-            ))
+        // Digests of equal length, every token compared: timing tells nothing of any token.
+        let presented_digest = digest(presented);
+        let ok = self.token_digests.iter().fold(0u8, |acc, d| {
+            acc | u8::from(bool::from(d.ct_eq(&presented_digest)))
         });
         if presented.is_empty() || ok == 0 {
             return Err(fail(
@@ -246,8 +277,14 @@ impl Api {
         let mut generated = Map::new();
         let mut keys = Vec::new();
         for id in &accounts {
+            // An empty list would read as "no old keys": say that the data is missing.
             let (Some(iam), _, _) = checks::account_data(&snap, id) else {
-                continue;
+                return Err(fail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "account {id}: no credential report collected yet; see infraaudit_collector_success"
+                    ),
+                ));
             };
             if let Some(t) = iam.report_generated_at {
                 generated.insert(id.clone(), Value::String(rfc3339(t)));
@@ -315,6 +352,12 @@ impl Api {
             other => other.cloned(),
         };
         let accounts = self.accounts(account.as_deref())?;
+        let _turn = self.live.clone().try_acquire_owned().map_err(|_| {
+            fail(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many live listings are running; retry later",
+            )
+        })?;
         let now = Utc::now();
         let mut generated = Map::new();
         let mut keys = Vec::new();
@@ -322,9 +365,24 @@ impl Api {
             let Some(session) = self.sessions.get(&id) else {
                 continue;
             };
-            let found = live_keys(session, hours, now)
+            let found = tokio::time::timeout(LIVE_TIMEOUT, live_keys(session, hours, now))
                 .await
-                .map_err(|e| fail(StatusCode::BAD_GATEWAY, format!("IAM of account {id}: {e}")))?;
+                .map_err(|_| {
+                    fail(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("IAM of account {id} did not answer within {LIVE_TIMEOUT:?}"),
+                    )
+                })?
+                // Only the code: AWS's full message can carry endpoints and request details.
+                .map_err(|e| {
+                    fail(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "IAM of account {id} failed: {}",
+                            e.aws_code().unwrap_or(e.kind())
+                        ),
+                    )
+                })?;
             generated.insert(id.clone(), Value::String(rfc3339(now)));
             keys.extend(found);
         }
@@ -402,10 +460,21 @@ impl Api {
             ))
         };
         let config = self.config.clone();
+        let jobs = self.jobs.get(&account_id).cloned();
         tokio::spawn(async move {
             let _permit = permit;
             let collectors = audit::collectors_for(&checks);
-            let failures = audit::run_once(&config, &session, &collectors, &store).await;
+            let runs = session.account.collectors.clone();
+            let mut failures = match &jobs {
+                Some(jobs) => audit::run_jobs(jobs, &collectors, &store).await,
+                None => audit::run_once(&config, &session, &collectors, &store).await,
+            };
+            // A check whose collector does not run for the account has no verdict.
+            if !checks.is_empty() {
+                for missing in collectors.iter().filter(|c| !runs.contains(c)) {
+                    failures.push((missing, crate::error::Error::Disabled));
+                }
+            }
             let snap = store.load();
             let (iam, s3, ec2) = checks::account_data(&snap, &account_id);
             let results: Vec<AuditResult> =
@@ -426,7 +495,11 @@ impl Api {
                     "failed"
                 };
                 s.finished_at = Some(now_rfc3339());
-                s.errors = failures.iter().map(|(c, e)| format!("{c}: {e}")).collect();
+                // The kind and AWS code only: full messages can carry request details.
+                s.errors = failures
+                    .iter()
+                    .map(|(c, e)| format!("{c}: {}", e.aws_code().unwrap_or(e.kind())))
+                    .collect();
                 s.results = results;
             }
         });
@@ -611,31 +684,49 @@ async fn live_keys(
         .map(|user| {
             let iam = iam.clone();
             async move {
-                let keys = iam.list_access_keys(&user).await?;
-                Ok::<_, crate::error::Error>((user, keys))
+                match iam.list_access_keys(&user).await {
+                    Ok(keys) => Ok((user, keys)),
+                    // Deleted since ListUsers: no keys.
+                    Err(e) if e.aws_code() == Some("NoSuchEntity") => Ok((user, Vec::new())),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .buffer_unordered(session.max_concurrency())
+        .collect()
+        .await;
+    let mut candidates = Vec::new();
+    for result in listed {
+        let (user, keys) = result?;
+        candidates.extend(
+            keys.into_iter()
+                .filter(|k| (now - k.created).num_seconds() > hours * 3600)
+                .map(|k| (user.clone(), k)),
+        );
+    }
+    let with_use: Vec<_> = stream::iter(candidates)
+        .map(|(user, k)| {
+            let iam = iam.clone();
+            async move {
+                let last_used = iam.access_key_last_used(&k.id).await?;
+                Ok::<_, crate::error::Error>((user, k, last_used))
             }
         })
         .buffer_unordered(session.max_concurrency())
         .collect()
         .await;
     let mut old = Vec::new();
-    for result in listed {
-        let (user, keys) = result?;
-        for k in keys {
-            if (now - k.created).num_seconds() <= hours * 3600 {
-                continue;
-            }
-            let last_used = iam.access_key_last_used(&k.id).await?;
-            old.push(old_key(
-                &session.account.id,
-                &user,
-                &k.id,
-                k.created,
-                k.active,
-                last_used,
-                now,
-            ));
-        }
+    for result in with_use {
+        let (user, k, last_used) = result?;
+        old.push(old_key(
+            &session.account.id,
+            &user,
+            &k.id,
+            k.created,
+            k.active,
+            last_used,
+            now,
+        ));
     }
     old.sort_by(|a, b| {
         (

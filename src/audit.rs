@@ -10,7 +10,7 @@ use crate::checks::Check;
 use crate::collector;
 use crate::config::Config;
 use crate::error::Error;
-use crate::scheduler::unix_now;
+use crate::scheduler::{self, Job, unix_now};
 use crate::snapshot::{Outcome, SnapshotStore};
 
 /// The collectors that feed `checks` (all of the account's when `checks` is empty).
@@ -52,4 +52,22 @@ pub async fn run_once(
         store.record(&session.account.id, name, outcome, duration, unix_now());
     }
     failures
+}
+
+/// Runs the scheduler's own jobs named in `only` now, each after any run of it in flight: the
+/// same collectors, caches and last good data as scheduled runs. Returns the failures.
+pub async fn run_jobs(
+    jobs: &[Job],
+    only: &[&str],
+    store: &SnapshotStore,
+) -> Vec<(&'static str, Error)> {
+    let runs = jobs
+        .iter()
+        .filter(|j| only.contains(&j.collector.name()))
+        .map(|j| async move { (j.collector.name(), scheduler::run_once(j, store).await) });
+    join_all(runs)
+        .await
+        .into_iter()
+        .filter_map(|(name, r)| r.err().map(|e| (name, e)))
+        .collect()
 }

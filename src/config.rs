@@ -587,7 +587,12 @@ fn api_tokens(
     api: &ApiConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Secret>, (&'static str, String)> {
-    let mut tokens = api.bearer_tokens.clone();
+    // Presented tokens are trimmed; configured ones must match that.
+    let mut tokens: Vec<Secret> = api
+        .bearer_tokens
+        .iter()
+        .map(|t| Secret(t.expose().trim().to_owned()))
+        .collect();
     if let Some(var) = &api.bearer_tokens_env {
         let value = env(var).filter(|v| !v.trim().is_empty()).ok_or((
             "api.bearer_tokens_env",
@@ -616,11 +621,21 @@ fn api_tokens(
             "tokens must have at least 16 characters".into(),
         ));
     }
-    if api.max_concurrent_audits == 0 || api.audit_history == 0 || api.max_body_bytes < 256 {
-        return Err((
-            "api",
-            "max_concurrent_audits and audit_history must be at least 1, max_body_bytes at least 256".into(),
-        ));
+    for (key, value, range) in [
+        (
+            "api.max_concurrent_audits",
+            api.max_concurrent_audits,
+            1..=100,
+        ),
+        ("api.audit_history", api.audit_history, 1..=100_000),
+        ("api.max_body_bytes", api.max_body_bytes, 256..=1024 * 1024),
+    ] {
+        if !range.contains(&value) {
+            return Err((
+                key,
+                format!("must be between {} and {}", range.start(), range.end()),
+            ));
+        }
     }
     Ok(tokens)
 }

@@ -21,6 +21,8 @@ pub enum Error {
     ReportTimeout(Duration),
     #[error("the run did not finish within {0:?}")]
     Timeout(Duration),
+    #[error("the collector is not enabled for this account")]
+    Disabled,
 }
 
 impl Error {
@@ -30,6 +32,7 @@ impl Error {
             Error::Report(_) => "report_malformed",
             Error::ReportTimeout(_) => "report_timeout",
             Error::Timeout(_) => "timeout",
+            Error::Disabled => "collector_disabled",
         }
     }
 

@@ -158,11 +158,7 @@ async fn run(settings: Settings) -> Result<(), String> {
             api.clone(),
         ));
         for (c, schedule) in collector::for_account(cfg, &session) {
-            jobs.push(scheduler::Job {
-                account_id: session.account.id.clone(),
-                collector: c,
-                schedule,
-            });
+            jobs.push(scheduler::Job::new(session.account.id.clone(), c, schedule));
         }
         sessions.push(session);
     }
@@ -172,6 +168,7 @@ async fn run(settings: Settings) -> Result<(), String> {
             settings.api_tokens.clone(),
             config.clone(),
             &sessions,
+            jobs.clone(),
             base.clone(),
         ))
     });

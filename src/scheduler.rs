@@ -13,10 +13,54 @@ use crate::collector::{Collector, Schedule};
 use crate::error::Error;
 use crate::snapshot::{Outcome, SnapshotStore};
 
+#[derive(Clone)]
 pub struct Job {
     pub account_id: String,
     pub collector: Arc<dyn Collector>,
     pub schedule: Schedule,
+    /// Held during a run: scheduled runs and audits through the API never overlap, so they
+    /// share the collector's caches and the newest finished run is the newest started.
+    pub running: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Job {
+    pub fn new(account_id: String, collector: Arc<dyn Collector>, schedule: Schedule) -> Self {
+        Self {
+            account_id,
+            collector,
+            schedule,
+            running: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+}
+
+/// One run of the job now, after any run in flight, recorded in `store`. Err: why it failed.
+pub async fn run_once(job: &Job, store: &SnapshotStore) -> Result<(), Error> {
+    let _turn = job.running.lock().await;
+    let started = Instant::now();
+    let timeout = job.schedule.timeout;
+    let result = tokio::time::timeout(timeout, job.collector.collect())
+        .await
+        .unwrap_or(Err(Error::Timeout(timeout)));
+    let duration = started.elapsed().as_secs_f64();
+    let (outcome, failure) = match result {
+        Ok(data) => {
+            tracing::info!(duration_seconds = duration, "run succeeded");
+            (Outcome::Success(data), None)
+        }
+        Err(e) => {
+            tracing::warn!(duration_seconds = duration, error.kind = e.kind(), error = %e, "run failed; keeping the last good data");
+            (Outcome::Failure, Some(e))
+        }
+    };
+    store.record(
+        &job.account_id,
+        job.collector.name(),
+        outcome,
+        duration,
+        unix_now(),
+    );
+    failure.map_or(Ok(()), Err)
 }
 
 pub fn spawn(
@@ -43,31 +87,10 @@ async fn run_forever(job: Job, store: Arc<SnapshotStore>, shutdown: Cancellation
             .unwrap_or_else(|| {
                 tokio::time::Instant::from_std(started) + Duration::from_secs(86_400)
             });
-        let timeout = job.schedule.timeout;
-        let result = tokio::select! {
-            r = tokio::time::timeout(timeout, job.collector.collect()) => {
-                r.unwrap_or(Err(Error::Timeout(timeout)))
-            }
+        tokio::select! {
+            _ = run_once(&job, &store) => {}
             () = shutdown.cancelled() => return,
         };
-        let duration = started.elapsed().as_secs_f64();
-        let outcome = match result {
-            Ok(data) => {
-                tracing::info!(duration_seconds = duration, "run succeeded");
-                Outcome::Success(data)
-            }
-            Err(e) => {
-                tracing::warn!(duration_seconds = duration, error.kind = e.kind(), error = %e, "run failed; keeping the last good data");
-                Outcome::Failure
-            }
-        };
-        store.record(
-            &job.account_id,
-            job.collector.name(),
-            outcome,
-            duration,
-            unix_now(),
-        );
 
         // Runs start an interval apart; one that took longer than that is followed at once.
         tokio::select! {

@@ -128,6 +128,19 @@ fn old_keys_from_the_report_and_live_agree_with_the_seed() {
     let (status, live) = c.get("/v1/iam/old-access-keys/list-users?hours=2160");
     assert_eq!(status, 200, "{live}");
     assert_eq!(keys(&live), want, "live and report modes agree");
+    // Older than N hours means strictly: carol's key is 89 days and some seconds old.
+    let carol = emu.seeded[BASE_ACCOUNT]["carol"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let has_carol = |hours: i64| {
+        let (_, a) = c.post(
+            "/v1/iam/old-access-keys/credential-report",
+            &json!({"hours": hours}),
+        );
+        keys(&a).iter().any(|k| k.1 == carol)
+    };
+    assert!(has_carol(89 * 24) && !has_carol(89 * 24 + 1));
     // One account only.
     let (_, one) = c.get(&format!(
         "/v1/iam/old-access-keys/list-users?hours=2160&account_id={ROLE_ACCOUNT}"
@@ -145,6 +158,14 @@ fn an_audit_reaches_succeeded_and_its_failures_match_the_summary() {
         http: reqwest::blocking::Client::new(),
     };
 
+    let last_success = |s: &Scrape, collector: &str| {
+        s.value(
+            "infraaudit_collector_last_success_timestamp_seconds",
+            &[("account_id", BASE_ACCOUNT), ("collector", collector)],
+        )
+        .unwrap()
+    };
+    let before = d.scrape();
     let (status, started) = c.post("/api/audit/start", &json!({"account_id": BASE_ACCOUNT}));
     assert_eq!(status, 202, "{started}");
     let id = started["audit_id"].as_str().unwrap().to_owned();
@@ -155,6 +176,13 @@ fn an_audit_reaches_succeeded_and_its_failures_match_the_summary() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert!(done["finished_at"].is_string());
     let scrape = d.scrape();
+    // The audit ran every collector again, into the shared snapshot.
+    for collector in ["iam", "s3", "ec2"] {
+        assert!(
+            last_success(&scrape, collector) > last_success(&before, collector),
+            "{collector} did not run"
+        );
+    }
     let summary = scrape.find(
         "infraaudit_check_failed_resources",
         &[("account_id", BASE_ACCOUNT)],
@@ -279,4 +307,56 @@ fn schemathesis_finds_no_violation_of_the_openapi_document() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(report.contains("Tested: 4"), "{report}");
+}
+
+#[test]
+fn ad_hoc_audits_need_permission_and_stay_out_of_the_metrics() {
+    let emu = Emulator::start();
+    // Only the base account is configured; the role account is audited ad hoc.
+    let config = format!(
+        "[server]\nlisten_address = \"{{listen}}\"\n[aws]\nendpoint_url = \"{}\"\nregions = [\"ap-southeast-2\"]\n\
+         [[accounts]]\nid = \"{BASE_ACCOUNT}\"\n[api]\nenabled = true\nallow_adhoc_accounts = true\n\
+         bearer_tokens = [\"{TOKEN}\"]\n",
+        emu.endpoint
+    );
+    let d = Daemon::start("api-adhoc", &config);
+    d.wait_ready(Duration::from_secs(90));
+    let c = Client {
+        base: d.url.clone(),
+        http: reqwest::blocking::Client::new(),
+    };
+
+    let (s, e) = c.post("/api/audit/start", &json!({"account_id": ROLE_ACCOUNT}));
+    assert_eq!(
+        (s, e["error"].as_str().unwrap().starts_with("role_name")),
+        (422, true),
+        "{e}"
+    );
+    let (s, started) = c.post(
+        "/api/audit/start",
+        &json!({"account_id": ROLE_ACCOUNT, "role_name": "InfraAuditRole", "external_id": EXTERNAL_ID}),
+    );
+    assert_eq!(s, 202, "{started}");
+    let id = started["audit_id"].as_str().unwrap().to_owned();
+    let done = poll(Duration::from_secs(60), "the ad hoc audit", || {
+        let (_, s) = c.get(&format!("/api/audit/status/{id}"));
+        (s["status"] != "running").then_some(s)
+    });
+    assert_eq!(done["status"], "succeeded", "{done}");
+    // erin's inactive 120-day key passes the age check; the role account's public bucket fails.
+    let results = done["results"].as_array().unwrap();
+    assert!(results.iter().any(|r| r["check"] == "s3_public_access"
+        && r["resource"] == "ia-role-acl"
+        && r["status"] == "FAIL"));
+    assert!(!done.to_string().contains(EXTERNAL_ID));
+    assert!(!d.log_text().contains(EXTERNAL_ID));
+    // Nothing of the ad hoc account reaches /metrics.
+    let scrape = d.scrape();
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .all(|s| s.labels.get("account_id").map(String::as_str) != Some(ROLE_ACCOUNT)),
+        "the ad hoc account must not appear in /metrics"
+    );
 }

@@ -41,7 +41,14 @@ pub fn required_actions(settings: &Settings) -> Vec<&'static str> {
             .flat_map(|a| a.collectors.iter().copied())
             .collect()
     };
-    collector::permissions(names)
+    let mut actions = collector::permissions(names);
+    // The API's live listing calls IAM itself.
+    if settings.config.api.enabled {
+        actions.extend_from_slice(infraaudit::api::PERMISSIONS);
+        actions.sort_unstable();
+        actions.dedup();
+    }
+    actions
 }
 
 /// The permission policy alone, as `--print-policy` always printed it.
