@@ -153,8 +153,9 @@ fn chromium(dir: &Path, args: &[&str], tag: &str) -> String {
         if Instant::now() > deadline {
             // The browser and its helper processes share the group led by the child.
             let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
+                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
                 .status();
+            let _ = child.kill();
             let _ = child.wait();
             panic!(
                 "chromium {tag} hung for {BROWSER_TIMEOUT:?}; killed. stderr:\n{}",
