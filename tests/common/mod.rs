@@ -191,6 +191,11 @@ pub fn aws_test_env(cmd: &mut Command) -> &mut Command {
 impl Daemon {
     /// Starts `infraaudit --config <file>` where the file is `config` with `{listen}` replaced.
     pub fn start(tag: &str, config: &str) -> Self {
+        Self::start_with_env(tag, config, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (they win over the test defaults).
+    pub fn start_with_env(tag: &str, config: &str, env: &[(&str, &str)]) -> Self {
         let dir = scratch_dir(tag);
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
@@ -199,6 +204,7 @@ impl Daemon {
         let log = dir.join("infraaudit.log");
         let log_file = std::fs::File::create(&log).unwrap();
         let child = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(&path)
             .stdout(log_file.try_clone().unwrap())
