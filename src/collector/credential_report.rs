@@ -66,6 +66,8 @@ pub enum ParseError {
     Empty,
     #[error("the report is not UTF-8")]
     NotUtf8,
+    #[error("the report has {0} bytes, more than the {MAX_REPORT_BYTES} a real one can have")]
+    TooLarge(usize),
     #[error("the report has no column {0:?}")]
     MissingColumn(&'static str),
     #[error("line {line}: {message}")]
@@ -97,7 +99,15 @@ const SLOT_COLUMNS: [[&str; 5]; 2] = [
     ],
 ];
 
+/// About 9 times the report of an account at IAM's 5,000-user quota (some 350 bytes a row):
+/// anything larger is not a credential report. The SDK has read it by then; this spares the
+/// parse and the snapshot, not the download.
+pub const MAX_REPORT_BYTES: usize = 16 * 1024 * 1024;
+
 pub fn parse(content: &[u8]) -> Result<CredentialReport, ParseError> {
+    if content.len() > MAX_REPORT_BYTES {
+        return Err(ParseError::TooLarge(content.len()));
+    }
     if content.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty);
     }
@@ -293,6 +303,11 @@ arn:aws:iam::123456789012:user/x,x,true,2020-01-01T00:00:00+00:00,false,N/A,N/A,
         assert_eq!(parse(b""), Err(ParseError::Empty));
         assert_eq!(parse(b"\n  \n"), Err(ParseError::Empty));
         assert_eq!(parse(&[0xff, 0xfe, b'a']), Err(ParseError::NotUtf8));
+        let huge = vec![b'a'; MAX_REPORT_BYTES + 1];
+        assert_eq!(
+            parse(&huge),
+            Err(ParseError::TooLarge(MAX_REPORT_BYTES + 1))
+        );
         assert_eq!(
             parse(b"user,arn\nx,y\n"),
             Err(ParseError::MissingColumn("user_creation_time"))
