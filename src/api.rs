@@ -529,10 +529,7 @@ impl Api {
                 "role_name: not a valid role name",
             ));
         }
-        let ok_chars = external_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
-        if !(2..=1224).contains(&external_id.len()) || !ok_chars {
+        if !crate::config::is_external_id(&external_id) {
             return Err(fail(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "external_id: 2 to 1224 characters from [A-Za-z0-9_+=,.@:/-]",

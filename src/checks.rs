@@ -244,8 +244,9 @@ impl Check {
     }
 }
 
-fn days(seconds: f64) -> f64 {
-    (seconds / 86_400.0).floor()
+/// Whole days in `seconds`, as people count an age.
+pub fn whole_days(seconds: f64) -> i64 {
+    (seconds / 86_400.0).floor() as i64
 }
 
 /// Every resource of one account on every check whose data is known, by the same rules as
@@ -272,7 +273,7 @@ pub fn findings(
         for k in &d.keys {
             let resource = format!("{}/{}", k.user, k.access_key_id);
             let state = if k.active { "active" } else { "inactive" };
-            let age = days(now - unix(k.created));
+            let age = whole_days(now - unix(k.created));
             add(
                 Check::IamAccessKeyAge,
                 resource.clone(),
@@ -280,7 +281,7 @@ pub fn findings(
                 format!("{state}, created {age} days ago"),
             );
             let used = match k.last_used {
-                Some(t) => format!("last used {} days ago", days(now - unix(t))),
+                Some(t) => format!("last used {} days ago", whole_days(now - unix(t))),
                 None => "never used".to_owned(),
             };
             add(

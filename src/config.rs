@@ -539,11 +539,7 @@ fn validate(
                     "an ExternalId needs a role_arn".into(),
                 ));
             }
-            // AWS: 2 to 1224 characters of [\w+=,.@:/-].
-            let ok_chars = id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
-            if !(2..=1224).contains(&id.len()) || !ok_chars {
+            if !is_external_id(id) {
                 return Err(bad(
                     &key(if a.external_id_env.is_some() {
                         "external_id_env"
@@ -709,6 +705,14 @@ fn validate_endpoint_url(url: &str) -> Result<(), String> {
         return Err(format!("{url:?} has no host"));
     }
     Ok(())
+}
+
+/// AWS's rule for an ExternalId: 2 to 1224 characters of [\w+=,.@:/-].
+pub fn is_external_id(id: &str) -> bool {
+    (2..=1224).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
 }
 
 pub fn is_account_id(s: &str) -> bool {

@@ -237,7 +237,7 @@ fn oldest_keys(out: &mut String, iam: &IamData, c: &ChecksConfig, now: f64) {
         .iter()
         .take(WORST)
         .map(|k| {
-            let n = days(now - checks::unix(k.created));
+            let n = checks::whole_days(now - checks::unix(k.created));
             let age = format!("{n} day{}", if n == 1 { "" } else { "s" });
             let age = if checks::key_too_old(k, now, c) {
                 format!("<span class=\"bad\">{age}</span>")
@@ -332,10 +332,6 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn days(seconds: f64) -> i64 {
-    (seconds / 86_400.0).floor() as i64
-}
-
 /// "N minutes ago" and the like, with the UTC time as a tooltip.
 fn ago(now: f64, t: f64) -> String {
     let s = (now - t).max(0.0);
@@ -346,7 +342,7 @@ fn ago(now: f64, t: f64) -> String {
     } else if s < 2.0 * 86_400.0 {
         ((s / 3600.0).floor() as i64, "hour")
     } else {
-        (days(s), "day")
+        (checks::whole_days(s), "day")
     };
     let plural = if n == 1 { "" } else { "s" };
     format!(
