@@ -355,17 +355,31 @@ pub fn load(
         }
         figment = figment.merge(Toml::file_exact(path));
     }
+    extract(figment, &source_name, env)
+}
+
+/// [`load`] from a TOML text instead of a file (the fuzz target and tests use it).
+pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
+    extract(figment, "config", env)
+}
+
+fn extract(
+    figment: Figment,
+    source_name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
     // Only names with `__` are configuration, so that variables named by `external_id_env`
     // (say INFRAAUDIT_PROD_EXTERNAL_ID) are never mistaken for keys.
-    figment = figment.merge(
+    let figment = figment.merge(
         Env::prefixed(ENV_PREFIX)
             .filter(|k| k.as_str().contains("__"))
             .split("__"),
     );
     let config: Config = figment
         .extract()
-        .map_err(|e| from_figment(&source_name, e))?;
-    validate(config, &source_name, env)
+        .map_err(|e| from_figment(source_name, e))?;
+    validate(config, source_name, env)
 }
 
 fn from_figment(source_name: &str, err: figment::Error) -> ConfigError {
