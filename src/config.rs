@@ -4,7 +4,7 @@
 //! one line naming the key, never a daemon that runs with half a configuration.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -40,6 +40,8 @@ pub struct ApiConfig {
     pub bearer_tokens: Vec<Secret>,
     /// Name of an environment variable with comma-separated tokens (added to `bearer_tokens`).
     pub bearer_tokens_env: Option<String>,
+    /// A file with one token per line (added to `bearer_tokens`; `#` starts a comment line).
+    pub bearer_tokens_file: Option<PathBuf>,
     /// Let `POST /api/audit/start` audit accounts that are not configured, given `role_name`
     /// and `external_id` (the onboarding flow of a SaaS auditor).
     pub allow_adhoc_accounts: bool,
@@ -57,6 +59,7 @@ impl Default for ApiConfig {
             enabled: false,
             bearer_tokens: Vec::new(),
             bearer_tokens_env: None,
+            bearer_tokens_file: None,
             allow_adhoc_accounts: false,
             max_concurrent_audits: 2,
             audit_history: 100,
@@ -266,6 +269,9 @@ pub struct AccountConfig {
     /// Name of an environment variable that holds the ExternalId.
     #[serde(default)]
     pub external_id_env: Option<String>,
+    /// A file that holds the ExternalId (surrounding whitespace is ignored).
+    #[serde(default)]
+    pub external_id_file: Option<PathBuf>,
     /// The collectors for this account, instead of those enabled in `[collectors.*]`.
     #[serde(default)]
     pub collectors: Option<Vec<String>>,
@@ -527,39 +533,42 @@ fn validate(
                 ));
             }
         }
-        let external_id = match (&a.external_id, &a.external_id_env) {
-            (Some(_), Some(_)) => {
-                return Err(bad(
-                    &key("external_id_env"),
-                    "set external_id or external_id_env, not both".into(),
-                ));
-            }
-            (Some(v), None) => Some(v.clone()),
-            (None, Some(var)) => match env(var) {
-                Some(v) if !v.is_empty() => Some(Secret(v)),
+        let (source_key, external_id) =
+            match (&a.external_id, &a.external_id_env, &a.external_id_file) {
+                (Some(v), None, None) => ("external_id", Some(v.clone())),
+                (None, Some(var), None) => match env(var) {
+                    Some(v) if !v.is_empty() => ("external_id_env", Some(Secret(v))),
+                    _ => {
+                        return Err(bad(
+                            &key("external_id_env"),
+                            format!("environment variable {var} is not set or empty"),
+                        ));
+                    }
+                },
+                (None, None, Some(path)) => (
+                    "external_id_file",
+                    Some(Secret(
+                        read_secret_file(path).map_err(|m| bad(&key("external_id_file"), m))?,
+                    )),
+                ),
+                (None, None, None) => ("external_id", None),
                 _ => {
                     return Err(bad(
-                        &key("external_id_env"),
-                        format!("environment variable {var} is not set or empty"),
+                        &key("external_id"),
+                        "set only one of external_id, external_id_env and external_id_file".into(),
                     ));
                 }
-            },
-            (None, None) => None,
-        };
+            };
         if let Some(id) = external_id.as_ref().map(Secret::expose) {
             if a.role_arn.is_none() {
                 return Err(bad(
-                    &key("external_id"),
+                    &key(source_key),
                     "an ExternalId needs a role_arn".into(),
                 ));
             }
             if !is_external_id(id) {
                 return Err(bad(
-                    &key(if a.external_id_env.is_some() {
-                        "external_id_env"
-                    } else {
-                        "external_id"
-                    }),
+                    &key(source_key),
                     "an ExternalId has 2 to 1224 characters from [A-Za-z0-9_+=,.@:/-]".into(),
                 ));
             }
@@ -592,6 +601,29 @@ fn validate(
     })
 }
 
+/// Largest secret file read: a token list, not a log someone pointed us at by mistake.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// A secret from a file (systemd credentials, Kubernetes secret volumes), trimmed. The error
+/// names the file and the reason, never its content.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?
+        .len();
+    if size > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "{shown} has {size} bytes; a secret file has at most {MAX_SECRET_FILE_BYTES}"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("{shown} is empty"));
+    }
+    Ok(text.to_owned())
+}
+
 /// The API's tokens; with the API on, at least one, each long enough to be a secret.
 fn api_tokens(
     api: &ApiConfig,
@@ -616,13 +648,23 @@ fn api_tokens(
                 .map(|t| Secret(t.to_owned())),
         );
     }
+    if let Some(path) = &api.bearer_tokens_file {
+        let value = read_secret_file(path).map_err(|m| ("api.bearer_tokens_file", m))?;
+        tokens.extend(
+            value
+                .lines()
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && !t.starts_with('#'))
+                .map(|t| Secret(t.to_owned())),
+        );
+    }
     if !api.enabled {
         return Ok(tokens);
     }
     if tokens.is_empty() {
         return Err((
             "api.bearer_tokens",
-            "the API is enabled without a token: set bearer_tokens or bearer_tokens_env".into(),
+            "the API is enabled without a token: set bearer_tokens, bearer_tokens_env or bearer_tokens_file".into(),
         ));
     }
     if tokens.iter().any(|t| t.expose().len() < 16) {
@@ -818,6 +860,87 @@ mod tests {
         assert_eq!(
             s.accounts[0].external_id.as_ref().map(Secret::expose),
             Some("prod-external-id")
+        );
+    }
+
+    /// A file in a per-process temporary directory.
+    fn secret_file(tag: &str, content: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("infraaudit-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(tag);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    const ROLE_ACCOUNT: &str = r#"
+[[accounts]]
+id = "222222222222"
+role_arn = "arn:aws:iam::222222222222:role/Audit"
+"#;
+
+    #[test]
+    fn external_id_from_a_file_is_trimmed() {
+        let path = secret_file("external-id", "from-a-file-123\n");
+        let text = format!("{ROLE_ACCOUNT}external_id_file = {:?}\n", path);
+        let s = load_str(&text, &no_env).unwrap();
+        assert_eq!(
+            s.accounts[0].external_id.as_ref().map(Secret::expose),
+            Some("from-a-file-123")
+        );
+    }
+
+    #[test]
+    fn external_id_file_errors_name_the_key_not_the_content() {
+        let missing = format!("{ROLE_ACCOUNT}external_id_file = \"/nonexistent/infraaudit-id\"\n");
+        let e = load_str(&missing, &no_env).unwrap_err().to_string();
+        assert!(
+            e.contains("accounts[0].external_id_file") && e.contains("/nonexistent/infraaudit-id"),
+            "{e}"
+        );
+
+        let path = secret_file("bad-external-id", "not valid because of spaces\n");
+        let bad = format!("{ROLE_ACCOUNT}external_id_file = {:?}\n", path);
+        let e = load_str(&bad, &no_env).unwrap_err().to_string();
+        assert!(e.contains("accounts[0].external_id_file"), "{e}");
+        assert!(!e.contains("spaces"), "the error shows the secret: {e}");
+
+        let empty = secret_file("empty-external-id", " \n");
+        let e = load_str(
+            &format!("{ROLE_ACCOUNT}external_id_file = {:?}\n", empty),
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is empty"), "{e}");
+
+        let both = format!(
+            "{ROLE_ACCOUNT}external_id = \"abc-123\"\nexternal_id_file = {:?}\n",
+            path
+        );
+        let e = load_str(&both, &no_env).unwrap_err().to_string();
+        assert!(e.contains("set only one of"), "{e}");
+    }
+
+    #[test]
+    fn bearer_tokens_from_a_file_one_per_line() {
+        let path = secret_file(
+            "tokens",
+            "# rotated 2026-11\nfirst-token-0123456789\n\n  second-token-0123456789  \n",
+        );
+        let text = format!("[api]\nenabled = true\nbearer_tokens_file = {:?}\n", path);
+        let s = load_str(&text, &no_env).unwrap();
+        let tokens: Vec<&str> = s.api_tokens.iter().map(Secret::expose).collect();
+        assert_eq!(
+            tokens,
+            ["first-token-0123456789", "second-token-0123456789"]
+        );
+
+        let short = secret_file("short-tokens", "short\n");
+        let text = format!("[api]\nenabled = true\nbearer_tokens_file = {:?}\n", short);
+        let e = load_str(&text, &no_env).unwrap_err().to_string();
+        assert!(
+            e.contains("api.bearer_tokens") && !e.contains("short\n"),
+            "{e}"
         );
     }
 
