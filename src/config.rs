@@ -847,22 +847,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn good_fixture() {
-        let s = load(Some(&fixture("ok.toml")), &no_env).unwrap();
-        assert_eq!(
-            s.config.collectors.iam.interval,
-            Duration::from_secs(90 * 60)
-        );
-        assert_eq!(s.accounts[0].name, "prod");
-        // A missing name falls back to the id.
-        assert_eq!(s.accounts[1].name, "222222222222");
-        assert_eq!(
-            s.accounts[0].external_id.as_ref().map(Secret::expose),
-            Some("prod-external-id")
-        );
-    }
-
     /// A file in a per-process temporary directory.
     fn secret_file(tag: &str, content: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("infraaudit-config-{}", std::process::id()));
@@ -941,6 +925,44 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
         assert!(
             e.contains("api.bearer_tokens") && !e.contains("short\n"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let id_file = secret_file("debug-external-id", "id-from-file-0123");
+        let tokens = secret_file("debug-tokens", "token-from-file-0123456789\n");
+        let text = format!(
+            "[api]\nenabled = true\nbearer_tokens = [\"token-inline-0123456789\"]\nbearer_tokens_file = {tokens:?}\n\
+             {ROLE_ACCOUNT}external_id_file = {id_file:?}\n\
+             [[accounts]]\nid = \"333333333333\"\nrole_arn = \"arn:aws:iam::333333333333:role/A\"\nexternal_id = \"id-inline-0123\"\n"
+        );
+        let s = load_str(&text, &no_env).unwrap();
+        let shown = format!("{s:?} {:#?}", s.config);
+        for secret in [
+            "id-from-file-0123",
+            "token-from-file-0123456789",
+            "token-inline-0123456789",
+            "id-inline-0123",
+        ] {
+            assert!(!shown.contains(secret), "Debug shows {secret}: {shown}");
+        }
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn good_fixture() {
+        let s = load(Some(&fixture("ok.toml")), &no_env).unwrap();
+        assert_eq!(
+            s.config.collectors.iam.interval,
+            Duration::from_secs(90 * 60)
+        );
+        assert_eq!(s.accounts[0].name, "prod");
+        // A missing name falls back to the id.
+        assert_eq!(s.accounts[1].name, "222222222222");
+        assert_eq!(
+            s.accounts[0].external_id.as_ref().map(Secret::expose),
+            Some("prod-external-id")
         );
     }
 
@@ -1088,14 +1110,6 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
             e.contains("does_not_exist.toml") && e.contains("cannot read"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn debug_output_hides_external_ids() {
-        let s = load(Some(&fixture("ok.toml")), &no_env).unwrap();
-        let dump = format!("{s:?}");
-        assert!(!dump.contains("prod-external-id"), "{dump}");
-        assert!(dump.contains("<redacted>"));
     }
 
     #[test]
