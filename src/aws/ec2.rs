@@ -6,7 +6,7 @@ use aws_config::{Region, SdkConfig};
 use aws_sdk_ec2::types::{Filter, HttpTokensState, InstanceMetadataEndpointState};
 use tokio::sync::Semaphore;
 
-use super::{CountCalls, PerRegion, aws_error, home_region};
+use super::{CountCalls, PerRegion, aws_error, home_region, retry_partition};
 use crate::error::Error;
 
 /// One instance, as the EC2 collector exports it.
@@ -54,6 +54,7 @@ impl Ec2Client {
         self.regional.get(region, || {
             let conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
                 .region(Region::new(region.to_owned()))
+                .retry_partition(retry_partition("ec2", region, &self.counter.account_id))
                 .interceptor(self.counter.clone())
                 .build();
             aws_sdk_ec2::Client::from_conf(conf)

@@ -16,13 +16,16 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+use aws_sdk_sts::config::retry::RetryPartition;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::Semaphore;
 
@@ -34,10 +37,14 @@ use crate::metrics::ApiMetrics;
 pub const SESSION_NAME: &str = "infraaudit";
 
 /// The base SDK configuration: the default credential chain, our region, retries and timeouts.
+///
+/// Retries are adaptive: exponential backoff with jitter as in standard mode, plus a client-side
+/// rate limit that slows down once AWS throttles, since one cycle over many accounts makes bursts
+/// of calls against per-account (and per-region) API rate limits.
 pub async fn base_config(cfg: &AwsConfig) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(cfg.region.clone()))
-        .retry_config(RetryConfig::standard().with_max_attempts(cfg.max_attempts))
+        .retry_config(RetryConfig::adaptive().with_max_attempts(cfg.max_attempts))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
@@ -104,6 +111,11 @@ impl AccountSession {
 
     pub fn iam(&self) -> iam::IamClient {
         let conf = aws_sdk_iam::config::Builder::from(&self.sdk)
+            .retry_partition(retry_partition(
+                "iam",
+                home_region(&self.sdk),
+                &self.account.id,
+            ))
             .interceptor(self.counter.clone())
             .build();
         iam::IamClient::new(aws_sdk_iam::Client::from_conf(conf), self.limiter.clone())
@@ -150,6 +162,13 @@ impl<C: Clone> PerRegion<C> {
     }
 }
 
+/// Retry quota and adaptive rate limit per account, service and region, as AWS's own limits
+/// are. The SDK's default partition (service and region) is shared by the whole process: one
+/// throttled account would slow down every other and use up their retry quota.
+fn retry_partition(service: &str, region: &str, account_id: &str) -> RetryPartition {
+    RetryPartition::new(format!("{service}-{region}-{account_id}"))
+}
+
 /// The region an `SdkConfig` was built for.
 fn home_region(sdk: &SdkConfig) -> &str {
     sdk.region().map_or("us-east-1", Region::as_ref)
@@ -157,6 +176,11 @@ fn home_region(sdk: &SdkConfig) -> &str {
 
 fn sts_client(base: &SdkConfig, counter: &CountCalls) -> aws_sdk_sts::Client {
     let conf = aws_sdk_sts::config::Builder::from(base)
+        .retry_partition(retry_partition(
+            "sts",
+            home_region(base),
+            &counter.account_id,
+        ))
         .interceptor(counter.clone())
         .build();
     aws_sdk_sts::Client::from_conf(conf)
@@ -178,7 +202,8 @@ pub async fn caller_account(base: &SdkConfig) -> Result<String, Error> {
     })
 }
 
-/// An SDK error as ours: AWS's code where there is one, else the kind of failure.
+/// An SDK error as ours: AWS's code where there is one, else the kind of failure. The message
+/// is AWS's, or the chain of causes; never the SDK's debug dump of the raw response.
 pub fn aws_error<E, R>(
     service: &'static str,
     operation: &'static str,
@@ -186,9 +211,23 @@ pub fn aws_error<E, R>(
 ) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     use aws_smithy_runtime_api::client::result::SdkError;
+    // A call without credentials never reached AWS: say why AssumeRole failed, not "dispatch
+    // failure". The prefix keeps AssumeRole's code from passing for an answer to the call
+    // itself (an AccessDenied on one bucket is partial data, not a failed run).
+    if let Some(failed) = find_source::<AssumeRoleFailed>(&err) {
+        return Error::Aws {
+            service,
+            operation,
+            code: format!(
+                "AssumeRole:{}",
+                failed.cause.aws_code().unwrap_or(failed.cause.kind())
+            ),
+            message: failed.to_string(),
+        };
+    }
     let code = match &err {
         SdkError::ServiceError(e) => e.err().code().unwrap_or("unknown").to_owned(),
         SdkError::TimeoutError(_) => error_code::TIMEOUT.to_owned(),
@@ -197,12 +236,50 @@ where
         SdkError::ConstructionFailure(_) => "construction_failure".to_owned(),
         _ => "unknown".to_owned(),
     };
+    let message = match &err {
+        SdkError::ServiceError(e) => e.err().message().unwrap_or_default().to_owned(),
+        _ => causes(&err),
+    };
     Error::Aws {
         service,
         operation,
         code,
-        message: DisplayErrorContext(&err).to_string(),
+        message,
     }
+}
+
+/// `err` and its sources, by their Display, joined by ": ".
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut all: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        all.push(e.to_string());
+        next = e.source();
+    }
+    all.join(": ")
+}
+
+/// The first error of type `T` in the chain of `err`.
+fn find_source<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// Why an account's credentials could not be had. It travels inside the SDK's
+/// `CredentialsError` to the [`aws_error`] of every call that needed them.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot assume {role_arn}: {cause}")]
+struct AssumeRoleFailed {
+    role_arn: String,
+    cause: Error,
 }
 
 /// AssumeRole with an ExternalId. The SDK's identity cache calls this again before expiry.
@@ -223,6 +300,13 @@ impl std::fmt::Debug for AssumeRole {
 }
 
 impl AssumeRole {
+    fn failed(&self, cause: Error) -> CredentialsError {
+        CredentialsError::provider_error(AssumeRoleFailed {
+            role_arn: self.role_arn.clone(),
+            cause,
+        })
+    }
+
     async fn assume(&self) -> Result<Credentials, CredentialsError> {
         let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(3600);
         let out = self
@@ -234,15 +318,18 @@ impl AssumeRole {
             .duration_seconds(seconds)
             .send()
             .await
-            .map_err(|e| {
-                let e = aws_error("sts", "AssumeRole", e);
-                CredentialsError::provider_error(format!("cannot assume {}: {e}", self.role_arn))
-            })?;
-        let c = out.credentials().ok_or_else(|| {
-            CredentialsError::provider_error("AssumeRole returned no credentials")
-        })?;
+            .map_err(|e| self.failed(aws_error("sts", "AssumeRole", e)))?;
+        let empty = |message: String| Error::Aws {
+            service: "sts",
+            operation: "AssumeRole",
+            code: "empty_response".into(),
+            message,
+        };
+        let c = out
+            .credentials()
+            .ok_or_else(|| self.failed(empty("no credentials in the answer".into())))?;
         let expiry = SystemTime::try_from(*c.expiration())
-            .map_err(|e| CredentialsError::provider_error(format!("bad expiration: {e}")))?;
+            .map_err(|e| self.failed(empty(format!("bad expiration: {e}"))))?;
         Ok(Credentials::new(
             c.access_key_id(),
             c.secret_access_key(),
@@ -275,6 +362,17 @@ impl Intercept for CountCalls {
         "infraaudit::CountCalls"
     }
 
+    fn read_before_transmit(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let attempt = current_attempt(cfg);
+        cfg.interceptor_state().store_put(Transmitted(attempt));
+        Ok(())
+    }
+
     fn read_after_attempt(
         &self,
         ctx: &FinalizerInterceptorContextRef<'_>,
@@ -284,6 +382,9 @@ impl Intercept for CountCalls {
         let Some(meta) = cfg.load::<Metadata>() else {
             return Ok(());
         };
+        // The attempt timeout also runs while the credentials are resolved: an attempt that ran
+        // out of time waiting for AssumeRole sent nothing and is not a call.
+        let sent = cfg.load::<Transmitted>().copied() == Some(Transmitted(current_attempt(cfg)));
         let code = match (ctx.response(), ctx.output_or_error()) {
             (Some(resp), _) if resp.status().is_success() => None,
             (Some(resp), _) => {
@@ -294,8 +395,10 @@ impl Intercept for CountCalls {
                     resp.body().bytes(),
                 ))
             }
-            (None, Some(Err(e))) if e.is_timeout_error() => Some(error_code::TIMEOUT),
-            (None, Some(Err(e))) if e.is_connector_error() => Some(error_code::CONNECTION_ERROR),
+            (None, Some(Err(e))) if sent && e.is_timeout_error() => Some(error_code::TIMEOUT),
+            (None, Some(Err(e))) if sent && e.is_connector_error() => {
+                Some(error_code::CONNECTION_ERROR)
+            }
             // Failed before anything was sent (credentials, signing): not a call.
             (None, _) => return Ok(()),
         };
@@ -304,6 +407,20 @@ impl Intercept for CountCalls {
             .record(&self.account_id, service, meta.name(), code);
         Ok(())
     }
+}
+
+/// The attempt of the operation that got as far as the network, by its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Transmitted(u32);
+
+impl Storable for Transmitted {
+    type Storer = StoreReplace<Self>;
+}
+
+/// The number of the operation's current attempt.
+fn current_attempt(cfg: &ConfigBag) -> u32 {
+    cfg.load::<RequestAttempts>()
+        .map_or(0, RequestAttempts::attempts)
 }
 
 /// The SDK's service name ("IAM", "STS", "S3") as a lowercase label from a bounded set.
@@ -316,5 +433,51 @@ fn service_label(sdk_name: &str) -> &'static str {
         "ec2" => "ec2",
         "organizations" => "organizations",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_iam::operation::generate_credential_report::GenerateCredentialReportError;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
+    use aws_smithy_types::retry::RetryMode;
+
+    #[tokio::test]
+    async fn retries_are_adaptive_with_the_configured_attempts() {
+        let cfg = AwsConfig {
+            max_attempts: 7,
+            ..AwsConfig::default()
+        };
+        let sdk = base_config(&cfg).await;
+        let retry = sdk.retry_config().unwrap();
+        assert_eq!(retry.mode(), RetryMode::Adaptive);
+        assert_eq!(retry.max_attempts(), 7);
+    }
+
+    #[test]
+    fn a_failed_assume_role_is_the_reason_of_the_call_that_needed_it() {
+        let denied = AssumeRoleFailed {
+            role_arn: "arn:aws:iam::222222222222:role/Audit".into(),
+            cause: Error::Aws {
+                service: "sts",
+                operation: "AssumeRole",
+                code: "AccessDenied".into(),
+                message: "not authorized".into(),
+            },
+        };
+        // How the SDK hands a credentials provider's error to the call.
+        let err: SdkError<GenerateCredentialReportError, HttpResponse> = SdkError::dispatch_failure(
+            ConnectorError::other(CredentialsError::provider_error(denied).into(), None),
+        );
+        let e = aws_error("iam", "GenerateCredentialReport", err);
+        // Not "AccessDenied": that would pass for a denied answer to the call itself.
+        assert_eq!(e.aws_code(), Some("AssumeRole:AccessDenied"));
+        assert_eq!(
+            e.to_string(),
+            "iam GenerateCredentialReport: AssumeRole:AccessDenied: cannot assume \
+             arn:aws:iam::222222222222:role/Audit: sts AssumeRole: AccessDenied: not authorized"
+        );
     }
 }

@@ -8,7 +8,7 @@ use aws_config::{Region, SdkConfig};
 use aws_sdk_s3control::config::endpoint::{Endpoint, EndpointFuture, Params, ResolveEndpoint};
 use tokio::sync::Semaphore;
 
-use super::{CountCalls, PerRegion, aws_error, home_region};
+use super::{CountCalls, PerRegion, aws_error, home_region, retry_partition};
 use crate::error::Error;
 
 /// The four settings of a public access block, at bucket or account level.
@@ -124,8 +124,13 @@ impl S3Client {
         account_id: String,
         endpoint_url: Option<String>,
     ) -> Self {
-        let mut control =
-            aws_sdk_s3control::config::Builder::from(&sdk).interceptor(counter.clone());
+        let mut control = aws_sdk_s3control::config::Builder::from(&sdk)
+            .retry_partition(retry_partition(
+                "s3control",
+                home_region(&sdk),
+                &counter.account_id,
+            ))
+            .interceptor(counter.clone());
         if let Some(url) = &endpoint_url {
             // S3 Control's endpoint rules put the account id in front of the host, which an
             // emulator or proxy on an IP address cannot answer: use the URL as it is.
@@ -149,6 +154,7 @@ impl S3Client {
                 .region(Region::new(region.to_owned()))
                 // Virtual-hosted names (bucket.host) do not resolve for a custom endpoint.
                 .force_path_style(self.endpoint_url.is_some())
+                .retry_partition(retry_partition("s3", region, &self.counter.account_id))
                 .interceptor(self.counter.clone())
                 .build();
             aws_sdk_s3::Client::from_conf(conf)

@@ -78,7 +78,7 @@ pub async fn collect(
     let previous = last.lock().map(|l| l.clone()).unwrap_or_default();
     let mut fresh = RegionCache::new();
     let mut out = Vec::new();
-    let mut first_error = None;
+    let mut errors = Vec::new();
     while let Some((region, result)) = results.next().await {
         match result {
             Ok(instances) => {
@@ -91,7 +91,7 @@ pub async fn collect(
                 });
             }
             Err(e) => {
-                tracing::warn!(%region, error.kind = e.kind(), error = %e, "region failed; keeping its last good instances");
+                errors.push((region.clone(), e));
                 let instances = previous.get(&region).cloned().unwrap_or_default();
                 fresh.insert(region.clone(), instances.clone());
                 out.push(RegionRecord {
@@ -99,13 +99,18 @@ pub async fn collect(
                     success: false,
                     instances,
                 });
-                first_error.get_or_insert(e);
             }
         }
     }
-    if let Some(e) = first_error {
-        if out.iter().all(|r| !r.success) {
+    // When no region answered, the run fails and its failure line says why (once, not once
+    // per region as well).
+    if out.iter().all(|r| !r.success) {
+        if let Some((_, e)) = errors.into_iter().next() {
             return Err(e);
+        }
+    } else {
+        for (region, e) in errors {
+            tracing::warn!(%region, error.kind = e.kind(), error = %e, "region failed; keeping its last good instances");
         }
     }
     if let Ok(mut l) = last.lock() {

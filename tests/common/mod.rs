@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+pub mod proxy;
+
 pub const BASE_ACCOUNT: &str = "123456789012";
 pub const ROLE_ACCOUNT: &str = "222222222222";
 pub const EXTERNAL_ID: &str = "test-external-id";
