@@ -2,6 +2,10 @@
 //!
 //! Columns are found by header name, not position, since AWS has added columns over the years.
 //! `N/A`, `no_information` and `not_supported` all mean "absent" and become `None`.
+//! A report that contradicts itself (a user twice, an active key without a creation time) is
+//! refused rather than half-read: a silently dropped row or key would be a missed finding.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
@@ -70,6 +74,8 @@ pub enum ParseError {
     TooLarge(usize),
     #[error("the report has no column {0:?}")]
     MissingColumn(&'static str),
+    #[error("the report has the column {0:?} twice")]
+    DuplicateColumn(&'static str),
     #[error("line {line}: {message}")]
     Line { line: u64, message: String },
 }
@@ -125,10 +131,13 @@ pub fn parse(content: &[u8]) -> Result<CredentialReport, ParseError> {
         })?
         .clone();
     let col = |name: &'static str| {
-        headers
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or(ParseError::MissingColumn(name))
+        let mut found = headers.iter().enumerate().filter(|(_, h)| h.trim() == name);
+        match (found.next(), found.next()) {
+            (Some((i, _)), None) => Ok(i),
+            (None, _) => Err(ParseError::MissingColumn(name)),
+            // Which of the two is meant is anybody's guess.
+            (Some(_), Some(_)) => Err(ParseError::DuplicateColumn(name)),
+        }
     };
     let user_i = col(USER)?;
     let arn_i = col(ARN)?;
@@ -145,6 +154,9 @@ pub fn parse(content: &[u8]) -> Result<CredentialReport, ParseError> {
     }
 
     let mut rows = Vec::new();
+    // User name -> line of its row. IAM user names are unique; the same name twice would
+    // give two series with the same labels.
+    let mut seen: HashMap<String, u64> = HashMap::new();
     for record in reader.records() {
         let record = record.map_err(|e| ParseError::Line {
             line: e.position().map_or(0, csv::Position::line),
@@ -157,8 +169,14 @@ pub fn parse(content: &[u8]) -> Result<CredentialReport, ParseError> {
             message: format!("{column}: {message}"),
         };
         let user = field(user_i);
-        if user.is_empty() {
+        if user.trim().is_empty() {
             return Err(err(USER, "empty user name".into()));
+        }
+        if let Some(first) = seen.insert(user.to_owned(), line) {
+            return Err(err(
+                USER,
+                format!("{user:?} appears twice (first on line {first})"),
+            ));
         }
         let time = |i: usize, column: &str| parse_time(field(i)).map_err(|m| err(column, m));
         let flag = |i: usize, column: &str| parse_bool(field(i)).map_err(|m| err(column, m));
@@ -172,6 +190,11 @@ pub fn parse(content: &[u8]) -> Result<CredentialReport, ParseError> {
                 last_used_region: text(field(idx[3])),
                 last_used_service: text(field(idx[4])),
             };
+            // A slot's key is known by its creation time; an active one without it would be
+            // dropped by `present_keys`, hiding an active key from every check.
+            if keys[slot].active && keys[slot].last_rotated.is_none() {
+                return Err(err(names[0], format!("true, but {} is absent", names[1])));
+            }
         }
         rows.push(ReportRow {
             user: user.to_owned(),
@@ -362,5 +385,260 @@ arn:aws:iam::123456789012:user/x,x,true,2020-01-01T00:00:00+00:00,false,N/A,N/A,
             bytes[i] = (seed >> 16) as u8;
             let _ = parse(&bytes);
         }
+    }
+
+    /// A column of a rewritten report: one of the original's, by index, or a new one.
+    enum Col {
+        Old(usize),
+        New(&'static str, &'static str),
+    }
+
+    /// `content` with its columns rearranged by `pick`, which sees the original header.
+    fn reshape(content: &[u8], pick: impl Fn(&[String]) -> Vec<Col>) -> Vec<u8> {
+        let rows: Vec<Vec<String>> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(content)
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        let cols = pick(&rows[0]);
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for (i, row) in rows.iter().enumerate() {
+            w.write_record(cols.iter().map(|c| match c {
+                Col::Old(j) => row[*j].as_str(),
+                Col::New(name, _) if i == 0 => name,
+                Col::New(_, value) => value,
+            }))
+            .unwrap();
+        }
+        w.into_inner().unwrap()
+    }
+
+    fn without(content: &[u8], drop: &[&str]) -> Vec<u8> {
+        reshape(content, |h| {
+            (0..h.len())
+                .filter(|&i| !drop.contains(&h[i].as_str()))
+                .map(Col::Old)
+                .collect()
+        })
+    }
+
+    /// Every column the parser reads.
+    fn required() -> Vec<&'static str> {
+        let mut all = vec![
+            USER,
+            ARN,
+            CREATED,
+            PW_ENABLED,
+            PW_LAST_USED,
+            PW_LAST_CHANGED,
+            MFA,
+        ];
+        all.extend(SLOT_COLUMNS.iter().flatten());
+        all
+    }
+
+    #[test]
+    fn columns_are_found_by_name_in_any_order() {
+        for name in [
+            "aws_with_root.csv",
+            "aws_root_with_keys.csv",
+            "emulator_no_root.csv",
+        ] {
+            let original = fixture(name);
+            let want = parse(&original).unwrap();
+            let reversed = reshape(&original, |h| (0..h.len()).rev().map(Col::Old).collect());
+            assert_eq!(parse(&reversed).unwrap(), want, "{name} reversed");
+            // A rotation moves every column, `user` last.
+            let rotated = reshape(&original, |h| {
+                (1..h.len()).chain([0]).map(Col::Old).collect()
+            });
+            assert_eq!(parse(&rotated).unwrap(), want, "{name} rotated");
+        }
+    }
+
+    #[test]
+    fn columns_not_read_may_be_missing_and_unknown_ones_are_ignored() {
+        let original = fixture("aws_with_root.csv");
+        let want = parse(&original).unwrap();
+        // An older report's column set: no password_next_rotation, no certificates.
+        let old = without(
+            &original,
+            &[
+                "password_next_rotation",
+                "cert_1_active",
+                "cert_1_last_rotated",
+                "cert_2_active",
+                "cert_2_last_rotated",
+            ],
+        );
+        assert_eq!(parse(&old).unwrap(), want);
+        // Columns AWS may add one day, first and last, some with names close to ours.
+        let newer = reshape(&original, |h| {
+            let mut cols = vec![Col::New("access_key_3_active", "true")];
+            cols.extend((0..h.len()).map(Col::Old));
+            cols.push(Col::New("user_name", "someone-else"));
+            cols.push(Col::New("passkey_last_used", "garbage, not a time"));
+            cols
+        });
+        assert_eq!(parse(&newer).unwrap(), want);
+    }
+
+    #[test]
+    fn a_missing_column_is_named() {
+        let original = fixture("aws_with_root.csv");
+        for name in required() {
+            let err = parse(&without(&original, &[name])).unwrap_err();
+            assert_eq!(err, ParseError::MissingColumn(name));
+            assert_eq!(
+                err.to_string(),
+                format!("the report has no column \"{name}\"")
+            );
+        }
+    }
+
+    #[test]
+    fn a_column_read_twice_is_refused() {
+        let original = fixture("aws_with_root.csv");
+        let twice = reshape(&original, |h| {
+            let slot = h.iter().position(|c| c == "access_key_1_active").unwrap();
+            (0..h.len()).chain([slot]).map(Col::Old).collect()
+        });
+        assert_eq!(
+            parse(&twice),
+            Err(ParseError::DuplicateColumn("access_key_1_active"))
+        );
+        // A column we do not read may repeat.
+        let cert = reshape(&original, |h| {
+            let cert = h.iter().position(|c| c == "cert_1_active").unwrap();
+            (0..h.len()).chain([cert]).map(Col::Old).collect()
+        });
+        assert_eq!(parse(&cert), parse(&original));
+    }
+
+    #[test]
+    fn crlf_line_endings_and_a_byte_order_mark_change_nothing() {
+        let original = fixture("aws_with_root.csv");
+        let want = parse(&original).unwrap();
+        let text = String::from_utf8(original).unwrap();
+        assert!(!text.contains('\r'));
+        let crlf = text.replace('\n', "\r\n");
+        assert_eq!(parse(crlf.as_bytes()).unwrap(), want);
+        let bom = format!("\u{feff}{text}");
+        assert_eq!(parse(bom.as_bytes()).unwrap(), want);
+        let both = format!("\u{feff}{crlf}");
+        assert_eq!(parse(both.as_bytes()).unwrap(), want);
+        // The last line without its line break.
+        assert_eq!(parse(text.trim_end().as_bytes()).unwrap(), want);
+        // With `user` last, a stray '\r' would end up in the name.
+        let reversed = reshape(text.as_bytes(), |h| {
+            (0..h.len()).rev().map(Col::Old).collect()
+        });
+        let reversed = String::from_utf8(reversed).unwrap().replace('\n', "\r\n");
+        assert_eq!(parse(reversed.as_bytes()).unwrap(), want);
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_refused() {
+        let mut bytes = fixture("aws_with_root.csv");
+        // "alice" -> "al\xffce", in the middle of the report.
+        let at = bytes.windows(5).position(|w| w == b"alice").unwrap();
+        bytes[at + 2] = 0xff;
+        assert_eq!(parse(&bytes), Err(ParseError::NotUtf8));
+        // A Latin-1 "é" at the very end.
+        let mut bytes = fixture("aws_with_root.csv");
+        bytes.push(0xe9);
+        assert_eq!(parse(&bytes), Err(ParseError::NotUtf8));
+    }
+
+    #[test]
+    fn empty_and_header_only_reports() {
+        assert_eq!(parse(b""), Err(ParseError::Empty));
+        assert_eq!(parse(b"\r\n\t "), Err(ParseError::Empty));
+        let text = String::from_utf8(fixture("aws_with_root.csv")).unwrap();
+        let header = text.lines().next().unwrap();
+        // An account without users, as moto writes it (no root row): a report of nobody.
+        for only in [
+            header.to_owned(),
+            format!("{header}\n"),
+            format!("{header}\r\n"),
+        ] {
+            let report = parse(only.as_bytes()).unwrap();
+            assert!(report.rows.is_empty());
+            assert!(report.root().is_none());
+        }
+    }
+
+    #[test]
+    fn an_oversized_report_is_refused_before_it_is_read() {
+        // 50 MB made of a valid report, ending in a byte that is not UTF-8: only the size
+        // check, which comes first, can give TooLarge, and it looks at no byte.
+        let row = "u,arn:aws:iam::123456789012:user/u,N/A,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A\n";
+        let size = 50 * 1024 * 1024;
+        let mut big = Vec::with_capacity(size);
+        big.extend_from_slice(required().join(",").as_bytes());
+        big.push(b'\n');
+        while big.len() + row.len() < size {
+            big.extend_from_slice(row.as_bytes());
+        }
+        big.resize(size, 0xff);
+        let err = parse(&big).unwrap_err();
+        assert_eq!(err, ParseError::TooLarge(size));
+        assert_eq!(
+            err.to_string(),
+            "the report has 52428800 bytes, more than the 16777216 a real one can have"
+        );
+
+        // The limit itself is allowed: a report of exactly MAX_REPORT_BYTES is read (and here
+        // refused for its content, not its size).
+        big.truncate(MAX_REPORT_BYTES);
+        big[MAX_REPORT_BYTES - 1] = 0xff;
+        assert_eq!(parse(&big), Err(ParseError::NotUtf8));
+    }
+
+    #[test]
+    fn a_report_that_contradicts_itself_is_refused() {
+        let text = String::from_utf8(fixture("aws_with_root.csv")).unwrap();
+        let line = |n: usize| text.lines().nth(n).unwrap().to_owned();
+
+        // The same user twice, root included; the error names both lines.
+        for n in [1, 2] {
+            let twice = format!("{text}{}\n", line(n));
+            match parse(twice.as_bytes()) {
+                Err(ParseError::Line { line: 7, message }) => assert_eq!(
+                    message,
+                    format!(
+                        "user: {:?} appears twice (first on line {})",
+                        line(n).split(',').next().unwrap(),
+                        n + 1
+                    )
+                ),
+                other => panic!("expected a line error, got {other:?}"),
+            }
+        }
+
+        // A user name of blanks is no name.
+        let blank = text.replacen("\ncarol,", "\n   ,", 1);
+        assert_eq!(
+            parse(blank.as_bytes()),
+            Err(ParseError::Line {
+                line: 5,
+                message: "user: empty user name".into()
+            })
+        );
+
+        // carol's slot 1 "active" without a key: an active key nobody could see.
+        let carol = line(4);
+        let active = carol.replacen(",false,false,N/A,", ",false,true,N/A,", 1);
+        assert_ne!(carol, active);
+        let ghost = text.replace(&carol, &active);
+        assert_eq!(
+            parse(ghost.as_bytes()),
+            Err(ParseError::Line {
+                line: 5,
+                message: "access_key_1_active: true, but access_key_1_last_rotated is absent"
+                    .into()
+            })
+        );
     }
 }
