@@ -73,12 +73,19 @@ impl Default for ApiConfig {
 pub struct ServerConfig {
     /// Address and port to listen on.
     pub listen_address: SocketAddr,
+    /// TLS and basic auth, in the exporter-toolkit's web configuration format (the file
+    /// node_exporter takes with `--web.config.file`, which overrides this).
+    pub web_config_file: Option<PathBuf>,
+    /// Connections served at once; more wait in the listen queue until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen_address: SocketAddr::from(([0, 0, 0, 0], 10025)),
+            web_config_file: None,
+            max_connections: 512,
         }
     }
 }
@@ -92,7 +99,8 @@ pub struct AwsConfig {
     pub endpoint_url: Option<String>,
     /// Concurrent AWS calls per account.
     pub max_concurrency: usize,
-    /// Attempts per AWS call, the first included; retries back off exponentially with jitter.
+    /// Attempts per AWS call, the first included; adaptive retries (backoff with jitter, and a
+    /// client-side rate limit after throttling).
     pub max_attempts: u32,
     /// Time limit for one attempt of one AWS call.
     #[serde(with = "humantime_serde")]
@@ -292,11 +300,23 @@ pub struct ConfigError {
 impl ConfigError {
     fn new(source_name: &str, key: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            source_name: source_name.to_owned(),
-            key: key.into(),
-            message: message.into(),
+            source_name: one_line(source_name),
+            key: one_line(&key.into()),
+            message: one_line(&message.into()),
         }
     }
+}
+
+/// `s` with control characters escaped: parts of an error can come from the file (a quoted key
+/// with a newline, the `\r` of a CRLF line quoted by a TOML parse error, a variable's name), and
+/// the error must stay one line on stderr.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// The validated configuration, with secrets resolved from the environment.
@@ -413,6 +433,13 @@ fn validate(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigError> {
     let bad = |key: &str, message: String| ConfigError::new(source_name, key, message);
+
+    if !(1..=65_536).contains(&config.server.max_connections) {
+        return Err(bad(
+            "server.max_connections",
+            "must be between 1 and 65536".into(),
+        ));
+    }
 
     if config.aws.region.trim().is_empty() {
         return Err(bad("aws.region", "must not be empty".into()));
@@ -1127,5 +1154,24 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
         assert_eq!(parse_role_arn("arn:aws:sts::111111111111:role/R"), None);
         assert_eq!(parse_role_arn("arn:aws:iam::111111111111:role/"), None);
         assert_eq!(parse_role_arn("InfraAuditRole"), None);
+    }
+
+    #[test]
+    fn errors_stay_one_line_whatever_the_file_holds() {
+        // fuzz/corpus/config/one_line_*.toml: a CRLF file with a syntax error (found by the
+        // fuzzer), and of the same kind a quoted key with a newline and variable names with
+        // control characters.
+        let none = |_: &str| None;
+        for text in [
+            "[aws]\r\nreg[on = \"eu-west-1\"\r\n",
+            "[server]\n\"a\\nb\" = 1\n",
+            "[[accounts]]\nid = \"111111111111\"\nrole_arn = \"arn:aws:iam::111111111111:role/x\"\nexternal_id_env = \"A\\nB\"\n",
+            "[api]\nbearer_tokens_env = \"X\\rY\"\n",
+        ] {
+            let e = load_str(text, &none).unwrap_err().to_string();
+            assert!(!e.contains(['\n', '\r']), "{e:?}");
+        }
+        let e = load_str("[api]\nbearer_tokens_env = \"X\\rY\"\n", &none).unwrap_err();
+        assert_eq!(e.message, "environment variable X\\rY is not set or empty");
     }
 }

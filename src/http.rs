@@ -1,11 +1,15 @@
 //! The HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, the HTML overview at `/`, and the JSON
 //! API (src/api.rs). Only API requests that ask for live data or start an audit call AWS;
 //! `/metrics` and the overview read the current snapshot.
+//!
+//! Around every request: the web configuration's basic auth and headers (src/web/); around every
+//! connection: its TLS, a cap on open connections, and timeouts so that a slow or silent client
+//! cannot hold a connection (or a slot) for long.
 
 use std::convert::Infallible;
 use std::io::Write as _;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,13 +19,14 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::{Exporter, Format};
 use crate::snapshot::SnapshotStore;
+use crate::web;
 
 pub struct AppState {
     pub exporter: Exporter,
@@ -33,19 +38,75 @@ pub struct AppState {
 
 /// How long open connections get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
+/// A client must send a request's headers within this; it also bounds an idle HTTP/1
+/// keep-alive connection, whose wait for the next request counts as reading headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS client must finish its handshake within this.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no request in flight for this long is closed: idle HTTP/2 connections,
+/// and responses that a client does not read.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the idle close began, how long the connection gets to finish before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// One request's handling, its body included; above the API's own 120 s limit of live calls.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(150);
+/// Largest request head (request line and headers); larger ones get 431.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// Serves plain HTTP, without a web configuration file.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A client that never finishes its headers cannot hold a connection forever.
-    builder
-        .http1()
+    serve_with(listener, state, None, shutdown).await;
+}
+
+/// What every connection shares.
+struct Server {
+    state: Arc<AppState>,
+    web: Option<Arc<web::Live>>,
+    /// HTTP/1 and HTTP/2, or HTTP/1 only (`http_server_config.http2: false`).
+    auto: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    shutdown: CancellationToken,
+}
+
+/// Serves until `shutdown`, then gives open connections [`DRAIN`] to finish. At most
+/// `server.max_connections` connections are served at once: the others wait in the listen
+/// queue (they are not accepted) until one closes.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    web: Option<Arc<web::Live>>,
+    shutdown: CancellationToken,
+) {
+    let max = state.config.server.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max));
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // hyper's minimum buffer is 8 KiB; a head that does not fit gets 431.
+        .max_buf_size(MAX_HEADER_BYTES.max(8192));
+    auto.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let http1 = auto.clone().http1_only();
+    let server = Arc::new(Server {
+        state,
+        web,
+        auto,
+        http1,
+        shutdown: shutdown.clone(),
+    });
     loop {
-        let (stream, _) = tokio::select! {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+                Ok((stream, _)) => stream,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -55,22 +116,175 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: Cancel
             },
             () = shutdown.cancelled() => break,
         };
-        let state = state.clone();
-        let service = service_fn(move |req| handle(state.clone(), req));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let server = server.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+            server.connection(stream).await;
+            drop(slot);
         });
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN) => tracing::warn!("connections still open after {DRAIN:?}; closing them"),
+    // Every slot back: every connection closed.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {DRAIN:?}; closing them");
+    }
+}
+
+impl Server {
+    async fn connection(self: &Arc<Self>, stream: TcpStream) {
+        // TLS settings as of this connection's start: a reload applies to new connections.
+        let web = self.web.as_ref().map(|w| w.current());
+        let http2 = web.as_ref().is_none_or(|w| w.http2);
+        match web.and_then(|w| w.tls.clone()) {
+            None => self.serve_io(stream, http2).await,
+            Some(tls) => {
+                let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+                    Ok(Ok(stream)) => self.serve_io(stream, http2).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            }
+        }
+    }
+
+    async fn serve_io<I>(self: &Arc<Self>, io: I, http2: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Arc::new(Activity::new());
+        let service = {
+            let (server, activity) = (self.clone(), activity.clone());
+            service_fn(move |req| {
+                let busy = activity.begin();
+                let server = server.clone();
+                async move {
+                    let response = server.request(req).await;
+                    drop(busy);
+                    response
+                }
+            })
+        };
+        let builder = if http2 { &self.auto } else { &self.http1 };
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        // Set once the connection was asked to close; it is dropped at this instant.
+        let mut hard_stop: Option<tokio::time::Instant> = None;
+        loop {
+            let stop_at = hard_stop;
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = self.shutdown.cancelled(), if stop_at.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    hard_stop = Some(tokio::time::Instant::now() + DRAIN);
+                }
+                () = activity.idle(IDLE_TIMEOUT), if stop_at.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    hard_stop = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
+                () = sleep_until(stop_at), if stop_at.is_some() => return,
+            }
+        }
+    }
+
+    /// Basic auth and extra headers of the web configuration, around [`handle`].
+    async fn request(self: Arc<Self>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+        let web = self.web.as_ref().map(|w| w.current());
+        let state = self.state.clone();
+        // The API's paths carry their own bearer tokens in the one Authorization header, so
+        // basic auth guards every other path.
+        let api_path = state.api.is_some() && crate::api::owns(req.uri().path());
+        let auth = web.as_ref().and_then(|w| w.auth.clone());
+        // The bound covers a wait for a bcrypt slot too.
+        let answer = async move {
+            if let Some(auth) = auth.filter(|_| !api_path) {
+                if !auth.allows(req.headers().get(header::AUTHORIZATION)).await {
+                    let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+                    r.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+                    return r;
+                }
+            }
+            match handle(state, req).await {
+                Ok(r) => r,
+            }
+        };
+        let mut response = match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+            Ok(r) => r,
+            Err(_) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The request took too long\n",
+            ),
+        };
+        if let Some(w) = &web {
+            for (name, value) in &w.headers {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        Ok(response)
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Requests in flight on one connection, and since when it has had none.
+struct Activity {
+    state: Mutex<(usize, Instant)>,
+}
+
+struct Busy(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new((0, Instant::now())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, Instant)> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.lock().0 += 1;
+        Busy(self.clone())
+    }
+
+    /// Resolves once no request has been in flight for `limit`.
+    async fn idle(&self, limit: Duration) {
+        loop {
+            let (in_flight, since) = *self.lock();
+            let wait = if in_flight > 0 {
+                limit
+            } else {
+                match limit.checked_sub(since.elapsed()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return,
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.0 = state.0.saturating_sub(1);
+        state.1 = Instant::now();
     }
 }
 
@@ -116,8 +330,11 @@ async fn metrics(state: Arc<AppState>, req: &Request<Incoming>) -> Resp {
     };
     let format = Format::negotiate(header_str(header::ACCEPT));
     let gzip = accepts_gzip(header_str(header::ACCEPT_ENCODING));
-    // Encoding a large snapshot is CPU work; keep it off the threads that serve connections.
+    // Encoding a large snapshot is CPU work; keep it off the threads that serve connections,
+    // and wait for a turn so that 64 concurrent scrapes do not hold 64 copies of it.
+    let turn = state.exporter.render_turn().await;
     let rendered = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let _turn = turn;
         let body = state.exporter.render(format).map_err(|e| e.to_string())?;
         if !gzip {
             return Ok(body.into_bytes());

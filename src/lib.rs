@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod overview;
 pub mod scheduler;
 pub mod snapshot;
+pub mod web;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const REVISION: &str = env!("INFRAAUDIT_REVISION");

@@ -15,7 +15,7 @@ use infraaudit::config::{self, Settings};
 use infraaudit::http::{self, AppState};
 use infraaudit::metrics::{ApiMetrics, Exporter};
 use infraaudit::snapshot::{AccountInfo, SnapshotStore};
-use infraaudit::{REVISION, VERSION, aws, collector, scheduler};
+use infraaudit::{REVISION, VERSION, aws, collector, scheduler, web};
 
 mod cli;
 
@@ -58,11 +58,27 @@ fn main() -> ExitCode {
             };
         }
     }
+    let web = match args
+        .web_config_file
+        .take()
+        .or_else(|| settings.config.server.web_config_file.clone())
+    {
+        None => None,
+        Some(path) => match web::Live::load(&path) {
+            Ok(live) => Some(Arc::new(live)),
+            Err(e) => {
+                return cli::config_error(format_args!(
+                    "bad web configuration {}: {e}",
+                    path.display()
+                ));
+            }
+        },
+    };
     let runtime = match cli::runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match runtime.block_on(run(settings)) {
+    match runtime.block_on(run(settings, web)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("infraaudit: {e}");
@@ -123,7 +139,7 @@ fn init_logging(sdk: &str, filter: &str, progress: ProgressBar) {
         .init();
 }
 
-async fn run(settings: Settings) -> Result<(), String> {
+async fn run(settings: Settings, web: Option<Arc<web::Live>>) -> Result<(), String> {
     let cfg = &settings.config;
     let listener = TcpListener::bind(cfg.server.listen_address)
         .await
@@ -184,6 +200,18 @@ async fn run(settings: Settings) -> Result<(), String> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone())?);
+    let hangup = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(on_hangup(hangup.clone(), web.is_some())?);
+    if let Some(web) = &web {
+        let current = web.current();
+        tracing::info!(
+            path = %web.path().display(),
+            tls = current.tls.is_some(),
+            basic_auth = current.auth.is_some(),
+            "web configuration loaded; reloaded on SIGHUP and when it changes"
+        );
+        tokio::spawn(web.clone().watch(hangup, shutdown.clone()));
+    }
     let accounts_n = store.load().accounts.len();
     let mut tasks = scheduler::spawn(jobs, store.clone(), shutdown.clone());
     tracing::info!(
@@ -198,7 +226,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         config,
         api: api_server,
     };
-    http::serve(listener, Arc::new(state), shutdown).await;
+    http::serve_with(listener, Arc::new(state), web, shutdown).await;
     tasks.shutdown().await;
     tracing::info!("stopped");
     Ok(())
@@ -221,6 +249,35 @@ fn on_signal(shutdown: CancellationToken) -> Result<impl std::future::Future<Out
         tracing::info!("shutting down");
         shutdown.cancel();
     })
+}
+
+/// Registers the SIGHUP handler now (its default action would end the process); the returned
+/// future notifies `hangup` at each SIGHUP, which reloads the web configuration.
+#[cfg(unix)]
+fn on_hangup(
+    hangup: Arc<tokio::sync::Notify>,
+    reloadable: bool,
+) -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    Ok(async move {
+        while hup.recv().await.is_some() {
+            if reloadable {
+                tracing::info!("SIGHUP: reloading the web configuration");
+                hangup.notify_one();
+            } else {
+                tracing::info!("SIGHUP: nothing to reload (no web configuration file)");
+            }
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn on_hangup(
+    _hangup: Arc<tokio::sync::Notify>,
+    _reloadable: bool,
+) -> Result<impl std::future::Future<Output = ()>, String> {
+    Ok(std::future::pending())
 }
 
 #[cfg(not(unix))]

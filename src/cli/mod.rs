@@ -35,6 +35,10 @@ pub struct Cli {
         global = true
     )]
     pub config: Option<PathBuf>,
+    /// TLS and basic auth: a web configuration file in the Prometheus exporter-toolkit format
+    /// (the one node_exporter takes). Overrides `[server] web_config_file`.
+    #[arg(long = "web.config.file", value_name = "FILE", global = true)]
+    pub web_config_file: Option<PathBuf>,
     /// Log filter, e.g. `info` or `infraaudit=debug` [default: `info` for `run`, `error` for
     /// the other subcommands].
     #[arg(long, value_name = "FILTER", env = "INFRAAUDIT_LOG", global = true)]

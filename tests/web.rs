@@ -1,0 +1,854 @@
+//! The web configuration (`--web.config.file`, the exporter-toolkit format) and the HTTP server's
+//! limits, against the real binary: basic auth, TLS, client certificates, TLS versions, reloads
+//! on change and on SIGHUP, bad files, slow clients, oversize headers and the connection cap.
+//! Certificates are made at test time with rcgen; the client is rustls over a raw socket, so
+//! every byte on the wire is the test's choice.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{BASE_ACCOUNT, aws_test_env, free_port, poll, scratch_dir};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
+
+// ---------------------------------------------------------------------------------------------
+// Certificates
+
+/// A CA, a server certificate for localhost and 127.0.0.1, a client certificate from the same
+/// CA and one from another CA, written as PEM files into `dir`.
+struct Pki {
+    ca: CertificateDer<'static>,
+    server: CertificateDer<'static>,
+    client: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    stranger: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+}
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+fn leaf(
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    names: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+) -> (
+    String,
+    String,
+    CertificateDer<'static>,
+    PrivateKeyDer<'static>,
+) {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    params.extended_key_usages = vec![usage];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    let der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    (cert.pem(), key.serialize_pem(), cert.der().clone(), der)
+}
+
+impl Pki {
+    fn write(dir: &Path) -> Self {
+        let ca1 = ca("infraaudit test CA");
+        let ca2 = ca("some other CA");
+        let (server_pem, server_key, server, _) = leaf(
+            &ca1,
+            &["localhost", "127.0.0.1"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (_, _, client, client_key) =
+            leaf(&ca1, &["prometheus"], ExtendedKeyUsagePurpose::ClientAuth);
+        let (_, _, stranger, stranger_key) =
+            leaf(&ca2, &["prometheus"], ExtendedKeyUsagePurpose::ClientAuth);
+        std::fs::write(dir.join("ca.pem"), ca1.pem()).unwrap();
+        std::fs::write(dir.join("server.pem"), server_pem).unwrap();
+        std::fs::write(dir.join("server.key"), server_key).unwrap();
+        Self {
+            ca: ca1.der().clone(),
+            server,
+            client: (vec![client], client_key),
+            stranger: (vec![stranger], stranger_key),
+        }
+    }
+
+    /// A client that trusts our CA, with `identity` as its certificate, speaking `versions`.
+    fn client(
+        &self,
+        identity: Option<&(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+        versions: &[&'static SupportedProtocolVersion],
+    ) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        let builder = ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots);
+        Arc::new(match identity {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        })
+    }
+}
+
+const BOTH: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+const TLS12_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+fn hash(password: &str, cost: u32) -> String {
+    bcrypt::hash(password, cost).unwrap()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {b64}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP over a raw socket
+
+struct Response {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let body = String::from_utf8_lossy(&self.body);
+        let cut: String = body.chars().take(200).collect();
+        write!(f, "{}[{} body bytes] {cut:?}", self.head, self.body.len())
+    }
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Sends one GET with `Connection: close` and reads the response by its Content-Length.
+fn exchange(s: &mut impl ReadWrite, path: &str, headers: &[(&str, &str)]) -> io::Result<Response> {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.flush()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "closed before a response head ({:?})",
+                    String::from_utf8_lossy(&buf)
+                ),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("not an HTTP response: {head:?}")))?;
+    let mut r = Response {
+        status,
+        head,
+        body: buf[end..].to_vec(),
+    };
+    let length: usize = r
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while r.body.len() < length {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        r.body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(r)
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> io::Result<Response> {
+    exchange(&mut connect(addr), path, headers)
+}
+
+/// One GET over TLS; also returns the certificates the server presented.
+fn tls_get(
+    addr: &str,
+    client: Arc<ClientConfig>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<(Response, Vec<CertificateDer<'static>>)> {
+    let conn = rustls::ClientConnection::new(client, ServerName::try_from("localhost").unwrap())
+        .map_err(io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, connect(addr));
+    let response = exchange(&mut tls, path, headers)?;
+    let presented = tls
+        .conn
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect();
+    Ok((response, presented))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon
+
+/// `infraaudit --config config.toml --web.config.file web.yml` in a scratch directory. The one
+/// account's AWS endpoint is a closed port: no data, but /metrics and /-/healthy answer.
+struct Web {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+fn toml(listen: &str, extra: &str) -> String {
+    let dead = free_port();
+    format!(
+        "[server]\nlisten_address = \"{listen}\"\n{extra}\n\
+         [aws]\nendpoint_url = \"http://127.0.0.1:{dead}\"\nmax_attempts = 1\n\
+         [[accounts]]\nid = \"{BASE_ACCOUNT}\"\ncollectors = [\"s3\"]\n"
+    )
+}
+
+impl Web {
+    /// `server_extra`: more `[server]` keys; `tail`: more TOML sections.
+    fn start(tag: &str, web_yml: &str, server_extra: &str) -> Self {
+        Self::start_in(scratch_dir(tag), web_yml, server_extra, "")
+    }
+
+    fn start_in(dir: PathBuf, web_yml: &str, server_extra: &str, tail: &str) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port());
+        std::fs::write(dir.join("config.toml"), toml(&addr, server_extra) + tail).unwrap();
+        std::fs::write(dir.join("web.yml"), web_yml).unwrap();
+        let log = dir.join("infraaudit.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .arg("--web.config.file")
+            .arg(dir.join("web.yml"))
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let mut d = Self {
+            child,
+            addr,
+            dir,
+            log,
+        };
+        // The listener is bound before this line is logged: connections queue from then on.
+        poll(Duration::from_secs(30), "the daemon to serve", || {
+            if let Some(status) = d.child.try_wait().unwrap() {
+                panic!("the daemon exited with {status}:\n{}", d.log_text());
+            }
+            d.log_text().contains("serving /metrics").then_some(())
+        });
+        d
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Replaces web.yml at once (a rename), so no read sees half a file.
+    fn rewrite(&self, web_yml: &str) {
+        let tmp = self.dir.join("web.yml.tmp");
+        std::fs::write(&tmp, web_yml).unwrap();
+        std::fs::rename(&tmp, self.dir.join("web.yml")).unwrap();
+    }
+
+    fn hup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP failed");
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- infraaudit log ---\n{}", self.log_text());
+        }
+    }
+}
+
+fn status(r: io::Result<Response>) -> u16 {
+    match r {
+        Ok(r) => r.status,
+        Err(e) => panic!("no HTTP response: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Basic auth and TLS
+
+#[test]
+fn basic_auth_over_plain_http() {
+    // Cost 10, as htpasswd -B makes by default: the cached path has to make up for it.
+    let yml = format!(
+        "basic_auth_users:\n  alice: {}\n  bob: {}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n    X-Content-Type-Options: nosniff\n",
+        hash("wonderland", 10),
+        hash("builder", 4)
+    );
+    let d = Web::start("web-basic", &yml, "");
+    let a = d.addr.as_str();
+
+    let r = get(a, "/metrics", &[]).unwrap();
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.header("www-authenticate"), Some("Basic"));
+    assert_eq!(
+        r.header("x-frame-options"),
+        Some("deny"),
+        "headers on a 401 too"
+    );
+    let wrong = basic("alice", "looking-glass");
+    assert_eq!(
+        status(get(a, "/metrics", &[("Authorization", &wrong)])),
+        401
+    );
+    let nobody = basic("mallory", "wonderland");
+    assert_eq!(
+        status(get(a, "/metrics", &[("Authorization", &nobody)])),
+        401
+    );
+    let bearer = "Bearer wonderland";
+    assert_eq!(
+        status(get(a, "/-/healthy", &[("Authorization", bearer)])),
+        401
+    );
+
+    let right = basic("alice", "wonderland");
+    let started = Instant::now();
+    let r = get(a, "/metrics", &[("Authorization", &right)]).unwrap();
+    let uncached = started.elapsed();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(String::from_utf8_lossy(&r.body).contains("infraaudit_build_info"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(
+            status(get(a, "/-/healthy", &[("Authorization", &right)])),
+            200
+        );
+    }
+    let cached = started.elapsed() / 5;
+    eprintln!("bcrypt cost 10: first request {uncached:?}, cached requests {cached:?} each");
+    assert!(
+        cached * 3 < uncached,
+        "the verdict is not cached: {uncached:?} then {cached:?}"
+    );
+    let bob = basic("bob", "builder");
+    assert_eq!(status(get(a, "/", &[("Authorization", &bob)])), 200);
+    // Passwords and hashes never reach the log.
+    let log = d.log_text();
+    for secret in ["wonderland", "builder", "$2b$"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+}
+
+#[test]
+fn tls_presents_our_certificate_and_keeps_basic_auth() {
+    let dir = scratch_dir("web-tls");
+    let pki = Pki::write(&dir);
+    let yml = format!(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\nbasic_auth_users:\n  alice: {}\n",
+        hash("wonderland", 4)
+    );
+    let d = Web::start_in(dir, &yml, "", "");
+    let a = d.addr.as_str();
+    let client = pki.client(None, BOTH);
+
+    let (r, presented) = tls_get(a, client.clone(), "/metrics", &[]).unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        presented.first(),
+        Some(&pki.server),
+        "not our server certificate"
+    );
+    let right = basic("alice", "wonderland");
+    let (r, _) = tls_get(a, client.clone(), "/metrics", &[("Authorization", &right)]).unwrap();
+    assert_eq!(r.status, 200);
+    let wrong = basic("alice", "rabbit");
+    let (r, _) = tls_get(a, client, "/metrics", &[("Authorization", &wrong)]).unwrap();
+    assert_eq!(r.status, 401);
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    assert!(get(a, "/-/healthy", &[]).is_err());
+}
+
+#[test]
+fn client_certificates_are_required_and_verified() {
+    let dir = scratch_dir("web-mtls");
+    let pki = Pki::write(&dir);
+    let yml = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n";
+    let d = Web::start_in(dir, yml, "", "");
+    let a = d.addr.as_str();
+
+    let (r, _) = tls_get(a, pki.client(Some(&pki.client), BOTH), "/-/healthy", &[]).unwrap();
+    assert_eq!(r.status, 200);
+    let no_cert = tls_get(a, pki.client(None, BOTH), "/-/healthy", &[]);
+    assert!(no_cert.is_err(), "served without a client certificate");
+    let stranger = tls_get(a, pki.client(Some(&pki.stranger), BOTH), "/-/healthy", &[]);
+    assert!(
+        stranger.is_err(),
+        "served a client certificate of another CA"
+    );
+}
+
+#[test]
+fn min_version_tls13_refuses_a_tls12_client() {
+    let dir = scratch_dir("web-tls13");
+    let pki = Pki::write(&dir);
+    let yml = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  min_version: TLS13\n";
+    let d = Web::start_in(dir, yml, "", "");
+    let a = d.addr.as_str();
+    let (r, _) = tls_get(a, pki.client(None, BOTH), "/-/healthy", &[]).unwrap();
+    assert_eq!(r.status, 200);
+    let old = tls_get(a, pki.client(None, TLS12_ONLY), "/-/healthy", &[]);
+    assert!(old.is_err(), "a TLS 1.2 client was served");
+}
+
+#[test]
+fn tls12_is_served_by_default() {
+    let dir = scratch_dir("web-tls12");
+    let pki = Pki::write(&dir);
+    let yml = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n";
+    let d = Web::start_in(dir, yml, "", "");
+    let (r, _) = tls_get(&d.addr, pki.client(None, TLS12_ONLY), "/-/healthy", &[]).unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn the_example_file_works() {
+    let dir = scratch_dir("web-example");
+    let pki = Pki::write(&dir);
+    std::fs::copy(dir.join("server.pem"), dir.join("server.crt")).unwrap();
+    let example = common::read(&common::repo().join("web-config.example.yml"));
+    let d = Web::start_in(dir, &example, "", "");
+    let (r, presented) = tls_get(&d.addr, pki.client(None, BOTH), "/metrics", &[]).unwrap();
+    assert_eq!(presented.first(), Some(&pki.server));
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.header("x-frame-options"), Some("deny"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+}
+
+#[test]
+fn api_paths_take_bearer_tokens_instead_of_basic_auth() {
+    let token = "a-long-enough-api-token";
+    let yml = format!("basic_auth_users:\n  alice: {}\n", hash("wonderland", 4));
+    let d = Web::start_in(
+        scratch_dir("web-api"),
+        &yml,
+        "",
+        &format!("[api]\nenabled = true\nbearer_tokens = [\"{token}\"]\n"),
+    );
+    let a = d.addr.as_str();
+    let bearer = format!("Bearer {token}");
+    // Past the bearer check: the audit id is unknown.
+    let r = get(a, "/api/audit/status/nope", &[("Authorization", &bearer)]).unwrap();
+    assert_eq!(r.status, 404, "{r:?}");
+    // Without a token: the API's own 401, which asks for a bearer token, not basic credentials.
+    let r = get(a, "/api/audit/status/nope", &[]).unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    // Basic credentials do not open the API.
+    let right = basic("alice", "wonderland");
+    let r = get(a, "/api/audit/status/nope", &[("Authorization", &right)]).unwrap();
+    assert_eq!(r.status, 401);
+    // A bearer token does not open the other paths.
+    assert_eq!(
+        status(get(a, "/metrics", &[("Authorization", &bearer)])),
+        401
+    );
+    assert_eq!(
+        status(get(a, "/metrics", &[("Authorization", &right)])),
+        200
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reloads and bad files
+
+#[test]
+fn a_changed_file_applies_without_restart_and_so_does_sighup() {
+    let v1 = format!("basic_auth_users:\n  alice: {}\n", hash("one", 4));
+    let d = Web::start("web-reload", &v1, "");
+    let a = d.addr.as_str();
+    let alice = basic("alice", "one");
+    let bob = basic("bob", "two");
+    assert_eq!(
+        status(get(a, "/metrics", &[("Authorization", &alice)])),
+        200
+    );
+
+    // Changed on disk: picked up by polling.
+    d.rewrite(&format!("basic_auth_users:\n  bob: {}\n", hash("two", 4)));
+    poll(Duration::from_secs(20), "bob's credentials to work", || {
+        (status(get(a, "/metrics", &[("Authorization", &bob)])) == 200).then_some(())
+    });
+    assert_eq!(
+        status(get(a, "/metrics", &[("Authorization", &alice)])),
+        401
+    );
+
+    // SIGHUP reloads even an unchanged file (polling would not: it logs nothing then).
+    let reloads = |d: &Web| d.log_text().matches("web configuration reloaded").count();
+    let before = reloads(&d);
+    d.hup();
+    poll(Duration::from_secs(10), "SIGHUP to reload", || {
+        (reloads(&d) > before).then_some(())
+    });
+    // And a changed file with SIGHUP.
+    let carol = basic("carol", "three");
+    d.rewrite(&format!(
+        "basic_auth_users:\n  carol: {}\n",
+        hash("three", 4)
+    ));
+    d.hup();
+    poll(
+        Duration::from_secs(20),
+        "carol's credentials to work",
+        || (status(get(a, "/metrics", &[("Authorization", &carol)])) == 200).then_some(()),
+    );
+    assert_eq!(status(get(a, "/metrics", &[("Authorization", &bob)])), 401);
+}
+
+#[test]
+fn a_new_certificate_applies_to_new_connections() {
+    let dir = scratch_dir("web-rotate");
+    let pki = Pki::write(&dir);
+    let yml = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n";
+    let d = Web::start_in(dir.clone(), yml, "", "");
+    let (_, first) = tls_get(&d.addr, pki.client(None, BOTH), "/-/healthy", &[]).unwrap();
+    assert_eq!(first.first(), Some(&pki.server));
+    // A new CA and server certificate in the same files; the client trusts only the new CA.
+    let rotated = Pki::write(&dir);
+    poll(Duration::from_secs(20), "the new certificate", || {
+        let (_, now) = tls_get(&d.addr, rotated.client(None, BOTH), "/-/healthy", &[]).ok()?;
+        (now.first() == Some(&rotated.server)).then_some(())
+    });
+}
+
+#[test]
+fn a_bad_file_on_reload_keeps_the_old_configuration() {
+    let v1 = format!("basic_auth_users:\n  alice: {}\n", hash("one", 4));
+    let mut d = Web::start("web-bad-reload", &v1, "");
+    let a = d.addr.as_str().to_owned();
+    let alice = basic("alice", "one");
+    d.rewrite("basic_auth_users:\n  alice: not-a-hash\nrate_limits: {}\n");
+    poll(
+        Duration::from_secs(20),
+        "the bad file to be reported",
+        || {
+            d.log_text()
+                .lines()
+                .find(|l| l.contains("bad web configuration; keeping the previous one"))
+                .map(str::to_owned)
+        },
+    );
+    d.hup();
+    poll(Duration::from_secs(10), "SIGHUP's report", || {
+        (d.log_text()
+            .matches("bad web configuration; keeping the previous one")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    let log = d.log_text();
+    assert!(log.contains("rate_limits"), "the key is not named:\n{log}");
+    assert!(d.alive(), "the daemon exited on a bad reload");
+    assert_eq!(
+        status(get(&a, "/metrics", &[("Authorization", &alice)])),
+        200
+    );
+    assert_eq!(status(get(&a, "/metrics", &[])), 401);
+}
+
+#[test]
+fn a_bad_web_config_at_startup_exits_64_naming_the_key() {
+    let dir = scratch_dir("web-bad");
+    Pki::write(&dir);
+    let cases = [
+        ("tls_server_config:\n  cert_fle: server.pem\n", "cert_fle"),
+        (
+            "basic_auth_users:\n  alice: plaintext\n",
+            "basic_auth_users.alice",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: Always\n",
+            "tls_server_config.client_auth_type",
+        ),
+        (
+            "tls_server_config:\n  cert_file: missing.pem\n  key_file: server.key\n",
+            "tls_server_config.cert_file",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
+            "tls_server_config.cipher_suites",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n",
+            "tls_server_config.client_ca_file",
+        ),
+        ("rate_limit:\n  interval: 1s\n  burst: 5\n", "rate_limit"),
+        (
+            "http_server_config:\n  headers:\n    Server: me\n",
+            "http_server_config.headers.Server",
+        ),
+        ("tls_server_config: [\n", "web.yml"),
+    ];
+    let config = dir.join("config.toml");
+    let listen = format!("127.0.0.1:{}", free_port());
+    std::fs::write(&config, toml(&listen, "")).unwrap();
+    for (yml, needle) in cases {
+        std::fs::write(dir.join("web.yml"), yml).unwrap();
+        let mut cmd = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+            .arg("--config")
+            .arg(&config)
+            .arg("--web.config.file")
+            .arg(dir.join("web.yml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = exits(&mut cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{yml}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{yml}: {stderr}");
+        assert!(stderr.contains(needle), "{yml}: {stderr}");
+        assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+    }
+    // The TOML key works as the flag does, and a missing file is an error too.
+    let with_key = toml(
+        &listen,
+        &format!("web_config_file = \"{}\"", dir.join("nope.yml").display()),
+    );
+    std::fs::write(&config, with_key).unwrap();
+    let mut cmd = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = exits(&mut cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("nope.yml"), "{stderr}");
+    // The connection cap is validated with the rest of the TOML.
+    std::fs::write(&config, toml(&listen, "max_connections = 0")).unwrap();
+    let mut cmd = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = exits(&mut cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("server.max_connections"), "{stderr}");
+}
+
+/// Waits for `child` to exit (it must not start serving); kills it after 15 s.
+fn exits(child: &mut Child) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut stderr = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+            panic!("still running after 15 s: the bad file was accepted\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    std::process::Output {
+        status: child.wait().unwrap(),
+        stdout,
+        stderr,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+/// Reads until the server closes the connection; returns how long that took.
+fn wait_for_close(s: &mut impl Read) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
+            {
+                panic!("still open after {:?}", started.elapsed())
+            }
+            Err(_) => return started.elapsed(),
+        }
+    }
+}
+
+#[test]
+fn slow_clients_are_disconnected() {
+    let dir = scratch_dir("web-slow");
+    Pki::write(&dir);
+    let plain = Web::start("web-slow-plain", "", "");
+    let yml = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n";
+    let tls = Web::start_in(dir, yml, "", "");
+    // Half a request line, then nothing.
+    let mut half = connect(&plain.addr);
+    half.write_all(b"GET /metrics HTTP/1.1\r\nHost: loc")
+        .unwrap();
+    // An idle keep-alive connection after a response.
+    let mut idle = connect(&plain.addr);
+    idle.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // A TLS client that never says hello.
+    let mut silent = connect(&tls.addr);
+    // All three wait at once.
+    let waits = [
+        std::thread::spawn(move || wait_for_close(&mut half)),
+        std::thread::spawn(move || wait_for_close(&mut idle)),
+        std::thread::spawn(move || wait_for_close(&mut silent)),
+    ];
+    for (what, wait) in ["half a header", "idle keep-alive", "no TLS hello"]
+        .into_iter()
+        .zip(waits)
+    {
+        let took = wait.join().unwrap();
+        eprintln!("{what}: closed after {took:?}");
+        assert!(
+            took < Duration::from_secs(15),
+            "{what}: closed after {took:?}"
+        );
+    }
+}
+
+#[test]
+fn oversize_headers_get_431() {
+    let d = Web::start("web-431", "", "");
+    let big = "x".repeat(20 * 1024);
+    let r = get(&d.addr, "/metrics", &[("X-Big", &big)]).unwrap();
+    assert_eq!(r.status, 431, "{r:?}");
+    // A large but sane head is fine.
+    let fine = "x".repeat(6 * 1024);
+    assert_eq!(status(get(&d.addr, "/metrics", &[("X-Fine", &fine)])), 200);
+}
+
+#[test]
+fn connections_over_the_cap_wait_until_one_closes() {
+    let d = Web::start("web-cap", "", "max_connections = 2");
+    let a = d.addr.as_str();
+    // Two connections take both slots (an idle one holds its slot for up to 10 s).
+    let first = connect(a);
+    let second = connect(a);
+    // A third is queued, not served. The other two were accepted first: the server takes
+    // connections in order, so once this one is queued they hold the slots.
+    let mut third = connect(a);
+    third
+        .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    match third.read(&mut buf) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("the third connection was served at once: {other:?}"),
+    }
+    drop(first);
+    let started = Instant::now();
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let n = third.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "served only after {:?}: not when a slot freed",
+        started.elapsed()
+    );
+    drop(second);
+    drop(third);
+    assert_eq!(status(get(a, "/metrics", &[])), 200);
+}
