@@ -3,7 +3,7 @@
 # pinned in tests/emulator/requirements.txt), schemathesis (its own venv, pinned in
 # tests/schemathesis/requirements.txt), Prometheus with promtool, Alertmanager, curl and a
 # headless browser for the HTML overview's test (Debian packages prometheus,
-# prometheus-alertmanager, curl, chromium).
+# prometheus-alertmanager, curl, chromium), and cargo-deny.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,4 +50,11 @@ command -v chromium >/dev/null || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 promtool --version >/dev/null
 prometheus-alertmanager --version >/dev/null 2>&1
+# cargo-deny for `make lint` (licenses, bans, sources), pinned; built from crates.io (some
+# 4 minutes cold on 2 cores), and rebuilt only when missing or of another version.
+cargo_deny_version=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
+  echo "test-deps: installing cargo-deny $cargo_deny_version" >&2
+  cargo install --locked --quiet "cargo-deny@$cargo_deny_version"
+fi
 echo "test-deps: ok ($("$venv/bin/python" -c 'import moto; print("moto", moto.__version__)'), $(promtool --version 2>&1 | head -1))" >&2
