@@ -38,6 +38,28 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return cli::config_error(format_args!("bad configuration: {e}")),
     };
+    // The web configuration matters to the daemon, and check-config vouches for it too.
+    let serves = matches!(
+        mode,
+        Mode::Run | Mode::CheckConfig | Mode::LegacyCheckConfig
+    );
+    let web_file = args
+        .web_config_file
+        .take()
+        .or_else(|| settings.config.server.web_config_file.clone())
+        .filter(|_| serves);
+    let web = match web_file {
+        None => None,
+        Some(path) => match web::Live::load(&path) {
+            Ok(live) => Some(Arc::new(live)),
+            Err(e) => {
+                return cli::config_error(format_args!(
+                    "bad web configuration {}: {e}",
+                    path.display()
+                ));
+            }
+        },
+    };
     match mode {
         Mode::Run => {}
         Mode::Audit(a) => return cli::audit::main(settings, &a, &progress),
@@ -58,22 +80,6 @@ fn main() -> ExitCode {
             };
         }
     }
-    let web = match args
-        .web_config_file
-        .take()
-        .or_else(|| settings.config.server.web_config_file.clone())
-    {
-        None => None,
-        Some(path) => match web::Live::load(&path) {
-            Ok(live) => Some(Arc::new(live)),
-            Err(e) => {
-                return cli::config_error(format_args!(
-                    "bad web configuration {}: {e}",
-                    path.display()
-                ));
-            }
-        },
-    };
     let runtime = match cli::runtime() {
         Ok(rt) => rt,
         Err(code) => return code,

@@ -703,6 +703,20 @@ fn a_bad_web_config_at_startup_exits_64_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("server.max_connections"), "{stderr}");
+    // check-config vouches for the web configuration as well.
+    std::fs::write(&config, toml(&listen, "")).unwrap();
+    std::fs::write(dir.join("web.yml"), "tls_server_config:\n  cert_fle: x\n").unwrap();
+    let out = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+        .arg("check-config")
+        .arg("--config")
+        .arg(&config)
+        .arg("--web.config.file")
+        .arg(dir.join("web.yml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("cert_fle"), "{stderr}");
 }
 
 /// Waits for `child` to exit (it must not start serving); kills it after 15 s.
