@@ -208,7 +208,17 @@ fn throttled_calls_are_retried_until_the_data_is_complete() {
         let counted = s.sum(ERRORS, &[("service", service), ("code", code)]);
         eprintln!("throttling: {service} {code}: sent {sent}, counted {counted}");
         assert!(sent >= 1, "{service}: no {code} sent");
-        assert_eq!(counted, sent as f64, "{service} {code}: counted vs sent");
+        if service == "sts" {
+            // AssumeRole runs for the calls that wait on its credentials; when every one of
+            // them reaches its attempt timeout during AssumeRole's backoff, the AssumeRole in
+            // flight is dropped and its answer, sent, is never read (seen once in CI-like runs).
+            assert!(
+                counted >= 1.0 && counted <= sent as f64,
+                "{service} {code}: counted {counted}, sent {sent}"
+            );
+        } else {
+            assert_eq!(counted, sent as f64, "{service} {code}: counted vs sent");
+        }
     }
     assert!(proxy.count(&[("action", "AssumeRole"), ("outcome", "Throttling")]) >= 2);
     let all = proxy.count(&[]);
