@@ -205,6 +205,11 @@ pub struct IamCollectorConfig {
     /// How long one run waits in total for AWS to generate the credential report.
     #[serde(with = "humantime_serde")]
     pub report_wait: Duration,
+    /// While the last report fetched is younger than this (by its GeneratedTime), a run only
+    /// fetches it again, without GenerateCredentialReport: AWS regenerates a report only once it
+    /// is 4 hours old. 0 asks AWS to generate on every run.
+    #[serde(with = "humantime_serde")]
+    pub report_max_age: Duration,
 }
 
 impl Default for IamCollectorConfig {
@@ -214,6 +219,7 @@ impl Default for IamCollectorConfig {
             interval: Duration::from_secs(3600),
             timeout: Duration::from_secs(600),
             report_wait: Duration::from_secs(300),
+            report_max_age: Duration::from_secs(4 * 3600),
         }
     }
 }

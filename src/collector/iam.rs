@@ -137,6 +137,9 @@ pub struct IamCollector {
     client: IamClient,
     max_concurrency: usize,
     report_wait: Duration,
+    report_max_age: Duration,
+    /// GeneratedTime of the last report fetched, to skip GenerateCredentialReport while fresh.
+    last_generated: Mutex<Option<DateTime<Utc>>>,
     // Runs of one collector never overlap; the lock is only ever taken between awaits.
     cache: Mutex<KeyCache>,
     warned: Warned,
@@ -208,13 +211,20 @@ impl IamCollector {
             client: session.iam(),
             max_concurrency: session.max_concurrency(),
             report_wait: cfg.report_wait,
+            report_max_age: cfg.report_max_age,
+            last_generated: Mutex::new(None),
             cache: Mutex::new(HashMap::new()),
             warned: Warned::default(),
         }
     }
 
     async fn run(&self) -> Result<CollectorData, Error> {
-        let fetched = fetch_report(&self.client, self.report_wait).await?;
+        let last = self.last_generated.lock().ok().and_then(|g| *g);
+        let fresh = still_fresh(last, self.report_max_age, Utc::now());
+        let fetched = fetch_report(&self.client, self.report_wait, fresh).await?;
+        if let Ok(mut g) = self.last_generated.lock() {
+            *g = fetched.generated_at;
+        }
         let report = credential_report::parse(&fetched.content)?;
         let keys = resolve_keys(&self.client, &self.cache, &report, self.max_concurrency).await?;
         let mut data = IamData::new(&report, fetched.generated_at, keys, None);
@@ -315,13 +325,40 @@ pub async fn resolve_keys(
     Ok(keys)
 }
 
+/// Whether a report generated at `generated` is younger than `max_age` at `now`, so asking AWS
+/// to generate another would be a wasted call.
+///
+/// The age is the report's own GeneratedTime, not when we last asked: AWS decides whether to
+/// regenerate by that same time (4 hours), and a report someone else generated counts too. Going
+/// by our last GenerateCredentialReport instead would let the data grow up to 4 hours older than
+/// `max_age`, since AWS answers COMPLETE with a report up to 4 hours old. An unknown time is not
+/// fresh.
+pub fn still_fresh(
+    generated: Option<DateTime<Utc>>,
+    max_age: Duration,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(generated) = generated else {
+        return false;
+    };
+    // A time ahead of our clock (skew) counts as age 0.
+    let age = (now - generated).to_std().unwrap_or(Duration::ZERO);
+    age < max_age
+}
+
 /// GenerateCredentialReport until COMPLETE, then GetCredentialReport, all within `wait`.
 /// AWS answers COMPLETE at once while its last report is under 4 hours old, so a warm run costs
-/// two calls; a cold one waits for generation and then fetches.
-pub async fn fetch_report(api: &impl ReportApi, wait: Duration) -> Result<FetchedReport, Error> {
+/// two calls, or one when `fresh` (the last report is known to be young: see [`still_fresh`]),
+/// which starts at GetCredentialReport and generates only if AWS has no report any more. A cold
+/// run waits for generation and then fetches.
+pub async fn fetch_report(
+    api: &impl ReportApi,
+    wait: Duration,
+    fresh: bool,
+) -> Result<FetchedReport, Error> {
     let deadline = Instant::now() + wait;
     let mut delay = Duration::from_millis(500);
-    let mut generate = true;
+    let mut generate = !fresh;
     loop {
         let mut ready = true;
         if generate {
@@ -448,8 +485,44 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn warm_report_costs_two_calls() {
         let s = Script::new([Ok(ReportState::Complete)], [report()]);
-        fetch_report(&s, WAIT).await.unwrap();
+        fetch_report(&s, WAIT, false).await.unwrap();
         assert_eq!(s.calls(), ["generate", "get"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_report_costs_one_call() {
+        let s = Script::new([], [report()]);
+        fetch_report(&s, WAIT, true).await.unwrap();
+        assert_eq!(s.calls(), ["get"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_but_gone_report_is_generated() {
+        for code in ["ReportExpired", "ReportNotPresent"] {
+            let s = Script::new([Ok(ReportState::Complete)], [Err(aws(code)), report()]);
+            fetch_report(&s, WAIT, true).await.unwrap();
+            assert_eq!(s.calls(), ["get", "generate", "get"], "{code}");
+        }
+    }
+
+    #[test]
+    fn a_report_is_fresh_while_younger_than_max_age() {
+        let now: DateTime<Utc> = "2026-11-24T12:00:00Z".parse().unwrap();
+        let ago = |mins: i64| Some(now - chrono::Duration::minutes(mins));
+        let four_hours = Duration::from_secs(4 * 3600);
+        assert!(still_fresh(ago(5), four_hours, now));
+        assert!(still_fresh(ago(239), four_hours, now));
+        assert!(!still_fresh(ago(240), four_hours, now));
+        assert!(
+            !still_fresh(ago(60 * 24 * 365 * 11), four_hours, now),
+            "moto's 2015"
+        );
+        assert!(!still_fresh(None, four_hours, now), "unknown age");
+        assert!(
+            !still_fresh(ago(0), Duration::ZERO, now),
+            "0: always generate"
+        );
+        assert!(still_fresh(ago(-10), four_hours, now), "ahead of our clock");
     }
 
     #[tokio::test(start_paused = true)]
@@ -463,7 +536,7 @@ mod tests {
             ],
         );
         let t = Instant::now();
-        fetch_report(&s, WAIT).await.unwrap();
+        fetch_report(&s, WAIT, false).await.unwrap();
         assert_eq!(s.calls(), ["generate", "get", "get", "get"]);
         // Backoff: 0.5 + 1 + 2 s.
         assert_eq!(t.elapsed(), Duration::from_millis(3500));
@@ -475,14 +548,14 @@ mod tests {
             [Ok(ReportState::Complete), Ok(ReportState::Complete)],
             [Err(aws("ReportExpired")), report()],
         );
-        fetch_report(&s, WAIT).await.unwrap();
+        fetch_report(&s, WAIT, false).await.unwrap();
         assert_eq!(s.calls(), ["generate", "get", "generate", "get"]);
 
         let s = Script::new(
             [Ok(ReportState::Complete), Ok(ReportState::Complete)],
             [Err(aws("ReportNotPresent")), report()],
         );
-        fetch_report(&s, WAIT).await.unwrap();
+        fetch_report(&s, WAIT, false).await.unwrap();
         assert_eq!(s.calls(), ["generate", "get", "generate", "get"]);
     }
 
@@ -492,7 +565,7 @@ mod tests {
             [Err(aws("LimitExceeded")), Ok(ReportState::Complete)],
             [report()],
         );
-        fetch_report(&s, WAIT).await.unwrap();
+        fetch_report(&s, WAIT, false).await.unwrap();
         assert_eq!(s.calls(), ["generate", "generate", "get"]);
     }
 
@@ -501,7 +574,9 @@ mod tests {
         // Never ready: INPROGRESS for ever.
         let s = Script::new([], []);
         let t = Instant::now();
-        let err = fetch_report(&s, Duration::from_secs(60)).await.unwrap_err();
+        let err = fetch_report(&s, Duration::from_secs(60), false)
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::ReportTimeout(_)), "{err}");
         assert!(t.elapsed() <= Duration::from_secs(60), "{:?}", t.elapsed());
         let gets = s.calls().iter().filter(|c| **c == "get").count();
@@ -511,7 +586,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn other_errors_end_the_run_at_once() {
         let s = Script::new([Err(aws("AccessDenied"))], []);
-        let err = fetch_report(&s, WAIT).await.unwrap_err();
+        let err = fetch_report(&s, WAIT, false).await.unwrap_err();
         assert_eq!(err.aws_code(), Some("AccessDenied"));
         assert_eq!(s.calls(), ["generate"]);
     }

@@ -1,6 +1,7 @@
 """The AWS emulator for infraaudit's tests: moto in server mode on 127.0.0.1, seeded.
 
-Usage: python moto_emulator.py [--port N] [--demo]
+Usage: python moto_emulator.py [--port N] [--demo] [--aws-like-report] [--count-requests]
+       [--no-default-seed] [--users N] [--buckets B] [--instances I] [--regions r1,r2]
 
 Starts moto's threaded server (port 0: a free one), seeds two accounts, and prints one JSON line
 to stdout with the port and everything it seeded (key ids, creation and last-used times), which the
@@ -13,20 +14,37 @@ signed with the returned credentials to the role's account.
 --demo (for `make demo` and the Prometheus/Alertmanager test) adds a third account, 333333333333,
 like the second, and makes the credential report look like AWS's where moto's does not: a
 `<root_account>` row in AWS's format (moto writes none) and a generation time of now (moto's is
-fixed in 2015). The plain mode is moto as it is, for every other test.
+fixed in 2015). The plain mode is moto as it is, for every other test. --aws-like-report does the
+report part of --demo alone.
+
+For benchmarks: --count-requests counts every AWS request by (account, service, action) at the
+emulator (GET /_bench/counts, POST /_bench/reset); --users/--buckets/--instances seed a synthetic
+population into the base account (--no-default-seed drops the hand-written scenario).
 """
 
 import argparse
+import io
 import json
 import logging
+import random
 import sys
+import threading
+import time
+from collections import Counter
+from urllib.parse import parse_qs
 from datetime import datetime, timedelta, timezone
 
 import boto3
 from botocore.config import Config
 from moto.iam.models import AccessKeyLastUsed, iam_backends
 from moto.s3control.models import s3control_backends
-from moto.server import ThreadedMotoServer
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
 
 BASE_ACCOUNT = "123456789012"
 ROLE_ACCOUNT = "222222222222"
@@ -347,10 +365,14 @@ def seed_resources(endpoint, console):
                     },
                 )
         instances = {}
+        per_region = {}
         for key, region, v2, public_ip, state in INSTANCES[account]:
-            ec2 = client("ec2", region)
-            image = ec2.describe_images()["Images"][0]["ImageId"]
-            subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+            if region not in per_region:
+                ec2 = client("ec2", region)
+                image = ec2.describe_images()["Images"][0]["ImageId"]
+                subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+                per_region[region] = (ec2, image, subnet)
+            ec2, image, subnet = per_region[region]
             run = ec2.run_instances(
                 ImageId=image,
                 InstanceType="t3.micro",
@@ -387,28 +409,339 @@ def seed_resources(endpoint, console):
     return out
 
 
+# --- request counting (--count-requests) ---
+
+# S3 sub-resources (the query keys of a bucket request) -> the API name after Get/Put/Delete.
+S3_SUBRESOURCES = {
+    "policy": "BucketPolicy",
+    "acl": "BucketAcl",
+    "encryption": "BucketEncryption",
+    "publicAccessBlock": "PublicAccessBlock",
+    "location": "BucketLocation",
+    "policyStatus": "BucketPolicyStatus",
+    "versioning": "BucketVersioning",
+    "logging": "BucketLogging",
+    "ownershipControls": "BucketOwnershipControls",
+    "tagging": "BucketTagging",
+    "lifecycle": "BucketLifecycleConfiguration",
+    "website": "BucketWebsite",
+    "cors": "BucketCors",
+    "notification": "BucketNotificationConfiguration",
+    "replication": "BucketReplication",
+    "object-lock": "ObjectLockConfiguration",
+    "accelerate": "BucketAccelerateConfiguration",
+    "requestPayment": "BucketRequestPayment",
+    "analytics": "BucketAnalyticsConfiguration",
+    "intelligent-tiering": "BucketIntelligentTieringConfiguration",
+    "inventory": "BucketInventoryConfiguration",
+    "metrics": "BucketMetricsConfiguration",
+}
+VERBS = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}
+
+
+def s3_action(method, path, query):
+    """An S3 REST request's API name, from its method, path (path-style) and query keys."""
+    if "x-id" in query:
+        return query["x-id"][0]
+    if path.startswith("/v20180820/"):  # S3 Control
+        if path.rstrip("/").endswith("/configuration/publicAccessBlock") and method in VERBS:
+            return VERBS[method] + "PublicAccessBlock"
+        return f"{method} {path}"
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return "ListBuckets" if method == "GET" else f"{method} /"
+    subs = sorted(k for k in query if k in S3_SUBRESOURCES)
+    if len(parts) == 1:
+        if subs and method in VERBS:
+            return VERBS[method] + S3_SUBRESOURCES[subs[0]]
+        if "uploads" in query:
+            return "ListMultipartUploads"
+        plain = {
+            "GET": "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects",
+            "PUT": "CreateBucket",
+            "DELETE": "DeleteBucket",
+            "HEAD": "HeadBucket",
+        }
+        return plain.get(method, f"{method} bucket?{'&'.join(sorted(query))}")
+    plain = {"GET": "GetObject", "PUT": "PutObject", "DELETE": "DeleteObject", "HEAD": "HeadObject"}
+    if query:
+        return f"{method} object?{'&'.join(sorted(query))}"
+    return plain.get(method, f"{method} object")
+
+
+class RequestCounter:
+    """WSGI middleware: counts each AWS request by (account, service, action) and serves the
+    counts at GET /_bench/counts (POST /_bench/reset zeroes them). The account is the one moto
+    maps the request's access key to, as moto itself does."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+        self.counts = Counter()
+        self.errors = Counter()
+        self.since = time.time()
+
+    def reset(self):
+        """Zeroes the counts and returns what they were, in one step: nothing falls between."""
+        with self.lock:
+            taken = self.snapshot_locked()
+            self.counts.clear()
+            self.errors.clear()
+            self.since = time.time()
+        return self.render(*taken)
+
+    def snapshot(self):
+        with self.lock:
+            taken = self.snapshot_locked()
+        return self.render(*taken)
+
+    def snapshot_locked(self):
+        return dict(self.counts), dict(self.errors), self.since, time.time()
+
+    @staticmethod
+    def render(counts, errors, since, until):
+        calls = [
+            {"account": a, "service": s, "action": x, "count": n, "errors": errors.get((a, s, x), 0)}
+            for (a, s, x), n in sorted(counts.items())
+        ]
+
+        def by(field):
+            total = Counter()
+            for c in calls:
+                total[field(c)] += c["count"]
+            return dict(sorted(total.items()))
+
+        return {
+            "since": since,
+            "until": until,
+            "total": sum(counts.values()),
+            "by_service": by(lambda c: c["service"]),
+            "by_action": by(lambda c: f"{c['service']}:{c['action']}"),
+            "by_account": by(lambda c: c["account"]),
+            "calls": calls,
+        }
+
+    def classify(self, environ):
+        from moto.iam.models import get_account_id_from
+
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "/")
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        service, account = "unsigned", "unsigned"
+        if "Credential=" in auth:
+            # Credential=AKID/date/region/service/aws4_request
+            scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+            if len(scope) >= 4:
+                account = get_account_id_from(scope[0])
+                service = scope[3]
+        if path.startswith("/v20180820/"):
+            service = "s3control"
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target:
+            return account, service, target.rsplit(".", 1)[-1]
+        if service in ("s3", "s3control"):
+            return account, service, s3_action(method, path, query)
+        action = query.get("Action", [None])[0]
+        ctype = environ.get("CONTENT_TYPE", "")
+        if action is None and "x-www-form-urlencoded" in ctype:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            form = parse_qs(body.decode("utf-8", "replace"))
+            action = form.get("Action", [None])[0]
+        return account, service, action or f"{method} {path}"
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_bench/"):
+            return self.bench(environ, start_response)
+        if path.startswith("/moto-api"):
+            return self.app(environ, start_response)
+        try:
+            key = self.classify(environ)
+        except Exception as e:  # counting must never break a request
+            key = ("unknown", "unknown", type(e).__name__)
+        with self.lock:
+            self.counts[key] += 1
+
+        def counting_start_response(status, headers, exc_info=None):
+            if not status.startswith(("1", "2", "3")):
+                with self.lock:
+                    self.errors[key] += 1
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, counting_start_response)
+
+    def bench(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD")
+        path = environ.get("PATH_INFO")
+        if path == "/_bench/reset" and method == "POST":
+            body = json.dumps(self.reset()).encode()
+        elif path == "/_bench/counts" and method == "GET":
+            body = json.dumps(self.snapshot()).encode()
+        else:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"GET /_bench/counts or POST /_bench/reset\n"]
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+
+class Server(ThreadedMotoServer):
+    """moto's threaded server, with its app wrapped in the request counter when asked."""
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.counter = None
+        self._count = count
+
+    def _server_entry(self):
+        app = DomainDispatcherApplication(create_backend_app)
+        if self._count:
+            app = self.counter = RequestCounter(app)
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+# --- synthetic population (--users, --buckets, --instances) ---
+
+
+def key_mix(spec):
+    """'0:10,1:60,2:30' -> a 100-slot table of key counts, so user i gets table[i % 100]."""
+    table = []
+    for part in spec.split(","):
+        keys, pct = part.split(":")
+        table += [int(keys)] * int(pct)
+    if len(table) != 100 or any(k not in (0, 1, 2) for k in table):
+        raise SystemExit(f"--keys-per-user {spec!r}: key counts 0-2 whose percentages sum to 100")
+    return table
+
+
+def seed_users(now, n, mix):
+    """n users in the base account with a deterministic mix of keys: ages 1-400 days, about a
+    fifth inactive, last used never / within a day / 45-90 days / over 90 days ago."""
+    rng = random.Random(7)
+    backend = iam_backends[BASE_ACCOUNT]["aws"]
+    out = {}
+    for i in range(n):
+        name = f"user-{i:05d}"
+        user = backend.create_user(region_name="us-east-1", user_name=name)
+        user.create_date = naive_utc(now - timedelta(days=500))
+        keys = []
+        for _ in range(mix[i % 100]):
+            key = backend.create_access_key(user_name=name)
+            created = now - timedelta(days=rng.randint(1, 400), seconds=rng.randint(0, 86399))
+            key.create_date = naive_utc(created)
+            active = rng.random() >= 0.2
+            if not active:
+                key.status = "Inactive"
+            last_used = None
+            used = rng.choice([None, 0.5, 60, 120])
+            if used is not None:
+                last_used = max(now - timedelta(days=used), created).replace(microsecond=0)
+                key.last_used = AccessKeyLastUsed(naive_utc(last_used), "s3", "us-east-1")
+            keys.append(
+                {
+                    "id": key.access_key_id,
+                    "created": created.timestamp(),
+                    "active": active,
+                    "last_used": last_used.timestamp() if last_used else None,
+                }
+            )
+        out[name] = keys
+    return out
+
+
+def bulk_buckets(b, regions):
+    """b buckets round-robin over the regions, cycling through the public/encryption cases."""
+    cases = [
+        {"policy": True, "public": True},
+        {"acl": "public-read", "public": True},
+        {"acl": "public-read", "block": {"IgnorePublicAcls": True}, "public": False},
+        {"encryption": "AES256", "public": False},
+        {"encryption": "aws:kms", "public": False},
+        {"public": False},
+        {"policy": True, "block": {"RestrictPublicBuckets": True}, "encryption": "AES256",
+         "public": False},
+    ]
+    return [
+        {"name": f"bench-bucket-{i:04d}", "region": regions[i % len(regions)], **cases[i % len(cases)]}
+        for i in range(b)
+    ]
+
+
+def bulk_instances(count, regions):
+    """(name, region, IMDSv2 required, public IP, state): v2 on even ones, a public IP on every
+    third, every fifth stopped."""
+    return [
+        (
+            f"bench-{i:04d}",
+            regions[i % len(regions)],
+            i % 2 == 0,
+            i % 3 == 0,
+            "stopped" if i % 5 == 4 else "running",
+        )
+        for i in range(count)
+    ]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--demo", action="store_true")
+    parser.add_argument(
+        "--aws-like-report", action="store_true", help="root row and fresh GeneratedTime"
+    )
+    parser.add_argument("--count-requests", action="store_true")
+    parser.add_argument("--no-default-seed", action="store_true")
+    parser.add_argument("--users", type=int, default=0, help="synthetic users in the base account")
+    parser.add_argument("--keys-per-user", default="0:10,1:60,2:30", help="keys:percent,...")
+    parser.add_argument("--buckets", type=int, default=0)
+    parser.add_argument("--instances", type=int, default=0)
+    parser.add_argument("--regions", default="us-east-1,eu-west-1")
     args = parser.parse_args()
-    if args.demo:
+    mix = key_mix(args.keys_per_user)
+    regions = [r for r in args.regions.split(",") if r]
+    if args.demo or args.aws_like_report:
         patch_report_like_aws(datetime.now(timezone.utc))
-    else:
+    if not args.demo:
         for scenario in (SEED, CONSOLE, BUCKETS, INSTANCES, DEMO_ROOTS):
             scenario.pop(DEMO_ACCOUNT, None)
+    if args.no_default_seed:
+        for scenario in (SEED, CONSOLE, BUCKETS, INSTANCES, ACCOUNT_BLOCK):
+            scenario.clear()
+        SEED[BASE_ACCOUNT], BUCKETS[BASE_ACCOUNT], INSTANCES[BASE_ACCOUNT] = {}, [], []
+    BUCKETS[BASE_ACCOUNT] += bulk_buckets(args.buckets, regions)
+    INSTANCES[BASE_ACCOUNT] += bulk_instances(args.instances, regions)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
+    server = Server(args.count_requests, ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     now = datetime.now(timezone.utc)
     endpoint = f"http://{host}:{port}"
+    started = time.monotonic()
     seeded = seed(now)
+    seeded[BASE_ACCOUNT].update(seed_users(now, args.users, mix))
     resources = seed_resources(endpoint, seed_console(now))
+    seed_seconds = round(time.monotonic() - started, 3)
+    if server.counter:
+        # The seeding's own requests are not the client's.
+        server.counter.reset()
     print(
         json.dumps(
-            {"endpoint": endpoint, "now": now.timestamp(), "accounts": seeded, "resources": resources}
+            {
+                "endpoint": endpoint,
+                "now": now.timestamp(),
+                "seed_seconds": seed_seconds,
+                "accounts": seeded,
+                "resources": resources,
+            }
         ),
         flush=True,
     )
