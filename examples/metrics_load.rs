@@ -7,6 +7,12 @@
 //! serving, `series N`, `listening ADDR`, then `refreshes N retained M checked K` after each
 //! recorded run: of K collector data replaced more than 30 s ago, M are still alive. Only scrapes
 //! in flight may hold an old snapshot, so an M above 0 is a leak.
+//!
+//! `scripts/bench-scrape.sh` also uses it: `--accounts` sizes the snapshot (10, 97, 970 make about
+//! 10k, 100k, 1M series), `--memory` prints `memory ...` (RSS and live heap bytes with the
+//! accounts but no data, then with the whole snapshot), and `--churn-cycles N` refreshes every
+//! (account, collector) N times as fast as it can, with a render after each cycle, prints
+//! `churn cycle=K ...` every 100 cycles and exits instead of serving.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -31,6 +37,11 @@ use infraaudit::metrics::{ApiMetrics, Exporter, Format};
 use infraaudit::scheduler::unix_now;
 use infraaudit::snapshot::{AccountInfo, Outcome, SnapshotStore};
 
+/// Counts live heap bytes, so memory figures need not rely on RSS alone (glibc keeps freed
+/// memory in its arenas).
+#[global_allocator]
+static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
+
 #[derive(Parser)]
 struct Args {
     /// Where to serve; port 0 picks a free one (printed as `listening ADDR`).
@@ -48,6 +59,62 @@ struct Args {
     /// Stops by itself after this long, should whoever started it not stop it.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     max_runtime: Duration,
+    /// Print RSS and live heap bytes before and after the snapshot is filled.
+    #[arg(long)]
+    memory: bool,
+    /// Run this many full refresh cycles back to back, report memory every 100, and exit.
+    #[arg(long, default_value_t = 0)]
+    churn_cycles: u64,
+}
+
+/// Resident set size of this process, in KiB (0 where /proc is missing).
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Every (account, collector) refreshed `cycles` times with moving data (keys rotated, users
+/// added and removed, buckets and instances flipped), one render per cycle as a scrape would do.
+fn churn(
+    store: &SnapshotStore,
+    exporter: &Exporter,
+    accounts: &[AccountInfo],
+    cycles: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let report = |cycle: u64| {
+        println!(
+            "churn cycle={cycle} rss_kb={} live_bytes={}",
+            rss_kb(),
+            ALLOCATOR.allocated()
+        );
+    };
+    report(0);
+    for generation in 1..=cycles {
+        let now = unix_now() as i64;
+        for (a, account) in accounts.iter().enumerate() {
+            for collector in COLLECTORS {
+                let data = data(collector, a, generation, now);
+                store.record(
+                    &account.id,
+                    collector,
+                    Outcome::Success(data),
+                    1.5,
+                    now as f64,
+                );
+            }
+        }
+        exporter.render(Format::Text)?;
+        if generation % 100 == 0 {
+            report(generation);
+        }
+    }
+    Ok(())
 }
 
 const USERS: usize = 60;
@@ -328,6 +395,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         accounts.len() * COLLECTORS.len(),
     ));
     let api = Arc::new(ApiMetrics::default());
+    let (empty_rss, empty_live) = (rss_kb(), ALLOCATOR.allocated());
     for (a, account) in accounts.iter().enumerate() {
         for collector in COLLECTORS {
             let data = data(collector, a, 0, now);
@@ -350,6 +418,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         infraaudit::REVISION,
         unix_now,
     );
+    if args.memory {
+        println!(
+            "memory empty_rss_kb={empty_rss} empty_live_bytes={empty_live} full_rss_kb={} full_live_bytes={}",
+            rss_kb(),
+            ALLOCATOR.allocated()
+        );
+    }
+    if args.churn_cycles > 0 {
+        println!("series {}", series(&exporter.render(Format::Text)?));
+        return churn(&store, &exporter, &accounts, args.churn_cycles);
+    }
     if args.measure > 0 {
         measure(&exporter, args.measure)?;
     }
