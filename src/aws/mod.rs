@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -88,9 +89,12 @@ impl AccountSession {
                     duration: cfg.session_duration,
                 };
                 // The SdkConfig's identity cache keeps the credentials and renews them shortly
-                // before they expire, for every client built from it.
+                // before they expire, for every client built from it. One cache per account: a
+                // shared one holds 64 providers and then evicts, so past 64 accounts nearly every
+                // call would AssumeRole again (BENCHMARKS.md, "Fleet refresh").
                 base.to_builder()
                     .credentials_provider(SharedCredentialsProvider::new(provider))
+                    .identity_cache(IdentityCache::lazy().build())
                     .build()
             }
             None => base.clone(),
