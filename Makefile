@@ -1,7 +1,7 @@
 # `make run` runs the exporter; `make test` installs the test prerequisites and runs every check.
 CONFIG ?=
 
-.PHONY: run build test test-deps lint golden demo bench-load
+.PHONY: run build test test-deps lint golden demo bench bench-load bench-api bench-prowler bench-fleet bench-scrape
 
 run:
 	cargo run --release --locked -- $(if $(CONFIG),--config $(CONFIG))
@@ -28,7 +28,32 @@ golden:
 demo:
 	scripts/demo.sh
 
+# Every benchmark below, one after the other; about 30 minutes. Rewrites the last section of
+# BENCHMARKS.md with this run's tables (BENCH_ONLY="load api" runs a subset).
+bench:
+	scripts/bench.sh
+
 # /metrics with ~100k series under wrk (64 connections, 3 x 30 s) while data refreshes; about
 # 95 s after the build. Fails on errors, leaks or RSS growth; results in BENCHMARKS.md.
 bench-load:
 	scripts/bench-load.sh
+
+# AWS API cost per refresh, counted at the emulator: IAM cold/warm cycles for 100, 1,000 and 5,000
+# users, then a whole account (IAM + S3 + EC2); about 4 minutes after the build. Results in BENCHMARKS.md.
+bench-api:
+	scripts/bench-api.sh
+
+# infraaudit audit vs Prowler (installed here into .venv-prowler, not by `make test`) on the same
+# emulator data and checks, 100 and 1,000 users: wall time, AWS requests, memory, findings diff.
+bench-prowler:
+	scripts/bench-prowler.sh
+
+# Fleet refresh: 100 accounts x 200 users x 20 buckets x 20 instances on moto, time to the first
+# complete snapshot per aws.max_concurrency (2, 5, 10, 20); about 6 minutes. Results in BENCHMARKS.md.
+bench-fleet:
+	scripts/bench-fleet.sh
+
+# Cost of one /metrics scrape at ~10k/100k/1M series beside nginx (static floor) and Python's
+# prometheus_client, memory per series and 1,000 churn cycles; about 6 min. See BENCHMARKS.md.
+bench-scrape:
+	scripts/bench-scrape.sh
