@@ -19,13 +19,8 @@ timeout=${BENCH_TIMEOUT:-10s}
 max_growth_pct=${BENCH_MAX_RSS_GROWTH_PCT:-10}
 target_series=100000
 
-apt_install() { # as in scripts/test-deps.sh
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "bench-load: installing Debian packages: $*" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh  # the script runs from the repository root
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)

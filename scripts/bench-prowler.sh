@@ -31,13 +31,8 @@ fail() { echo "bench-prowler: FAILED: $*" >&2; exit 1; }
 
 if [ "${1:-}" != --inner ]; then
   # Prerequisites, outside the network namespace (they download).
-  apt_install() { # as in scripts/test-deps.sh
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "bench-prowler: installing Debian packages: $*" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-  }
+  # shellcheck source=scripts/lib.sh
+  . scripts/lib.sh  # the script runs from the repository root
   missing=()
   [ -x /usr/bin/time ] || missing+=(time)
   command -v curl >/dev/null || missing+=(curl)

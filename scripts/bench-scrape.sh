@@ -24,13 +24,8 @@ churn_cycles=${BENCH_CHURN_CYCLES:-1000}
 churn_accounts=${BENCH_CHURN_ACCOUNTS:-97}
 prom_client_version=0.26.0
 
-apt_install() { # as in scripts/test-deps.sh
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "bench-scrape: installing Debian packages: $*" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh  # the script runs from the repository root
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
