@@ -389,7 +389,10 @@ mod tests {
     }
 
     fn err(text: &str) -> WebConfigError {
-        let d = dir("err");
+        // Tests run in parallel: a file of their own each, or one reads another's.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = dir(&format!("err-{n}"));
         match load(&write(&d, "web.yml", text)) {
             Ok(_) => panic!("accepted: {text}"),
             Err(e) => e,
