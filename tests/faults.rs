@@ -102,7 +102,7 @@ fn reference(emu: &Emulator) -> Daemon {
 fn reference_posture(d: &Daemon, account: Option<&str>) -> BTreeMap<String, f64> {
     d.wait_ready(Duration::from_secs(60));
     let s = d.scrape();
-    assert!(all_pairs(|a, c| value(&s, SUCCESS, a, c) == Some(1.0)));
+    assert!(all_succeeded(&s));
     // Both accounts, every collector: keys, users, buckets, instances.
     for a in ACCOUNTS {
         for name in [
@@ -127,6 +127,17 @@ fn value(s: &Scrape, name: &str, account: &str, collector: &str) -> Option<f64> 
 /// Whether `f` holds for every (account, collector).
 fn all_pairs(f: impl Fn(&str, &str) -> bool) -> bool {
     ACCOUNTS.iter().all(|a| COLLECTORS.iter().all(|c| f(a, c)))
+}
+
+/// Every (account, collector) pair's last run succeeded.
+fn all_succeeded(s: &Scrape) -> bool {
+    all_pairs(|a, c| value(s, SUCCESS, a, c) == Some(1.0))
+}
+
+/// Every run succeeded and the posture is the reference's: faults cost time, not data.
+fn assert_complete(what: &str, want: &BTreeMap<String, f64>, s: &Scrape) {
+    assert!(all_succeeded(s), "{what}: {}", s.text);
+    assert_same_posture(what, want, &posture(s, None));
 }
 
 /// The complete lines of the daemon's log so far (not a line still being written).
@@ -190,12 +201,7 @@ fn throttled_calls_are_retried_until_the_data_is_complete() {
         started.elapsed(),
         proxy.counts()
     );
-    assert!(
-        all_pairs(|a, c| value(&s, SUCCESS, a, c) == Some(1.0)),
-        "{}",
-        s.text
-    );
-    assert_same_posture("throttled daemon", &want, &posture(&s, None));
+    assert_complete("throttled daemon", &want, &s);
 
     // With a 1h interval nothing is in flight any more: every throttle sent was counted.
     for (service, code) in [
@@ -251,12 +257,7 @@ fn server_errors_and_dropped_connections_are_retried_until_the_data_is_complete(
     let want = reference_posture(&reference, None);
     d.wait_ready(Duration::from_secs(120));
     let s = d.scrape();
-    assert!(
-        all_pairs(|a, c| value(&s, SUCCESS, a, c) == Some(1.0)),
-        "{}",
-        s.text
-    );
-    assert_same_posture("daemon behind failing servers", &want, &posture(&s, None));
+    assert_complete("daemon behind failing servers", &want, &s);
     for (outcome, code) in [
         ("InternalFailure", "InternalFailure"),
         ("ServiceUnavailable", "ServiceUnavailable"),
@@ -537,7 +538,7 @@ fn a_hanging_endpoint_ends_runs_at_their_timeouts_and_scrapes_stay_fast() {
         "every pair to succeed again",
         || {
             let s = d.scrape();
-            all_pairs(|a, c| value(&s, SUCCESS, a, c) == Some(1.0)).then_some(())
+            all_succeeded(&s).then_some(())
         },
     );
 }
@@ -661,11 +662,7 @@ fn assumed_role_sessions_are_renewed_before_they_expire() {
     };
     let s = poll(Duration::from_secs(90), "3 renewals of the session", || {
         let s = d.scrape();
-        assert!(
-            all_pairs(|a, c| value(&s, SUCCESS, a, c) == Some(1.0)),
-            "a run failed: {}",
-            d.log_text()
-        );
+        assert!(all_succeeded(&s), "a run failed: {}", d.log_text());
         (assumed() >= 4).then_some(s)
     });
     eprintln!(

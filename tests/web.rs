@@ -656,19 +656,14 @@ fn a_bad_web_config_at_startup_exits_64_naming_the_key() {
     std::fs::write(&config, toml(&listen, "")).unwrap();
     for (yml, needle) in cases {
         std::fs::write(dir.join("web.yml"), yml).unwrap();
-        let mut cmd = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
-            .arg("--config")
-            .arg(&config)
-            .arg("--web.config.file")
-            .arg(dir.join("web.yml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = exits(&mut cmd);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{yml}: {stderr}");
+        let web = dir.join("web.yml");
+        let (code, stderr) = refused(&[
+            "--config".as_ref(),
+            config.as_ref(),
+            "--web.config.file".as_ref(),
+            web.as_ref(),
+        ]);
+        assert_eq!(code, Some(64), "{yml}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{yml}: {stderr}");
         assert!(stderr.contains(needle), "{yml}: {stderr}");
         assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
@@ -679,44 +674,43 @@ fn a_bad_web_config_at_startup_exits_64_naming_the_key() {
         &format!("web_config_file = \"{}\"", dir.join("nope.yml").display()),
     );
     std::fs::write(&config, with_key).unwrap();
-    let mut cmd = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = exits(&mut cmd);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let (code, stderr) = refused(&["--config".as_ref(), config.as_ref()]);
+    assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("nope.yml"), "{stderr}");
     // The connection cap is validated with the rest of the TOML.
     std::fs::write(&config, toml(&listen, "max_connections = 0")).unwrap();
-    let mut cmd = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = exits(&mut cmd);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let (code, stderr) = refused(&["--config".as_ref(), config.as_ref()]);
+    assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("server.max_connections"), "{stderr}");
     // check-config vouches for the web configuration as well.
     std::fs::write(&config, toml(&listen, "")).unwrap();
     std::fs::write(dir.join("web.yml"), "tls_server_config:\n  cert_fle: x\n").unwrap();
-    let out = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
-        .arg("check-config")
-        .arg("--config")
-        .arg(&config)
-        .arg("--web.config.file")
-        .arg(dir.join("web.yml"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let web = dir.join("web.yml");
+    let (code, stderr) = refused(&[
+        "check-config".as_ref(),
+        "--config".as_ref(),
+        config.as_ref(),
+        "--web.config.file".as_ref(),
+        web.as_ref(),
+    ]);
+    assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("cert_fle"), "{stderr}");
+}
+
+/// Runs the binary with `args`, expecting it to exit rather than serve: its exit code and stderr.
+fn refused(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let mut cmd = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = exits(&mut cmd);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Waits for `child` to exit (it must not start serving); kills it after 15 s.
