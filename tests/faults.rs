@@ -217,7 +217,8 @@ fn throttled_calls_are_retried_until_the_data_is_complete() {
         if service == "sts" {
             // AssumeRole runs for the calls that wait on its credentials; when every one of
             // them reaches its attempt timeout during AssumeRole's backoff, the AssumeRole in
-            // flight is dropped and its answer, sent, is never read (seen once in CI-like runs).
+            // flight is dropped: it is counted as a request when sent, but its answer (a
+            // throttle, maybe) is never read (seen in CI).
             assert!(
                 counted >= 1.0 && counted <= sent as f64,
                 "{service} {code}: counted {counted}, sent {sent}"
@@ -227,8 +228,30 @@ fn throttled_calls_are_retried_until_the_data_is_complete() {
         }
     }
     assert!(proxy.count(&[("action", "AssumeRole"), ("outcome", "Throttling")]) >= 2);
-    let all = proxy.count(&[]);
-    assert_eq!(s.sum(REQUESTS, &[]), all as f64, "every attempt is counted");
+    // Every attempt is counted when it is sent, so every call the proxy answered is. The
+    // daemon may count more: a request on a keep-alive connection that died under it (counted
+    // as a connection error), or an AssumeRole dropped on its way out (the cancellation above).
+    for service in ["iam", "s3", "s3control", "ec2", "sts"] {
+        let answered = proxy.count(&[("service", service)]) as f64;
+        let counted = s.sum(REQUESTS, &[("service", service)]);
+        let unanswered = s.sum(
+            ERRORS,
+            &[("service", service), ("code", "connection_error")],
+        ) + s.sum(ERRORS, &[("service", service), ("code", "timeout")]);
+        eprintln!(
+            "throttling: {service} requests: answered {answered}, counted {counted}, unanswered {unanswered}"
+        );
+        assert!(
+            counted >= answered,
+            "{service}: counted {counted}, answered {answered}"
+        );
+        if service != "sts" {
+            assert!(
+                counted <= answered + unanswered,
+                "{service}: counted {counted}, answered {answered}, unanswered {unanswered}"
+            );
+        }
+    }
     assert!(
         log_lines(&d).iter().all(|l| !l.contains("run failed")),
         "{}",
@@ -392,13 +415,13 @@ fn calls_waiting_for_a_hanging_assume_role_are_not_counted_as_sent() {
             .all(|x| x.labels["operation"] == "AssumeRole"),
         "only AssumeRole reached the network: {counted:#?}"
     );
-    // AssumeRole itself did: counted at most as often as it reached the proxy (a hung attempt
-    // cut short by the waiting call's own timeout is not counted at all).
-    let assumed = s.sum(REQUESTS, &[("operation", "AssumeRole")]);
+    // AssumeRole itself did: counted when sent, so every one that reached the proxy is, and
+    // one cut short by the waiting call's timeout on its way out may be too.
     let reached = proxy.count(&[("action", "AssumeRole"), ("outcome", "hang")]);
+    let assumed = s.sum(REQUESTS, &[("operation", "AssumeRole")]);
     assert!(
-        reached >= 2 && assumed <= reached as f64,
-        "{assumed} of {reached}"
+        reached >= 2 && assumed >= reached as f64 && assumed <= 2.0 * reached as f64,
+        "{assumed} counted, {reached} reached the proxy"
     );
     assert!(all_pairs(|a, c| {
         value(&s, SUCCESS, a, c) == Some(if a == ROLE_ACCOUNT { 0.0 } else { 1.0 })

@@ -366,6 +366,8 @@ impl Intercept for CountCalls {
         "infraaudit::CountCalls"
     }
 
+    /// The request is counted here, not when its answer is read: an AssumeRole is dropped
+    /// mid-flight when every call waiting on its credentials times out, yet it was sent.
     fn read_before_transmit(
         &self,
         _ctx: &BeforeTransmitInterceptorContextRef<'_>,
@@ -374,6 +376,13 @@ impl Intercept for CountCalls {
     ) -> Result<(), BoxError> {
         let attempt = current_attempt(cfg);
         cfg.interceptor_state().store_put(Transmitted(attempt));
+        if let Some(meta) = cfg.load::<Metadata>() {
+            self.metrics.record_request(
+                &self.account_id,
+                service_label(meta.service()),
+                meta.name(),
+            );
+        }
         Ok(())
     }
 
@@ -388,27 +397,30 @@ impl Intercept for CountCalls {
         };
         // The attempt timeout also runs while the credentials are resolved: an attempt that ran
         // out of time waiting for AssumeRole sent nothing and is not a call.
-        let sent = cfg.load::<Transmitted>().copied() == Some(Transmitted(current_attempt(cfg)));
+        if cfg.load::<Transmitted>().copied() != Some(Transmitted(current_attempt(cfg))) {
+            return Ok(());
+        }
         let code = match (ctx.response(), ctx.output_or_error()) {
-            (Some(resp), _) if resp.status().is_success() => None,
+            (Some(resp), _) if resp.status().is_success() => return Ok(()),
             (Some(resp), _) => {
                 let headers = resp.headers();
-                Some(error_code::from_response(
+                error_code::from_response(
                     resp.status().as_u16(),
                     |name| headers.get(name),
                     resp.body().bytes(),
-                ))
+                )
             }
-            (None, Some(Err(e))) if sent && e.is_timeout_error() => Some(error_code::TIMEOUT),
-            (None, Some(Err(e))) if sent && e.is_connector_error() => {
-                Some(error_code::CONNECTION_ERROR)
-            }
-            // Failed before anything was sent (credentials, signing): not a call.
+            (None, Some(Err(e))) if e.is_timeout_error() => error_code::TIMEOUT,
+            (None, Some(Err(e))) if e.is_connector_error() => error_code::CONNECTION_ERROR,
+            // Sent, but failed in a way that is neither an answer nor the network's fault.
             (None, _) => return Ok(()),
         };
-        let service = service_label(meta.service());
-        self.metrics
-            .record(&self.account_id, service, meta.name(), code);
+        self.metrics.record_error(
+            &self.account_id,
+            service_label(meta.service()),
+            meta.name(),
+            code,
+        );
         Ok(())
     }
 }

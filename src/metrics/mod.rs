@@ -36,6 +36,16 @@ pub struct ApiMetrics {
 }
 
 impl ApiMetrics {
+    /// One attempt handed to the network, counted before its answer: an attempt whose caller
+    /// went away (an AssumeRole whose waiters all timed out) was still sent.
+    pub fn record_request(&self, account_id: &str, service: &'static str, operation: &str) {
+        let key = (account_id.to_owned(), service, operation.to_owned());
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests.entry(key).or_default() += 1;
+        }
+    }
+
+    /// One attempt whose answer was read: `error` is its code when it failed.
     pub fn record(
         &self,
         account_id: &str,
@@ -43,14 +53,23 @@ impl ApiMetrics {
         operation: &str,
         error: Option<&'static str>,
     ) {
-        let key = (account_id.to_owned(), service, operation.to_owned());
+        self.record_request(account_id, service, operation);
         if let Some(code) = error {
-            if let Ok(mut errors) = self.errors.lock() {
-                *errors.entry((key.clone(), code)).or_default() += 1;
-            }
+            self.record_error(account_id, service, operation, code);
         }
-        if let Ok(mut requests) = self.requests.lock() {
-            *requests.entry(key).or_default() += 1;
+    }
+
+    /// The error code of an attempt whose failure was read.
+    pub fn record_error(
+        &self,
+        account_id: &str,
+        service: &'static str,
+        operation: &str,
+        code: &'static str,
+    ) {
+        let key = (account_id.to_owned(), service, operation.to_owned());
+        if let Ok(mut errors) = self.errors.lock() {
+            *errors.entry((key, code)).or_default() += 1;
         }
     }
 
