@@ -93,8 +93,8 @@ for accounts in $sizes; do
   series=$(awk '$1 == "series" { print $2 }' "$work/server.out")
   mem=$(grep '^memory ' "$work/server.out")
   kv() { echo "$mem" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-  memory_rows+=("$(awk -v s="$series" -v er="$(kv empty_rss_kb)" -v fr="$(kv full_rss_kb)" -v el="$(kv empty_live_bytes)" -v fl="$(kv full_live_bytes)" \
-    'BEGIN { printf "| %d | %.1f | %.1f | %.0f | %.0f |", s, er / 1024, fr / 1024, (fr - er) * 1024 / s, (fl - el) / s }')")
+  memory_rows+=("$(awk -v s="$series" -v er="$(kv empty_rss_kb)" -v fr="$(kv full_rss_kb)" -v el="$(kv empty_live_bytes)" -v fl="$(kv full_live_bytes)" -v enc="$(kv encoded_bytes)" \
+    'BEGIN { printf "| %d | %.1f | %.1f | %.0f | %.0f | %.0f |", s, er / 1024, fr / 1024, (fr - er) * 1024 / s, (fl - el) / s, enc / s }')")
 
   www=$work/www; rm -rf "$www"; mkdir -p "$www"
   curl -fsS -o "$www/metrics" "http://$addr/metrics"
@@ -181,8 +181,8 @@ mkdir -p target/bench-results
   echo "|---|---|---|---|---|"
   printf '%s\n' "${ratio_rows[@]}"
   echo
-  echo "| series | RSS empty (MiB) | RSS full (MiB) | RSS bytes/series | live heap bytes/series |"
-  echo "|---|---|---|---|---|"
+  echo "| series | RSS empty (MiB) | RSS full (MiB) | RSS bytes/series | live heap bytes/series | of which encoded series |"
+  echo "|---|---|---|---|---|---|"
   printf '%s\n' "${memory_rows[@]}"
   echo
   echo "Churn at $churn_series series, every (account, collector) refreshed per cycle, one render per cycle:"

@@ -335,7 +335,7 @@ async fn metrics(state: Arc<AppState>, req: &Request<Incoming>) -> Resp {
     let turn = state.exporter.render_turn().await;
     let rendered = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let _turn = turn;
-        let body = state.exporter.render(format).map_err(|e| e.to_string())?;
+        let body = state.exporter.render(format);
         if !gzip {
             return Ok(body.into_bytes());
         }

@@ -1,28 +1,25 @@
 //! Snapshot -> exposition, and the exporter's own metrics.
 //!
-//! Everything is encoded by prometheus-client, which writes OpenMetrics. The Prometheus text
-//! format 0.0.4 (what curl and promtool read) differs only in metadata lines, so it is derived
-//! from the same output by [`openmetrics_to_text`].
+//! The series of each (account, collector) are encoded when its data changes and reused by
+//! every scrape until it changes again (see [`expo`]); a scrape writes the headers, splices
+//! those bytes, computes the ages and encodes the few small families that move on their own.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use prometheus_client::collector::Collector as PromCollector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::collector::CollectorData;
 use crate::config::{ChecksConfig, Config};
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{Entry, Snapshot, SnapshotStore};
+use expo::{Encoder, Family, Fragments, Value};
 
+mod expo;
 mod posture;
 
-pub const PREFIX: &str = "infraaudit";
+pub use expo::PREFIX;
 
 /// (account_id, service, operation)
 type ApiKey = (String, &'static str, String);
@@ -73,39 +70,42 @@ impl ApiMetrics {
         }
     }
 
-    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, encoder: &mut Encoder<'_>) {
         let requests = self.requests.lock().map(|m| m.clone()).unwrap_or_default();
         let errors = self.errors.lock().map(|m| m.clone()).unwrap_or_default();
-        let mut family = encoder.encode_descriptor(
-            "aws_api_requests",
-            "AWS API requests sent, retries included, since the exporter started.",
-            None,
-            MetricType::Counter,
-        )?;
-        for ((account, service, operation), n) in &requests {
-            let labels: &Labels = &[
-                ("account_id", account),
-                ("service", service),
-                ("operation", operation),
-            ];
-            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "aws_api_errors",
-            "AWS API requests that failed, retries included, by error code (a bounded set: other_4xx and other_5xx stand for the rest).",
-            None,
-            MetricType::Counter,
-        )?;
-        for (((account, service, operation), code), n) in &errors {
-            let labels: &Labels = &[
-                ("account_id", account),
-                ("service", service),
-                ("operation", operation),
-                ("code", code),
-            ];
-            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+        encoder.live(
+            Family::counter(
+                "aws_api_requests",
+                "AWS API requests sent, retries included, since the exporter started.",
+            ),
+            requests.iter().map(|((account, service, operation), n)| {
+                (
+                    [
+                        ("account_id", account.as_str()),
+                        ("service", *service),
+                        ("operation", operation.as_str()),
+                    ],
+                    Value::U64(*n),
+                )
+            }),
+        );
+        encoder.live(
+            Family::counter(
+                "aws_api_errors",
+                "AWS API requests that failed, retries included, by error code (a bounded set: other_4xx and other_5xx stand for the rest).",
+            ),
+            errors.iter().map(|(((account, service, operation), code), n)| {
+                (
+                    [
+                        ("account_id", account.as_str()),
+                        ("service", *service),
+                        ("operation", operation.as_str()),
+                        ("code", *code),
+                    ],
+                    Value::U64(*n),
+                )
+            }),
+        );
     }
 }
 
@@ -145,13 +145,25 @@ impl Format {
     }
 }
 
-/// The registry behind `/metrics`.
+/// Encoded series per (account, collector), with the data they were encoded from.
+type FragmentCache = HashMap<(String, &'static str), (Weak<CollectorData>, Arc<Fragments>)>;
+
+/// What `/metrics` serves.
 pub struct Exporter {
-    registry: Registry,
+    store: Arc<SnapshotStore>,
+    api: Arc<ApiMetrics>,
+    version: &'static str,
+    revision: &'static str,
+    every: posture::Every,
+    checks: ChecksConfig,
+    /// (collector, configured interval in seconds), for staleness alerts.
+    intervals: Vec<(&'static str, f64)>,
+    clock: fn() -> f64,
+    fragments: Mutex<FragmentCache>,
+    /// Size of the last exposition, so the next one is allocated once.
+    last_len: AtomicUsize,
     /// Turns to render, one per CPU, handed out in arrival order. Renders are CPU-bound: more
-    /// at once finish no sooner, and each holds its own copies of the exposition (about 27 MB
-    /// at 100,000 series): 64 concurrent scrapes peaked at 1.6-2.0 GB of RSS without this
-    /// limit, 0.5-0.7 GB with it (BENCHMARKS.md).
+    /// at once finish no sooner, and each holds its own copies of the exposition (BENCHMARKS.md).
     renders: Arc<Semaphore>,
 }
 
@@ -164,18 +176,14 @@ impl Exporter {
         revision: &'static str,
         clock: fn() -> f64,
     ) -> Self {
-        let mut registry = Registry::with_prefix(PREFIX);
-        // The registry ends help texts with a period itself.
-        registry.register(
-            "build",
-            "Version and git revision of this infraaudit binary",
-            Info::new(vec![("version", version), ("revision", revision)]),
-        );
         let every = |d: Duration| humantime::format_duration(d).to_string();
         let c = &config.collectors;
-        registry.register_collector(Box::new(SnapshotCollector {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
             store,
             api,
+            version,
+            revision,
             every: posture::Every {
                 iam: every(c.iam.interval),
                 s3: every(c.s3.interval),
@@ -187,10 +195,8 @@ impl Exporter {
                 .filter_map(|name| Some((name, c.get(name)?.interval.as_secs_f64())))
                 .collect(),
             clock,
-        }));
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        Self {
-            registry,
+            fragments: Mutex::default(),
+            last_len: AtomicUsize::new(64 * 1024),
             renders: Arc::new(Semaphore::new(cpus)),
         }
     }
@@ -204,86 +210,91 @@ impl Exporter {
 
     /// The exposition of the current snapshot. Blocking: call it off the async threads, within
     /// a [`Exporter::render_turn`].
-    pub fn render(&self, format: Format) -> Result<String, std::fmt::Error> {
-        let mut out = String::with_capacity(64 * 1024);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(match format {
-            Format::OpenMetrics => out,
-            Format::Text => openmetrics_to_text(&out),
-        })
-    }
-}
-
-/// Encodes the current snapshot at scrape time; ages are computed from `clock`.
-#[derive(Debug)]
-struct SnapshotCollector {
-    store: Arc<SnapshotStore>,
-    api: Arc<ApiMetrics>,
-    every: posture::Every,
-    checks: ChecksConfig,
-    /// (collector, configured interval in seconds), for staleness alerts.
-    intervals: Vec<(&'static str, f64)>,
-    clock: fn() -> f64,
-}
-
-type Labels<'a> = [(&'static str, &'a str)];
-
-/// One gauge family: a descriptor, then a sample per (labels, value). Labels borrow from the
-/// snapshot, so a scrape copies no label strings.
-fn gauges<'a, const N: usize>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    series: impl Iterator<Item = ([(&'static str, &'a str); N], f64)>,
-) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    for (labels, value) in series {
-        metric.encode_family(&labels)?.encode_gauge(&value)?;
-    }
-    Ok(())
-}
-
-/// One info family (`_info` series of value 1), labels borrowed like [`gauges`].
-fn infos<'a, const N: usize>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    series: impl Iterator<Item = [(&'static str, &'a str); N]>,
-) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Info)?;
-    for labels in series {
-        metric.encode_info(&labels)?;
-    }
-    Ok(())
-}
-
-fn flag(b: bool) -> f64 {
-    if b { 1.0 } else { 0.0 }
-}
-
-fn status_labels<'a>(account: &'a str, collector: &'static str) -> [(&'static str, &'a str); 2] {
-    [("account_id", account), ("collector", collector)]
-}
-
-impl PromCollector for SnapshotCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    pub fn render(&self, format: Format) -> String {
         let snap = self.store.load();
         let now = (self.clock)();
-        self.api.encode(&mut encoder)?;
+        let fragments = self.fragments_of(&snap);
+        let cached: Vec<&Fragments> = fragments.iter().map(Arc::as_ref).collect();
+        let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 4096);
+        let mut encoder = Encoder::write(&mut out, format, &cached, now);
+        self.encode(&mut encoder, &snap);
+        encoder.finish();
+        self.last_len.store(out.len(), Ordering::Relaxed);
+        out
+    }
 
-        infos(
-            &mut encoder,
-            "account",
-            "Audited accounts: 1 per account, with its display name.",
+    /// Bytes held by the encoded series, for memory figures.
+    pub fn cached_bytes(&self) -> usize {
+        let cache = self
+            .fragments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cache.values().map(|(_, f)| f.heap_bytes()).sum()
+    }
+
+    /// The encoded series of each entry with data, in the snapshot's order: reused while the
+    /// entry's data is the same allocation, encoded again when a run replaced it. Entries gone
+    /// from the snapshot leave the cache.
+    fn fragments_of(&self, snap: &Snapshot) -> Vec<Arc<Fragments>> {
+        let mut cache = self
+            .fragments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut next = HashMap::with_capacity(snap.entries.len());
+        let mut ordered = Vec::with_capacity(snap.entries.len());
+        for (key, entry) in &snap.entries {
+            let Some(data) = &entry.data else { continue };
+            let fragments = match cache.remove(key) {
+                Some((from, f)) if std::ptr::eq(from.as_ptr(), Arc::as_ptr(data)) => f,
+                _ => Arc::new(self.record(key, entry)),
+            };
+            next.insert(key.clone(), (Arc::downgrade(data), fragments.clone()));
+            ordered.push(fragments);
+        }
+        *cache = next;
+        ordered
+    }
+
+    /// Encodes one entry's posture series.
+    fn record(&self, key: &(String, &'static str), entry: &Entry) -> Fragments {
+        let one = Snapshot {
+            accounts: Vec::new(),
+            entries: BTreeMap::from([(key.clone(), entry.clone())]),
+        };
+        let mut fragments = Fragments::default();
+        let mut encoder = Encoder::record(&mut fragments);
+        posture::encode(&mut encoder, &one, 0.0, &self.every, &self.checks);
+        fragments
+    }
+
+    fn encode(&self, encoder: &mut Encoder<'_>, snap: &Snapshot) {
+        encoder.live(
+            Family::info(
+                "build",
+                "Version and git revision of this infraaudit binary.",
+            ),
+            std::iter::once((
+                [("version", self.version), ("revision", self.revision)],
+                Value::U64(1),
+            )),
+        );
+        self.api.encode(encoder);
+        encoder.live(
+            Family::info(
+                "account",
+                "Audited accounts: 1 per account, with its display name.",
+            ),
             snap.accounts.iter().map(|a| {
-                [
-                    ("account_id", a.id.as_str()),
-                    ("account_name", a.name.as_str()),
-                ]
+                (
+                    [
+                        ("account_id", a.id.as_str()),
+                        ("account_name", a.name.as_str()),
+                    ],
+                    Value::U64(1),
+                )
             }),
-        )?;
-        posture::encode(&mut encoder, &snap, now, &self.every, &self.checks)?;
+        );
+        posture::encode(encoder, snap, (self.clock)(), &self.every, &self.checks);
 
         let e = &self.every;
         let status_help = |what: &str| {
@@ -292,98 +303,98 @@ impl PromCollector for SnapshotCollector {
                 e.iam, e.s3, e.ec2
             )
         };
-        gauges(
-            &mut encoder,
-            "collector_success",
-            &status_help("1 if successful, 0 if failed: the outcome"),
-            None,
-            snap.entries.iter().map(|((account, collector), e)| {
-                (status_labels(account, collector), flag(e.status.success))
-            }),
-        )?;
-        gauges(
-            &mut encoder,
-            "collector_duration",
-            &status_help("Duration"),
-            Some(&Unit::Seconds),
-            snap.entries.iter().map(|((account, collector), e)| {
-                (status_labels(account, collector), e.status.duration_seconds)
-            }),
-        )?;
-        gauges(
-            &mut encoder,
-            "collector_consecutive_failures",
-            &format!(
-                "Failed runs of each collector in a row, 0 after a success (iam every {}, s3 every {}, ec2 every {}).",
-                e.iam, e.s3, e.ec2
+        encoder.live(
+            Family::gauge(
+                "collector_success",
+                &status_help("1 if successful, 0 if failed: the outcome"),
+                None,
             ),
-            None,
-            snap.entries.iter().map(|((account, collector), e)| {
+            snap.entries
+                .iter()
+                .map(|((a, c), e)| (status_labels(a, c), flag(e.status.success))),
+        );
+        encoder.live(
+            Family::gauge("collector_duration", &status_help("Duration"), SECONDS),
+            snap.entries
+                .iter()
+                .map(|((a, c), e)| (status_labels(a, c), e.status.duration_seconds)),
+        );
+        encoder.live(
+            Family::gauge(
+                "collector_consecutive_failures",
+                &format!(
+                    "Failed runs of each collector in a row, 0 after a success (iam every {}, s3 every {}, ec2 every {}).",
+                    e.iam, e.s3, e.ec2
+                ),
+                None,
+            ),
+            snap.entries.iter().map(|((a, c), e)| {
                 (
-                    status_labels(account, collector),
+                    status_labels(a, c),
                     f64::from(e.status.consecutive_failures),
                 )
             }),
-        )?;
-        gauges(
-            &mut encoder,
-            "collector_interval",
-            "Configured interval of each collector: from the start of one run to the start of the next.",
-            Some(&Unit::Seconds),
+        );
+        encoder.live(
+            Family::gauge(
+                "collector_interval",
+                "Configured interval of each collector: from the start of one run to the start of the next.",
+                SECONDS,
+            ),
             self.intervals
                 .iter()
                 .map(|(collector, secs)| ([("collector", *collector)], *secs)),
-        )?;
-        gauges(
-            &mut encoder,
-            "collector_last_success_timestamp",
-            &status_help("Unix time of the end"),
-            Some(&Unit::Seconds),
-            snap.entries.iter().filter_map(|((account, collector), e)| {
-                Some((status_labels(account, collector), e.status.last_success?))
-            }),
-        )?;
-        Ok(())
+        );
+        encoder.live(
+            Family::gauge(
+                "collector_last_success_timestamp",
+                &status_help("Unix time of the end"),
+                SECONDS,
+            ),
+            snap.entries
+                .iter()
+                .filter_map(|((a, c), e)| Some((status_labels(a, c), e.status.last_success?))),
+        );
     }
 }
 
-/// Rewrites OpenMetrics text as Prometheus text 0.0.4: drops `# UNIT` and `# EOF`, names
-/// counter families with their `_total` sample name, and turns info families into `_info` gauges.
-pub fn openmetrics_to_text(om: &str) -> String {
-    let mut out = String::with_capacity(om.len());
-    let mut pending_help: Option<&str> = None;
-    for line in om.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            pending_help = Some(rest);
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.rsplit_once(' ').unwrap_or((rest, "untyped"));
-            let (suffix, kind) = match kind {
-                "counter" => ("_total", "counter"),
-                "info" => ("_info", "gauge"),
-                "unknown" => ("", "untyped"),
-                other => ("", other),
-            };
-            if let Some(help) = pending_help.take() {
-                let text = help.strip_prefix(name).map_or(help, str::trim_start);
-                let _ = writeln!(out, "# HELP {name}{suffix} {text}");
-            }
-            let _ = writeln!(out, "# TYPE {name}{suffix} {kind}");
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
+const SECONDS: Option<&str> = Some("seconds");
+
+/// A gauge family of posture series, encoded once per data change.
+fn gauges<'a, const N: usize>(
+    encoder: &mut Encoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&'static str>,
+    series: impl Iterator<Item = ([(&'static str, &'a str); N], f64)>,
+) {
+    encoder.cached(Family::gauge(name, help, unit), series);
+}
+
+/// An info family (`_info` series of value 1) of posture series, like [`gauges`].
+fn infos<'a, const N: usize>(
+    encoder: &mut Encoder<'_>,
+    name: &str,
+    help: &str,
+    series: impl Iterator<Item = [(&'static str, &'a str); N]>,
+) {
+    let family = Family::info(name, help);
+    encoder.cached(family, series.map(|labels| (labels, Value::U64(1))));
+}
+
+fn status_labels<'a>(account: &'a str, collector: &'static str) -> [(&'static str, &'a str); 2] {
+    [("account_id", account), ("collector", collector)]
+}
+
+fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collector::iam::{AccessKeyRecord, IamData};
+    use crate::snapshot::{AccountInfo, Outcome};
 
     #[test]
     fn negotiation() {
@@ -400,6 +411,65 @@ mod tests {
             Format::negotiate(Some("application/openmetrics-text; q=0")),
             Format::Text
         );
+    }
+
+    fn iam(user: &str, created: i64) -> Outcome {
+        let t = |secs| chrono::DateTime::from_timestamp(secs, 0);
+        Outcome::Success(CollectorData::Iam(IamData {
+            report_generated_at: t(created),
+            keys: vec![AccessKeyRecord {
+                user: user.to_owned(),
+                access_key_id: format!("AKIA{user}"),
+                slot: 1,
+                created: t(created).unwrap_or_default(),
+                active: true,
+                last_used: None,
+            }],
+            ..IamData::default()
+        }))
+    }
+
+    #[test]
+    fn reused_series_match_a_fresh_encoding_after_every_change() {
+        let accounts = ["1", "2"].map(|id| AccountInfo {
+            id: id.to_owned(),
+            name: format!("n{id}"),
+        });
+        let store = Arc::new(SnapshotStore::new(accounts.to_vec(), 2));
+        let exporter = |store: &Arc<SnapshotStore>| {
+            Exporter::new(
+                store.clone(),
+                Arc::default(),
+                &Config::default(),
+                "v",
+                "r",
+                || 5000.0,
+            )
+        };
+        let long_lived = exporter(&store);
+        // (account, Some(user and key creation time) for a successful run, None for a failed one)
+        let steps = [
+            ("1", Some(("alice", 1000))),
+            ("2", Some(("bob", 2000))),
+            ("1", None),
+            ("1", Some(("carol", 3000))),
+            ("2", None),
+        ];
+        for (i, (account, run)) in steps.into_iter().enumerate() {
+            let outcome = run.map_or(Outcome::Failure, |(user, created)| iam(user, created));
+            store.record(account, "iam", outcome, 1.0, 100.0 * i as f64);
+            for format in [Format::Text, Format::OpenMetrics] {
+                let reused = long_lived.render(format);
+                assert_eq!(reused, exporter(&store).render(format), "step {i}");
+                assert_eq!(reused, long_lived.render(format), "step {i}, twice");
+            }
+        }
+        let last = long_lived.render(Format::Text);
+        assert!(last.contains("user=\"carol\",access_key_id=\"AKIAcarol\",slot=\"1\"} 2000.0\n"));
+        assert!(last.contains("user=\"bob\",access_key_id=\"AKIAbob\",slot=\"1\"} 3000.0\n"));
+        assert!(!last.contains("alice"));
+        // Both entries cached, nothing else: a replaced run's series are not kept.
+        assert_eq!(long_lived.fragments.lock().map(|c| c.len()).ok(), Some(2));
     }
 
     #[tokio::test]
@@ -432,20 +502,6 @@ mod tests {
         assert!(
             matches!(got, Ok(Ok(true))),
             "the waiting render never got a turn"
-        );
-    }
-
-    #[test]
-    fn conversion_to_text_format() {
-        let om = "# HELP x_requests Requests.\n# TYPE x_requests counter\nx_requests_total{a=\"1\"} 3\n\
-# HELP x_build Build.\n# TYPE x_build info\nx_build_info{version=\"1\"} 1\n\
-# HELP x_age_seconds Age.\n# TYPE x_age_seconds gauge\n# UNIT x_age_seconds seconds\nx_age_seconds 1.5\n# EOF\n";
-        let text = openmetrics_to_text(om);
-        assert_eq!(
-            text,
-            "# HELP x_requests_total Requests.\n# TYPE x_requests_total counter\nx_requests_total{a=\"1\"} 3\n\
-# HELP x_build_info Build.\n# TYPE x_build_info gauge\nx_build_info{version=\"1\"} 1\n\
-# HELP x_age_seconds Age.\n# TYPE x_age_seconds gauge\nx_age_seconds 1.5\n"
         );
     }
 }

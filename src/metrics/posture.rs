@@ -1,16 +1,12 @@
 //! The posture families: what the collectors found, per account, and the per-check summary.
 
-use prometheus_client::encoding::DescriptorEncoder;
-use prometheus_client::registry::Unit;
-
-use super::{flag, gauges, infos};
+use super::expo::{Encoder, Family, Value};
+use super::{SECONDS, flag, gauges, infos};
 use crate::checks::{self, unix};
 use crate::collector::CollectorData;
 use crate::collector::iam::{AccessKeyRecord, UserRecord};
 use crate::config::ChecksConfig;
 use crate::snapshot::Snapshot;
-
-type Fmt = Result<(), std::fmt::Error>;
 
 /// Each collector's interval, as help texts say it.
 #[derive(Debug)]
@@ -32,33 +28,37 @@ fn each<'a, T: 'a>(
         })
 }
 
+/// The posture families. Each is encoded on every call, in the same order whatever the data:
+/// the fragments recorded per (account, collector) are matched to families by position.
 pub fn encode(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut Encoder<'_>,
     snap: &Snapshot,
     now: f64,
     every: &Every,
     checks: &ChecksConfig,
-) -> Fmt {
-    iam(encoder, snap, now, &every.iam)?;
-    s3(encoder, snap, &every.s3)?;
-    ec2(encoder, snap, &every.ec2)?;
-    gauges(
-        encoder,
-        "check_threshold",
-        "Thresholds of the time-based checks, from [checks], for alert rules to compare against.",
-        Some(&Unit::Seconds),
+) {
+    iam(encoder, snap, &every.iam);
+    s3(encoder, snap, &every.s3);
+    ec2(encoder, snap, &every.ec2);
+    encoder.live(
+        Family::gauge(
+            "check_threshold",
+            "Thresholds of the time-based checks, from [checks], for alert rules to compare against.",
+            SECONDS,
+        ),
         [
             ("iam_access_key_age", checks.access_key_max_age),
             ("iam_access_key_unused", checks.access_key_max_unused),
         ]
         .into_iter()
         .map(|(check, d)| ([("check", check)], d.as_secs_f64())),
-    )?;
-    gauges(
-        encoder,
-        "check_failed_resources",
-        "Resources failing each check, per account; absent while the data to decide is missing. Rules and thresholds: README, section Checks.",
-        None,
+    );
+    encoder.live(
+        Family::gauge(
+            "check_failed_resources",
+            "Resources failing each check, per account; absent while the data to decide is missing. Rules and thresholds: README, section Checks.",
+            None,
+        ),
         checks::summary(snap, now, checks).map(|(account, check, n)| {
             ([("account_id", account), ("check", check.name())], n as f64)
         }),
@@ -83,7 +83,7 @@ fn user_labels<'a>(account: &'a str, u: &'a UserRecord) -> [(&'static str, &'a s
     [("account_id", account), ("user", u.user.as_str())]
 }
 
-fn iam(encoder: &mut DescriptorEncoder, snap: &Snapshot, now: f64, every: &str) -> Fmt {
+fn iam(encoder: &mut Encoder<'_>, snap: &Snapshot, every: &str) {
     let data = || each(snap, CollectorData::as_iam);
     let keys = || data().flat_map(|(a, d)| d.keys.iter().map(move |k| (a, k)));
     let users = || data().flat_map(|(a, d)| d.users.iter().map(move |u| (a, u)));
@@ -92,45 +92,46 @@ fn iam(encoder: &mut DescriptorEncoder, snap: &Snapshot, now: f64, every: &str) 
     let from_report =
         format!("from the IAM credential report, refreshed in the background every {every}");
 
-    gauges(
-        encoder,
-        "iam_access_key_age",
-        &format!("Age of the access key, computed at scrape time; keys come {from_report}."),
-        Some(&Unit::Seconds),
-        keys().map(|(a, k)| (key_labels(a, k), (now - unix(k.created)).max(0.0))),
-    )?;
+    encoder.cached(
+        Family::gauge(
+            "iam_access_key_age",
+            &format!("Age of the access key, computed at scrape time; keys come {from_report}."),
+            SECONDS,
+        ),
+        keys().map(|(a, k)| (key_labels(a, k), Value::Since(unix(k.created)))),
+    );
     gauges(
         encoder,
         "iam_access_key_created_timestamp",
         &format!("Unix time the access key was created, {from_report}."),
-        Some(&Unit::Seconds),
+        SECONDS,
         keys().map(|(a, k)| (key_labels(a, k), unix(k.created))),
-    )?;
+    );
     gauges(
         encoder,
         "iam_access_key_active",
         &format!("1 if the access key is active, 0 if inactive, {from_report}."),
         None,
         keys().map(|(a, k)| (key_labels(a, k), flag(k.active))),
-    )?;
+    );
     gauges(
         encoder,
         "iam_access_key_last_used_timestamp",
         &format!(
             "Unix time the access key was last used; absent for keys never used. Values come {from_report}."
         ),
-        Some(&Unit::Seconds),
+        SECONDS,
         keys().filter_map(|(a, k)| Some((key_labels(a, k), unix(k.last_used?)))),
-    )?;
+    );
     gauges(
         encoder,
         "iam_credential_report_generated_timestamp",
         &format!(
             "Unix time AWS generated the credential report in use, refreshed in the background every {every}."
         ),
-        Some(&Unit::Seconds),
+        SECONDS,
         data().filter_map(|(a, d)| Some(([("account_id", a)], unix(d.report_generated_at?)))),
-    )?;
+    );
 
     let root_help = |what: &str| {
         format!("{what}, {from_report}; absent when the report has no <root_account> row.")
@@ -141,7 +142,7 @@ fn iam(encoder: &mut DescriptorEncoder, snap: &Snapshot, now: f64, every: &str) 
         &root_help("1 if the root user has MFA, 0 if not"),
         None,
         roots().map(|(l, r)| (l, flag(r.mfa_active))),
-    )?;
+    );
     gauges(
         encoder,
         "iam_root_password_enabled",
@@ -150,23 +151,23 @@ fn iam(encoder: &mut DescriptorEncoder, snap: &Snapshot, now: f64, every: &str) 
         ),
         None,
         roots().filter_map(|(l, r)| Some((l, flag(r.password_enabled?)))),
-    )?;
+    );
     gauges(
         encoder,
         "iam_root_access_keys_active",
         &root_help("Active access keys of the root user (0, 1 or 2)"),
         None,
         roots().map(|(l, r)| (l, f64::from(r.active_keys))),
-    )?;
+    );
     gauges(
         encoder,
         "iam_root_last_used_timestamp",
         &root_help(
             "Unix time the root user last used its password or an access key; also absent when never used",
         ),
-        Some(&Unit::Seconds),
+        SECONDS,
         roots().filter_map(|(l, r)| Some((l, unix(r.last_used?)))),
-    )?;
+    );
 
     gauges(
         encoder,
@@ -174,30 +175,30 @@ fn iam(encoder: &mut DescriptorEncoder, snap: &Snapshot, now: f64, every: &str) 
         &format!("1 if the user has a console password, 0 if not, {from_report}."),
         None,
         users().map(|(a, u)| (user_labels(a, u), flag(u.password_enabled))),
-    )?;
+    );
     gauges(
         encoder,
         "iam_user_mfa_active",
         &format!("1 if the user has an MFA device, 0 if not, {from_report}."),
         None,
         users().map(|(a, u)| (user_labels(a, u), flag(u.mfa_active))),
-    )?;
+    );
     gauges(
         encoder,
         "iam_user_password_last_used_timestamp",
         &format!(
             "Unix time the user last signed in with a password; absent when unknown or never. Values come {from_report}."
         ),
-        Some(&Unit::Seconds),
+        SECONDS,
         users().filter_map(|(a, u)| Some((user_labels(a, u), unix(u.password_last_used?)))),
-    )?;
+    );
     gauges(
         encoder,
         "iam_user_created_timestamp",
         &format!("Unix time the user was created, {from_report}."),
-        Some(&Unit::Seconds),
+        SECONDS,
         users().filter_map(|(a, u)| Some((user_labels(a, u), unix(u.created?)))),
-    )?;
+    );
 
     let policy_help = |what: &str| {
         format!(
@@ -214,23 +215,23 @@ fn iam(encoder: &mut DescriptorEncoder, snap: &Snapshot, now: f64, every: &str) 
         data()
             .filter(|(_, d)| !d.password_policy_denied)
             .map(|(a, d)| ([("account_id", a)], flag(d.password_policy.is_some()))),
-    )?;
+    );
     gauges(
         encoder,
         "iam_password_policy_minimum_length",
         &policy_help("Minimum password length the policy requires"),
         None,
         policies().filter_map(|(a, p)| Some(([("account_id", a)], f64::from(p.minimum_length?)))),
-    )?;
+    );
     gauges(
         encoder,
         "iam_password_policy_max_age",
         &policy_help("Time after which passwords expire; also absent when they never do"),
-        Some(&Unit::Seconds),
+        SECONDS,
         policies().filter_map(|(a, p)| {
             Some(([("account_id", a)], f64::from(p.max_age_days?) * 86_400.0))
         }),
-    )?;
+    );
     gauges(
         encoder,
         "iam_password_policy_reuse_prevention",
@@ -242,7 +243,7 @@ fn iam(encoder: &mut DescriptorEncoder, snap: &Snapshot, now: f64, every: &str) 
                 f64::from(p.reuse_prevention.unwrap_or(0)),
             )
         }),
-    )?;
+    );
     gauges(
         encoder,
         "iam_password_policy_requirement",
@@ -260,7 +261,7 @@ fn iam(encoder: &mut DescriptorEncoder, snap: &Snapshot, now: f64, every: &str) 
     )
 }
 
-fn s3(encoder: &mut DescriptorEncoder, snap: &Snapshot, every: &str) -> Fmt {
+fn s3(encoder: &mut Encoder<'_>, snap: &Snapshot, every: &str) {
     let data = || each(snap, CollectorData::as_s3);
     let buckets = || {
         data().flat_map(|(a, d)| {
@@ -284,7 +285,7 @@ fn s3(encoder: &mut DescriptorEncoder, snap: &Snapshot, every: &str) -> Fmt {
         None,
         buckets()
             .filter_map(|(l, b, d)| Some((l, flag(b.public(&d.account_public_access_block)?)))),
-    )?;
+    );
     gauges(
         encoder,
         "s3_bucket_public_access_block",
@@ -299,7 +300,7 @@ fn s3(encoder: &mut DescriptorEncoder, snap: &Snapshot, every: &str) -> Fmt {
                 .flat_map(|block| block.settings())
                 .map(move |(setting, on)| ([acc, bucket, region, ("setting", setting)], flag(on)))
         }),
-    )?;
+    );
     gauges(
         encoder,
         "s3_account_public_access_block",
@@ -312,7 +313,7 @@ fn s3(encoder: &mut DescriptorEncoder, snap: &Snapshot, every: &str) -> Fmt {
                 .settings()
                 .map(|(setting, on)| ([("account_id", a), ("setting", setting)], flag(on)))
         }),
-    )?;
+    );
     gauges(
         encoder,
         "s3_bucket_encryption_enabled",
@@ -321,7 +322,7 @@ fn s3(encoder: &mut DescriptorEncoder, snap: &Snapshot, every: &str) -> Fmt {
         ),
         None,
         buckets().filter_map(|(l, b, _)| Some((l, flag(b.encrypted()?)))),
-    )?;
+    );
     infos(
         encoder,
         "s3_bucket_encryption",
@@ -333,7 +334,7 @@ fn s3(encoder: &mut DescriptorEncoder, snap: &Snapshot, every: &str) -> Fmt {
             }
             _ => None,
         }),
-    )?;
+    );
     gauges(
         encoder,
         "s3_bucket_access_denied",
@@ -350,7 +351,7 @@ fn s3(encoder: &mut DescriptorEncoder, snap: &Snapshot, every: &str) -> Fmt {
     )
 }
 
-fn ec2(encoder: &mut DescriptorEncoder, snap: &Snapshot, every: &str) -> Fmt {
+fn ec2(encoder: &mut Encoder<'_>, snap: &Snapshot, every: &str) {
     let data = || each(snap, CollectorData::as_ec2);
     let instances = || {
         data().flat_map(|(a, d)| {
@@ -377,14 +378,14 @@ fn ec2(encoder: &mut DescriptorEncoder, snap: &Snapshot, every: &str) -> Fmt {
         ),
         None,
         instances().map(|(l, i)| (l, flag(i.imdsv2_required))),
-    )?;
+    );
     gauges(
         encoder,
         "ec2_instance_public_ip",
         &format!("1 if the instance has a public IPv4 address, 0 if not. {refreshed}."),
         None,
         instances().map(|(l, i)| (l, flag(i.public_ip))),
-    )?;
+    );
     infos(
         encoder,
         "ec2_instance",
@@ -400,7 +401,7 @@ fn ec2(encoder: &mut DescriptorEncoder, snap: &Snapshot, every: &str) -> Fmt {
                 ("instance_type", i.instance_type.as_str()),
             ]
         }),
-    )?;
+    );
     gauges(
         encoder,
         "ec2_region_success",
