@@ -185,7 +185,7 @@ fn iam(a: usize, generation: u64, now: i64) -> IamData {
         keys,
         root: Some(RootRecord {
             mfa_active: true,
-            password_enabled: Some(a % 3 == 0),
+            password_enabled: Some(a.is_multiple_of(3)),
             active_keys: 0,
             last_used: Some(ts(now - 40 * DAY)),
         }),
@@ -197,7 +197,7 @@ fn iam(a: usize, generation: u64, now: i64) -> IamData {
             require_symbols: true,
             require_numbers: true,
             require_uppercase: true,
-            require_lowercase: a % 2 == 0,
+            require_lowercase: a.is_multiple_of(2),
         }),
         password_policy_denied: false,
     }
@@ -382,6 +382,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|a| AccountInfo {
             id: account_id(a),
             name: format!("team-{a:03}-{}", ["prod", "staging", "dev"][a % 3]),
+            ou: String::new(),
         })
         .collect();
     let store = Arc::new(SnapshotStore::new(

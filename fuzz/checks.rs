@@ -163,8 +163,17 @@ pub fn config(data: &[u8]) {
             let section = e.key.split(['.', '[']).next().unwrap_or_default();
             assert!(
                 e.key == "(top level)"
-                    || ["server", "aws", "collectors", "checks", "api", "accounts"]
-                        .contains(&section)
+                    || [
+                        "server",
+                        "aws",
+                        "collectors",
+                        "checks",
+                        "api",
+                        "accounts",
+                        "organizations",
+                        "sharding",
+                    ]
+                    .contains(&section)
                     || e.message.starts_with("unknown field"),
                 "the error names no key of the configuration: {line:?}"
             );
@@ -212,5 +221,12 @@ fn summary(s: &Settings) -> String {
         .map(|a| a.external_id.as_ref().map(|x| x.expose()))
         .collect();
     let tokens: Vec<&str> = s.api_tokens.iter().map(|t| t.expose()).collect();
-    format!("{:?}\n{:?}\n{secrets:?}\n{tokens:?}", s.config, s.accounts)
+    let org = s
+        .organizations
+        .as_ref()
+        .map(|o| (o, o.external_id.as_ref().map(|x| x.expose())));
+    format!(
+        "{:?}\n{:?}\n{secrets:?}\n{tokens:?}\n{org:?}",
+        s.config, s.accounts
+    )
 }

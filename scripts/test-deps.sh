@@ -3,7 +3,8 @@
 # pinned in tests/emulator/requirements.txt), schemathesis (its own venv, pinned in
 # tests/schemathesis/requirements.txt), Prometheus with promtool, Alertmanager, curl and a
 # headless browser for the HTML overview's test (Debian packages prometheus,
-# prometheus-alertmanager, curl, chromium), and cargo-deny.
+# prometheus-alertmanager, curl, chromium), cargo-deny, and the validators of deploy/ (cfn-lint,
+# kubernetes-validate in .venv-deploy; kubectl and systemd-analyze must be there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,18 @@ make_venv "$venv" tests/emulator/requirements.txt
 make_venv .venv-schemathesis tests/schemathesis/requirements.txt
 .venv-schemathesis/bin/schemathesis --version >/dev/null
 "$venv/bin/python" -c 'import moto.server' || { echo "test-deps: moto is not importable from $venv" >&2; exit 1; }
+# cfn-lint checks deploy/cloudformation/ (tests/deploy.rs); it is pinned in the emulator's
+# requirements, as moto depends on it.
+"$venv/bin/cfn-lint" --version >/dev/null || { echo "test-deps: cfn-lint is missing from $venv (tests/emulator/requirements.txt)" >&2; exit 1; }
+# kubernetes-validate checks deploy/kubernetes/ against the Kubernetes API's schemas it ships.
+make_venv .venv-deploy tests/deploy/requirements.txt
+.venv-deploy/bin/kubernetes-validate --version >/dev/null
+# kubectl renders deploy/kubernetes/'s kustomize layouts (`kubectl kustomize`, offline). Any
+# kubectl will do; without one, Debian's package kubernetes-client (1.20) provides it.
+command -v kubectl >/dev/null || apt_install kubernetes-client
+kubectl version --client >/dev/null 2>&1 || { echo "test-deps: kubectl does not run (tests/deploy.rs runs kubectl kustomize)" >&2; exit 1; }
+# systemd-analyze verifies deploy/systemd/ (Debian package systemd).
+command -v systemd-analyze >/dev/null || apt_install systemd
 
 # promtool and prometheus come with the Debian package prometheus; Alertmanager is its own package.
 missing=()

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use aws_config::SdkConfig;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -19,13 +20,14 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
+use crate::accounts::Active;
 use crate::audit;
 use crate::aws::AccountSession;
 use crate::checks::{self, Check};
 use crate::config::{Account, Config, Secret, is_account_id};
 use crate::http::{AppState, Resp};
 use crate::metrics::ApiMetrics;
-use crate::scheduler::{Job, unix_now};
+use crate::scheduler::unix_now;
 use crate::snapshot::{AccountInfo, SnapshotStore};
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -49,10 +51,9 @@ pub struct Api {
     /// SHA-256 of each token: comparing digests takes the same time whatever the lengths.
     token_digests: Vec<[u8; 32]>,
     config: Arc<Config>,
-    /// The configured accounts' sessions, shared with the collectors.
-    sessions: HashMap<String, Arc<AccountSession>>,
-    /// The scheduler's jobs of each configured account, which audits run.
-    jobs: HashMap<String, Vec<Job>>,
+    /// The audited accounts' sessions (shared with the collectors) and scheduler jobs (which
+    /// audits run), as the account set is now.
+    active: Arc<ArcSwap<Active>>,
     live: Arc<Semaphore>,
     /// For ad hoc accounts.
     base: SdkConfig,
@@ -103,26 +104,14 @@ impl Api {
     pub fn new(
         tokens: Vec<Secret>,
         config: Arc<Config>,
-        sessions: &[Arc<AccountSession>],
-        jobs: Vec<Job>,
+        active: Arc<ArcSwap<Active>>,
         base: SdkConfig,
     ) -> Self {
-        let mut by_account: HashMap<String, Vec<Job>> = HashMap::new();
-        for job in jobs {
-            by_account
-                .entry(job.account_id.clone())
-                .or_default()
-                .push(job);
-        }
         Self {
             token_digests: tokens.iter().map(|t| digest(t.expose())).collect(),
-            jobs: by_account,
+            active,
             live: Arc::new(Semaphore::new(LIVE_AT_ONCE)),
             running: Arc::new(Semaphore::new(config.api.max_concurrent_audits)),
-            sessions: sessions
-                .iter()
-                .map(|s| (s.account.id.clone(), s.clone()))
-                .collect(),
             config,
             base,
             audits: Mutex::new(VecDeque::new()),
@@ -361,8 +350,9 @@ impl Api {
         let now = Utc::now();
         let mut generated = Map::new();
         let mut keys = Vec::new();
+        let active = self.active.load();
         for id in accounts {
-            let Some(session) = self.sessions.get(&id) else {
+            let Some(session) = active.sessions.get(&id) else {
                 continue;
             };
             let found = tokio::time::timeout(LIVE_TIMEOUT, live_keys(session, hours, now))
@@ -394,14 +384,15 @@ impl Api {
 
     /// The configured accounts, or the one asked for (404 when it is not configured).
     fn accounts(&self, account: Option<&str>) -> Result<Vec<String>, Fail> {
+        let active = self.active.load();
         match account {
-            Some(id) if self.sessions.contains_key(id) => Ok(vec![id.to_owned()]),
+            Some(id) if active.sessions.contains_key(id) => Ok(vec![id.to_owned()]),
             Some(id) => Err(fail(
                 StatusCode::NOT_FOUND,
                 format!("account_id: {id} is not configured"),
             )),
             None => {
-                let mut ids: Vec<String> = self.sessions.keys().cloned().collect();
+                let mut ids: Vec<String> = active.sessions.keys().cloned().collect();
                 ids.sort();
                 Ok(ids)
             }
@@ -417,7 +408,9 @@ impl Api {
         only_fields(body, &["account_id", "checks", "role_name", "external_id"])?;
         let account_id = account_field(body.get("account_id"), true)?.unwrap_or_default();
         let checks = checks_field(body.get("checks"))?;
-        let configured = self.sessions.get(&account_id).cloned();
+        let active = self.active.load_full();
+        let configured = active.sessions.get(&account_id).cloned();
+        let configured_account = configured.is_some();
         let session = match configured {
             // The configuration wins: a configured account's role and ExternalId are used.
             Some(s) => s,
@@ -448,19 +441,20 @@ impl Api {
         }));
         self.remember(&audit_id, status.clone());
         // Configured accounts refresh the shared snapshot; ad hoc ones have their own.
-        let store = if self.sessions.contains_key(&account_id) {
+        let store = if configured_account {
             state.store.clone()
         } else {
             Arc::new(SnapshotStore::new(
                 vec![AccountInfo {
                     id: account_id.clone(),
                     name: account_id.clone(),
+                    ou: String::new(),
                 }],
                 0,
             ))
         };
         let config = self.config.clone();
-        let jobs = self.jobs.get(&account_id).cloned();
+        let jobs = active.jobs.get(&account_id).cloned();
         tokio::spawn(async move {
             let _permit = permit;
             let collectors = audit::collectors_for(&checks);

@@ -618,10 +618,12 @@ mod tests {
                 AccountInfo {
                     id: id.into(),
                     name: "prod".into(),
+                    ou: String::new(),
                 },
                 AccountInfo {
                     id: "222222222222".into(),
                     name: "never-ran".into(),
+                    ou: String::new(),
                 },
             ],
             6,

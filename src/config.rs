@@ -27,8 +27,76 @@ pub struct Config {
     pub checks: ChecksConfig,
     /// The JSON API, off by default.
     pub api: ApiConfig,
-    /// The audited accounts. Empty: audit the one account of the ambient credentials.
+    /// The audited accounts. Empty: audit the one account of the ambient credentials (unless
+    /// `organizations` finds the accounts).
     pub accounts: Vec<AccountConfig>,
+    /// Accounts found in AWS Organizations, audited besides `accounts`.
+    pub organizations: OrganizationsConfig,
+    /// Which accounts this process audits when several processes share them.
+    pub sharding: ShardingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrganizationsConfig {
+    /// Discover the organization's ACTIVE accounts and audit them too.
+    pub enabled: bool,
+    /// The role assumed in each discovered account: `arn:aws:iam::<id>:role/<role_name>`.
+    pub role_name: String,
+    /// ExternalId for AssumeRole into `role_name` (and into `role_arn`). Prefer
+    /// `external_id_env` or `external_id_file`.
+    pub external_id: Option<Secret>,
+    /// Name of an environment variable that holds the ExternalId.
+    pub external_id_env: Option<String>,
+    /// A file that holds the ExternalId (surrounding whitespace is ignored).
+    pub external_id_file: Option<PathBuf>,
+    /// Role to assume, in the management or a delegated-administrator account, to call
+    /// Organizations. Unset: the base credentials call it.
+    pub role_arn: Option<String>,
+    /// Only accounts under these OUs (`ou-...`) or roots (`r-...`), directly or in nested OUs.
+    /// Empty: every account.
+    pub include_ous: Vec<String>,
+    /// Account ids never audited, even when found.
+    pub exclude_accounts: Vec<String>,
+    /// Time from the start of one discovery to the start of the next.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for OrganizationsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            role_name: "InfraAuditRole".to_owned(),
+            external_id: None,
+            external_id_env: None,
+            external_id_file: None,
+            role_arn: None,
+            include_ous: Vec::new(),
+            exclude_accounts: Vec::new(),
+            refresh_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Sharding, as kube-state-metrics does it: this process audits the accounts whose
+/// `fnv1a_64(account id) % total_shards` is `shard`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardingConfig {
+    /// This process's shard, from 0.
+    pub shard: u32,
+    /// How many processes share the accounts.
+    pub total_shards: u32,
+}
+
+impl Default for ShardingConfig {
+    fn default() -> Self {
+        Self {
+            shard: 0,
+            total_shards: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -136,6 +204,9 @@ pub struct CollectorsConfig {
     pub s3: CollectorConfig,
     /// EC2: instances' metadata options and public IPs, per region.
     pub ec2: CollectorConfig,
+    /// Access Advisor: when each user and role last used each service it may use. Off by
+    /// default: it costs one asynchronous IAM job per principal.
+    pub access_advisor: AccessAdvisorCollectorConfig,
 }
 
 impl Default for CollectorsConfig {
@@ -153,6 +224,7 @@ impl Default for CollectorsConfig {
                 interval: minutes(15),
                 timeout: minutes(5),
             },
+            access_advisor: AccessAdvisorCollectorConfig::default(),
         }
     }
 }
@@ -160,7 +232,7 @@ impl Default for CollectorsConfig {
 impl CollectorsConfig {
     /// The settings every collector has, by collector name.
     pub fn get(&self, name: &str) -> Option<CollectorConfig> {
-        use crate::collector::{ec2, iam, s3};
+        use crate::collector::{access_advisor, ec2, iam, s3};
         match name {
             iam::NAME => Some(CollectorConfig {
                 enabled: self.iam.enabled,
@@ -169,6 +241,11 @@ impl CollectorsConfig {
             }),
             s3::NAME => Some(self.s3.clone()),
             ec2::NAME => Some(self.ec2.clone()),
+            access_advisor::NAME => Some(CollectorConfig {
+                enabled: self.access_advisor.enabled,
+                interval: self.access_advisor.interval,
+                timeout: self.access_advisor.timeout,
+            }),
             _ => None,
         }
     }
@@ -220,6 +297,40 @@ impl Default for IamCollectorConfig {
             timeout: Duration::from_secs(600),
             report_wait: Duration::from_secs(300),
             report_max_age: Duration::from_secs(4 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessAdvisorCollectorConfig {
+    /// Run this collector for accounts without their own `collectors` list. Off by default:
+    /// each run costs one GenerateServiceLastAccessedDetails job per user and role.
+    pub enabled: bool,
+    /// Time from the start of one run for an account to the start of the next (plus a little
+    /// jitter). Long by default: AWS's own data lags by up to about 4 hours.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A run that takes longer is abandoned and counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long one principal's job may stay IN_PROGRESS before that principal counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub job_wait: Duration,
+    /// A granted service not used within this long counts in
+    /// `infraaudit_iam_principal_unused_services`.
+    #[serde(with = "humantime_serde")]
+    pub unused_window: Duration,
+}
+
+impl Default for AccessAdvisorCollectorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: Duration::from_secs(86_400),
+            timeout: Duration::from_secs(3600),
+            job_wait: Duration::from_secs(300),
+            unused_window: Duration::from_secs(90 * 86_400),
         }
     }
 }
@@ -332,6 +443,44 @@ pub struct Settings {
     pub accounts: Vec<Account>,
     /// The API's bearer tokens, from the file and `bearer_tokens_env`.
     pub api_tokens: Vec<Secret>,
+    /// `[organizations]` when discovery is on, its ExternalId resolved.
+    pub organizations: Option<Organizations>,
+}
+
+impl Settings {
+    /// `--shard` and `--total-shards`, which win over `[sharding]` (and its variables).
+    pub fn with_shard(
+        mut self,
+        shard: Option<u32>,
+        total_shards: Option<u32>,
+    ) -> Result<Self, ConfigError> {
+        if shard.is_none() && total_shards.is_none() {
+            return Ok(self);
+        }
+        let s = &mut self.config.sharding;
+        s.shard = shard.unwrap_or(s.shard);
+        s.total_shards = total_shards.unwrap_or(s.total_shards);
+        check_sharding(s).map_err(|(key, m)| {
+            let flag = if key == "sharding.shard" {
+                "--shard"
+            } else {
+                "--total-shards"
+            };
+            ConfigError::new("command line", flag, m)
+        })?;
+        Ok(self)
+    }
+}
+
+/// Account discovery in AWS Organizations, ready to use.
+#[derive(Debug, Clone)]
+pub struct Organizations {
+    pub role_name: String,
+    pub external_id: Option<Secret>,
+    pub role_arn: Option<String>,
+    pub include_ous: Vec<String>,
+    pub exclude_accounts: Vec<String>,
+    pub refresh_interval: Duration,
 }
 
 /// A value that must never reach a log: its `Debug` is `<redacted>`, and reading it takes an
@@ -503,6 +652,22 @@ fn validate(
             "must be shorter than collectors.iam.timeout".into(),
         ));
     }
+    let aa = &c.access_advisor;
+    if !(Duration::from_secs(1)..aa.timeout).contains(&aa.job_wait) {
+        return Err(bad(
+            "collectors.access_advisor.job_wait",
+            "must be at least 1s and shorter than collectors.access_advisor.timeout".into(),
+        ));
+    }
+    // Up to ten years: past AWS's tracking period (400 days) only never-used services count.
+    if !(Duration::from_secs(86_400)..=Duration::from_secs(3650 * 86_400))
+        .contains(&aa.unused_window)
+    {
+        return Err(bad(
+            "collectors.access_advisor.unused_window",
+            "must be between 1d and 3650d".into(),
+        ));
+    }
 
     let checks = &config.checks;
     for (key, d) in [
@@ -526,13 +691,13 @@ fn validate(
             "must be at most 24".into(),
         ));
     }
-    if let Some(d) = checks.password_max_age {
-        if !(Duration::from_secs(86_400)..=Duration::from_secs(1095 * 86_400)).contains(&d) {
-            return Err(bad(
-                "checks.password_max_age",
-                "must be between 1d and 1095d".into(),
-            ));
-        }
+    if let Some(d) = checks.password_max_age
+        && !(Duration::from_secs(86_400)..=Duration::from_secs(1095 * 86_400)).contains(&d)
+    {
+        return Err(bad(
+            "checks.password_max_age",
+            "must be between 1d and 1095d".into(),
+        ));
     }
 
     let mut accounts = Vec::with_capacity(config.accounts.len());
@@ -567,31 +732,8 @@ fn validate(
             }
         }
         let (source_key, external_id) =
-            match (&a.external_id, &a.external_id_env, &a.external_id_file) {
-                (Some(v), None, None) => ("external_id", Some(v.clone())),
-                (None, Some(var), None) => match env(var) {
-                    Some(v) if !v.is_empty() => ("external_id_env", Some(Secret(v))),
-                    _ => {
-                        return Err(bad(
-                            &key("external_id_env"),
-                            format!("environment variable {var} is not set or empty"),
-                        ));
-                    }
-                },
-                (None, None, Some(path)) => (
-                    "external_id_file",
-                    Some(Secret(
-                        read_secret_file(path).map_err(|m| bad(&key("external_id_file"), m))?,
-                    )),
-                ),
-                (None, None, None) => ("external_id", None),
-                _ => {
-                    return Err(bad(
-                        &key("external_id"),
-                        "set only one of external_id, external_id_env and external_id_file".into(),
-                    ));
-                }
-            };
+            external_id_of(&a.external_id, &a.external_id_env, &a.external_id_file, env)
+                .map_err(|(field, m)| bad(&key(field), m))?;
         if let Some(id) = external_id.as_ref().map(Secret::expose) {
             if a.role_arn.is_none() {
                 return Err(bad(
@@ -627,11 +769,154 @@ fn validate(
         });
     }
     let api_tokens = api_tokens(&config.api, env).map_err(|(key, m)| bad(key, m))?;
+    let organizations =
+        organizations(&config.organizations, env).map_err(|(key, m)| bad(&key, m))?;
+    check_sharding(&config.sharding).map_err(|(key, m)| bad(key, m))?;
     Ok(Settings {
         config,
         accounts,
         api_tokens,
+        organizations,
     })
+}
+
+/// The ExternalId from whichever of `external_id`, `external_id_env` and `external_id_file` is
+/// set, with the name of that key; Err: (the key at fault, why).
+fn external_id_of(
+    value: &Option<Secret>,
+    var: &Option<String>,
+    file: &Option<PathBuf>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(&'static str, Option<Secret>), (&'static str, String)> {
+    match (value, var, file) {
+        (Some(v), None, None) => Ok(("external_id", Some(v.clone()))),
+        (None, Some(var), None) => match env(var) {
+            Some(v) if !v.is_empty() => Ok(("external_id_env", Some(Secret(v)))),
+            _ => Err((
+                "external_id_env",
+                format!("environment variable {var} is not set or empty"),
+            )),
+        },
+        (None, None, Some(path)) => Ok((
+            "external_id_file",
+            Some(Secret(
+                read_secret_file(path).map_err(|m| ("external_id_file", m))?,
+            )),
+        )),
+        (None, None, None) => Ok(("external_id", None)),
+        _ => Err((
+            "external_id",
+            "set only one of external_id, external_id_env and external_id_file".into(),
+        )),
+    }
+}
+
+/// `[organizations]` checked and its ExternalId read; None when discovery is off.
+fn organizations(
+    o: &OrganizationsConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Organizations>, (String, String)> {
+    let key = |field: &str| format!("organizations.{field}");
+    if !o.enabled {
+        return Ok(None);
+    }
+    // The role name must make a valid ARN in any account.
+    let sample = format!("arn:aws:iam::000000000000:role/{}", o.role_name);
+    if o.role_name.starts_with('/') || parse_role_arn(&sample).is_none() {
+        return Err((
+            key("role_name"),
+            format!(
+                "{:?} is not an IAM role name (path/name allowed)",
+                o.role_name
+            ),
+        ));
+    }
+    let (source_key, external_id) =
+        external_id_of(&o.external_id, &o.external_id_env, &o.external_id_file, env)
+            .map_err(|(field, m)| (key(field), m))?;
+    if external_id
+        .as_ref()
+        .is_some_and(|id| !is_external_id(id.expose()))
+    {
+        return Err((
+            key(source_key),
+            "an ExternalId has 2 to 1224 characters from [A-Za-z0-9_+=,.@:/-]".into(),
+        ));
+    }
+    if let Some(arn) = &o.role_arn
+        && parse_role_arn(arn).is_none()
+    {
+        return Err((
+            key("role_arn"),
+            format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>)"),
+        ));
+    }
+    for (i, ou) in o.include_ous.iter().enumerate() {
+        if !is_parent_id(ou) {
+            return Err((
+                key("include_ous"),
+                format!("{ou:?} is neither an OU id (ou-xxxx-xxxxxxxx) nor a root id (r-xxxx)"),
+            ));
+        }
+        if o.include_ous[..i].contains(ou) {
+            return Err((key("include_ous"), format!("{ou} is listed twice")));
+        }
+    }
+    for (i, id) in o.exclude_accounts.iter().enumerate() {
+        if !is_account_id(id) {
+            return Err((
+                key("exclude_accounts"),
+                format!("{id:?} is not a 12-digit AWS account id"),
+            ));
+        }
+        if o.exclude_accounts[..i].contains(id) {
+            return Err((key("exclude_accounts"), format!("{id} is listed twice")));
+        }
+    }
+    if !(Duration::from_secs(1)..=Duration::from_secs(30 * 86_400)).contains(&o.refresh_interval) {
+        return Err((key("refresh_interval"), "must be between 1s and 30d".into()));
+    }
+    Ok(Some(Organizations {
+        role_name: o.role_name.clone(),
+        external_id,
+        role_arn: o.role_arn.clone(),
+        include_ous: o.include_ous.clone(),
+        exclude_accounts: o.exclude_accounts.clone(),
+        refresh_interval: o.refresh_interval,
+    }))
+}
+
+/// At least one shard, and this process's among them.
+fn check_sharding(s: &ShardingConfig) -> Result<(), (&'static str, String)> {
+    if !(1..=1000).contains(&s.total_shards) {
+        return Err(("sharding.total_shards", "must be between 1 and 1000".into()));
+    }
+    if s.shard >= s.total_shards {
+        return Err((
+            "sharding.shard",
+            format!(
+                "must be less than sharding.total_shards ({}): shards count from 0",
+                s.total_shards
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An Organizations parent id: a root (`r-` and 4 to 32 characters) or an OU (`ou-`, the root's
+/// 4 to 32 characters, `-`, 8 to 32 more), lowercase letters and digits, as AWS's patterns say.
+pub fn is_parent_id(s: &str) -> bool {
+    let part = |p: &str, min: usize| {
+        (min..=32).contains(&p.len())
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    if let Some(root) = s.strip_prefix("r-") {
+        return part(root, 4);
+    }
+    s.strip_prefix("ou-")
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(root, ou)| part(root, 4) && part(ou, 8))
 }
 
 /// Largest secret file read: a token list, not a log someone pointed us at by mistake.
@@ -1121,6 +1406,44 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
     }
 
     #[test]
+    fn access_advisor_is_off_by_default_and_its_keys_are_named() {
+        let s = load(None, &no_env).unwrap();
+        assert!(!s.config.enabled_collectors().contains(&"access_advisor"));
+        let aa = &s.config.collectors.access_advisor;
+        assert_eq!(aa.interval, Duration::from_secs(86_400));
+        assert_eq!(aa.unused_window, Duration::from_secs(90 * 86_400));
+
+        let on = "[collectors.access_advisor]\nenabled = true\nunused_window = \"30d\"\n";
+        let s = load_str(on, &no_env).unwrap();
+        assert_eq!(
+            s.config.enabled_collectors(),
+            ["iam", "s3", "ec2", "access_advisor"]
+        );
+        assert_eq!(
+            s.config.collectors.access_advisor.unused_window,
+            Duration::from_secs(30 * 86_400)
+        );
+        let e = load_str(
+            "[collectors.access_advisor]\ntimeout = \"5m\"\njob_wait = \"5m\"\n",
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("collectors.access_advisor.job_wait"), "{e}");
+        let e = load_str(
+            "[collectors.access_advisor]\nunused_window = \"12h\"\n",
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("collectors.access_advisor.unused_window"), "{e}");
+        let e = load_str("[collectors.access_advisor]\ninterval = \"31d\"\n", &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("collectors.access_advisor.interval"), "{e}");
+    }
+
+    #[test]
     fn bad_account_id_is_named() {
         let e = load_err("bad_account_id.toml");
         assert!(e.contains("accounts[0].id"), "{e}");
@@ -1179,5 +1502,159 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
         }
         let e = load_str("[api]\nbearer_tokens_env = \"X\\rY\"\n", &none).unwrap_err();
         assert_eq!(e.message, "environment variable X\\rY is not set or empty");
+    }
+
+    #[test]
+    fn organizations_are_off_by_default_and_read_when_on() {
+        let s = load(None, &no_env).unwrap();
+        assert!(s.organizations.is_none());
+        assert_eq!(
+            (s.config.sharding.shard, s.config.sharding.total_shards),
+            (0, 1)
+        );
+
+        let text = r#"
+[organizations]
+enabled = true
+role_name = "audit/InfraAuditRole"
+external_id_env = "ORG_EXTERNAL_ID"
+role_arn = "arn:aws:iam::999999999999:role/OrgReader"
+include_ous = ["ou-ab12-cdef3456", "r-ab12"]
+exclude_accounts = ["111111111111"]
+refresh_interval = "15m"
+
+[sharding]
+shard = 2
+total_shards = 3
+"#;
+        let env = |k: &str| (k == "ORG_EXTERNAL_ID").then(|| "org-external-id".to_owned());
+        let s = load_str(text, &env).unwrap();
+        let o = s.organizations.unwrap();
+        assert_eq!(o.role_name, "audit/InfraAuditRole");
+        assert_eq!(
+            o.external_id.as_ref().map(Secret::expose),
+            Some("org-external-id")
+        );
+        assert_eq!(o.include_ous, ["ou-ab12-cdef3456", "r-ab12"]);
+        assert_eq!(o.exclude_accounts, ["111111111111"]);
+        assert_eq!(o.refresh_interval, Duration::from_secs(900));
+        assert_eq!(
+            (s.config.sharding.shard, s.config.sharding.total_shards),
+            (2, 3)
+        );
+    }
+
+    #[test]
+    fn every_organizations_and_sharding_key_is_named() {
+        let org = |body: &str| format!("[organizations]\nenabled = true\n{body}");
+        let cases = [
+            (org("role_name = \"bad name\"\n"), "organizations.role_name"),
+            (org("role_name = \"\"\n"), "organizations.role_name"),
+            (
+                org("external_id = \"has spaces in it\"\n"),
+                "organizations.external_id",
+            ),
+            (
+                org("external_id_env = \"INFRAAUDIT_TEST_UNSET_VARIABLE\"\n"),
+                "organizations.external_id_env",
+            ),
+            (
+                org("external_id_file = \"/nonexistent/infraaudit-org-id\"\n"),
+                "organizations.external_id_file",
+            ),
+            (
+                org("external_id = \"abc-123\"\nexternal_id_env = \"X\"\n"),
+                "organizations.external_id",
+            ),
+            (
+                org("role_arn = \"arn:aws:iam::123:role/x\"\n"),
+                "organizations.role_arn",
+            ),
+            (
+                org("include_ous = [\"ou-AB12-cdef3456\"]\n"),
+                "organizations.include_ous",
+            ),
+            (
+                org("include_ous = [\"r-ab12\", \"r-ab12\"]\n"),
+                "organizations.include_ous",
+            ),
+            (
+                org("exclude_accounts = [\"12345\"]\n"),
+                "organizations.exclude_accounts",
+            ),
+            (
+                org("refresh_interval = \"0s\"\n"),
+                "organizations.refresh_interval",
+            ),
+            (
+                org("refresh_interval = \"often\"\n"),
+                "organizations.refresh_interval",
+            ),
+            (org("unknown = 1\n"), "organizations"),
+            (
+                "[sharding]\ntotal_shards = 0\n".to_owned(),
+                "sharding.total_shards",
+            ),
+            (
+                "[sharding]\nshard = 3\ntotal_shards = 3\n".to_owned(),
+                "sharding.shard",
+            ),
+            ("[sharding]\nshard = -1\n".to_owned(), "sharding.shard"),
+        ];
+        for (text, key) in cases {
+            let e = load_str(&text, &no_env)
+                .err()
+                .unwrap_or_else(|| panic!("{text} should have been refused"))
+                .to_string();
+            assert!(e.contains(key), "{text}: {e}");
+            assert!(!e.contains("has spaces"), "the error shows the secret: {e}");
+        }
+        // Keys of a disabled [organizations] are not checked: it is off.
+        assert!(load_str("[organizations]\nrole_name = \"bad name\"\n", &no_env).is_ok());
+    }
+
+    #[test]
+    fn command_line_shards_win_and_are_checked() {
+        let s = load_str("[sharding]\nshard = 1\ntotal_shards = 2\n", &no_env).unwrap();
+        let s = s.with_shard(Some(2), Some(3)).unwrap();
+        assert_eq!(
+            (s.config.sharding.shard, s.config.sharding.total_shards),
+            (2, 3)
+        );
+        let s = s.with_shard(None, None).unwrap();
+        assert_eq!(
+            (s.config.sharding.shard, s.config.sharding.total_shards),
+            (2, 3)
+        );
+        let e = s.clone().with_shard(Some(3), None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("command line: --shard: must be less than"),
+            "{e}"
+        );
+        let e = s.with_shard(None, Some(0)).unwrap_err().to_string();
+        assert!(e.starts_with("command line: --total-shards:"), "{e}");
+    }
+
+    #[test]
+    fn parent_ids() {
+        for ok in [
+            "r-ab12",
+            "ou-ab12-cdef3456",
+            "ou-ab12-cdef3456gh",
+            "r-0123456789abcdef",
+        ] {
+            assert!(is_parent_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "r-",
+            "r-ab1",
+            "ou-ab12",
+            "ou-ab12-cdef345",
+            "OU-ab12-cdef3456",
+            "ab12",
+        ] {
+            assert!(!is_parent_id(bad), "{bad}");
+        }
     }
 }

@@ -21,6 +21,15 @@ pub enum Error {
     ReportTimeout(Duration),
     #[error("the run did not finish within {0:?}")]
     Timeout(Duration),
+    /// AWS reported a service-last-accessed job FAILED; `code` and `message` are its ErrorDetails.
+    #[error("the Access Advisor job for {principal} failed: {code}: {message}")]
+    AccessAdvisorJobFailed {
+        principal: String,
+        code: String,
+        message: String,
+    },
+    #[error("the Access Advisor job for {0} was not done within {1:?}")]
+    AccessAdvisorJobTimeout(String, Duration),
     #[error("the collector is not enabled for this account")]
     Disabled,
 }
@@ -32,6 +41,8 @@ impl Error {
             Error::Report(_) => "report_malformed",
             Error::ReportTimeout(_) => "report_timeout",
             Error::Timeout(_) => "timeout",
+            Error::AccessAdvisorJobFailed { .. } => "access_advisor_job_failed",
+            Error::AccessAdvisorJobTimeout(..) => "access_advisor_job_timeout",
             Error::Disabled => "collector_disabled",
         }
     }

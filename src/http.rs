@@ -205,13 +205,13 @@ impl Server {
         let auth = web.as_ref().and_then(|w| w.auth.clone());
         // The bound covers a wait for a bcrypt slot too.
         let answer = async move {
-            if let Some(auth) = auth.filter(|_| !api_path) {
-                if !auth.allows(req.headers().get(header::AUTHORIZATION)).await {
-                    let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-                    r.headers_mut()
-                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
-                    return r;
-                }
+            if let Some(auth) = auth.filter(|_| !api_path)
+                && !auth.allows(req.headers().get(header::AUTHORIZATION)).await
+            {
+                let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+                return r;
             }
             match handle(state, req).await {
                 Ok(r) => r,
@@ -291,10 +291,10 @@ impl Drop for Busy {
 pub type Resp = Response<Full<Bytes>>;
 
 async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    if let Some(api) = &state.api {
-        if crate::api::owns(req.uri().path()) {
-            return Ok(api.handle(&state, req).await);
-        }
+    if let Some(api) = &state.api
+        && crate::api::owns(req.uri().path())
+    {
+        return Ok(api.handle(&state, req).await);
     }
     let path = req.uri().path();
     let known = matches!(

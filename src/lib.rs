@@ -3,12 +3,14 @@
 //! Data flows one way: AWS -> collector -> snapshot -> exposition. Collection runs in the
 //! background; `/metrics` only reads the latest immutable snapshot.
 
+pub mod accounts;
 pub mod api;
 pub mod audit;
 pub mod aws;
 pub mod checks;
 pub mod collector;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod metrics;

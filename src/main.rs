@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use infraaudit::config::{self, Settings};
 use infraaudit::http::{self, AppState};
 use infraaudit::metrics::{ApiMetrics, Exporter};
-use infraaudit::snapshot::{AccountInfo, SnapshotStore};
-use infraaudit::{REVISION, VERSION, aws, collector, scheduler, web};
+use infraaudit::snapshot::SnapshotStore;
+use infraaudit::{REVISION, VERSION, accounts, aws, discovery, scheduler, web};
 
 mod cli;
 
@@ -34,7 +34,9 @@ fn main() -> ExitCode {
     };
     init_logging(sdk_filter, filter, progress.clone());
 
-    let settings = match config::load(args.config.as_deref(), &|name| std::env::var(name).ok()) {
+    let settings = match config::load(args.config.as_deref(), &|name| std::env::var(name).ok())
+        .and_then(|s| s.with_shard(args.shard, args.total_shards))
+    {
         Ok(s) => s,
         Err(e) => return cli::config_error(format_args!("bad configuration: {e}")),
     };
@@ -131,6 +133,7 @@ fn init_logging(sdk: &str, filter: &str, progress: ProgressBar) {
         "aws_sdk_s3",
         "aws_sdk_s3control",
         "aws_sdk_ec2",
+        "aws_sdk_organizations",
     ]
     .iter()
     .map(|target| format!("{target}={sdk},"))
@@ -152,7 +155,8 @@ async fn run(settings: Settings, web: Option<Arc<web::Live>>) -> Result<(), Stri
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen_address))?;
 
     let base = aws::base_config(&cfg.aws).await;
-    let accounts = if settings.accounts.is_empty() {
+    // With discovery, the organization's accounts are the default, not the ambient one.
+    let statics = if settings.accounts.is_empty() && settings.organizations.is_none() {
         let id = aws::caller_account(&base).await.map_err(|e| {
             format!(
                 "no [[accounts]] configured and the ambient credentials' account is unknown: {e}"
@@ -165,46 +169,33 @@ async fn run(settings: Settings, web: Option<Arc<web::Live>>) -> Result<(), Stri
     };
 
     let api = Arc::new(ApiMetrics::default());
-    let mut jobs = Vec::new();
-    let mut infos = Vec::new();
-    let mut sessions = Vec::new();
-    for account in accounts {
-        infos.push(AccountInfo {
-            id: account.id.clone(),
-            name: account.name.clone(),
-        });
-        let session = Arc::new(aws::AccountSession::new(
-            &base,
-            &cfg.aws,
-            account,
-            api.clone(),
-        ));
-        for (c, schedule) in collector::for_account(cfg, &session) {
-            jobs.push(scheduler::Job::new(session.account.id.clone(), c, schedule));
-        }
-        sessions.push(session);
-    }
     let config = Arc::new(cfg.clone());
+    let store = Arc::new(SnapshotStore::new(Vec::new(), 0));
+    let shutdown = CancellationToken::new();
+    let registry = Arc::new(accounts::Registry::new(
+        base.clone(),
+        config.clone(),
+        api.clone(),
+        store.clone(),
+        shutdown.clone(),
+    ));
     let api_server = cfg.api.enabled.then(|| {
         Arc::new(infraaudit::api::Api::new(
             settings.api_tokens.clone(),
             config.clone(),
-            &sessions,
-            jobs.clone(),
+            registry.active(),
             base.clone(),
         ))
     });
-    let store = Arc::new(SnapshotStore::new(infos, jobs.len()));
     let exporter = Exporter::new(
         store.clone(),
-        api,
+        api.clone(),
         cfg,
         VERSION,
         REVISION,
         scheduler::unix_now,
     );
 
-    let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone())?);
     let hangup = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(on_hangup(hangup.clone(), web.is_some())?);
@@ -218,11 +209,32 @@ async fn run(settings: Settings, web: Option<Arc<web::Live>>) -> Result<(), Stri
         );
         tokio::spawn(web.clone().watch(hangup, shutdown.clone()));
     }
-    let accounts_n = store.load().accounts.len();
-    let mut tasks = scheduler::spawn(jobs, store.clone(), shutdown.clone());
+    // The configured accounts start at once; with discovery, readiness waits for the first
+    // discovery, which adds the organization's accounts.
+    let org = settings.organizations.clone();
+    store.set_waiting(org.is_some());
+    let accounts_n = registry
+        .apply(accounts::merge(&statics, &[], org.as_ref(), cfg))
+        .await;
+    let discovering = org.map(|org| {
+        tracing::info!(
+            refresh_interval = %humantime::format_duration(org.refresh_interval),
+            "discovering accounts in AWS Organizations"
+        );
+        let discoverer = discovery::Discoverer::new(base.clone(), config.clone(), api.clone(), org);
+        tokio::spawn(discovery::run(
+            discoverer,
+            registry.clone(),
+            statics,
+            store.clone(),
+            shutdown.clone(),
+        ))
+    });
     tracing::info!(
         address = %cfg.server.listen_address,
         accounts = accounts_n,
+        shard = cfg.sharding.shard,
+        total_shards = cfg.sharding.total_shards,
         version = VERSION,
         "serving /metrics"
     );
@@ -233,7 +245,11 @@ async fn run(settings: Settings, web: Option<Arc<web::Live>>) -> Result<(), Stri
         api: api_server,
     };
     http::serve_with(listener, Arc::new(state), web, shutdown).await;
-    tasks.shutdown().await;
+    if let Some(task) = discovering {
+        // Cancelled with the rest; it ends at its next await.
+        let _ = task.await;
+    }
+    registry.stop_all().await;
     tracing::info!("stopped");
     Ok(())
 }

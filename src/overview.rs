@@ -451,10 +451,12 @@ mod tests {
                 AccountInfo {
                     id: PROD.into(),
                     name: "prod & <co>".into(),
+                    ou: String::new(),
                 },
                 AccountInfo {
                     id: STAGING.into(),
                     name: "staging".into(),
+                    ou: String::new(),
                 },
             ],
             6,

@@ -120,6 +120,7 @@ fn every_alert_is_complete_and_has_a_runbook_section() {
         "InfraAuditDataStale",
         "InfraAuditCredentialReportStale",
         "InfraAuditExporterDown",
+        "InfraAuditDiscoveryFailing",
     ] {
         assert!(names.contains(required), "{required} is missing");
     }

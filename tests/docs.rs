@@ -15,12 +15,22 @@ fn readme() -> String {
 #[test]
 fn readme_policy_is_what_the_collectors_declare() {
     use infraaudit::collector::{NAMES, permissions, policy_json};
-    // Every collector is enabled by default, so the README shows the policy for all of them,
-    // exactly as `infraaudit --print-policy` prints it.
+    // The README shows the policy for all of them (access_advisor included, though it is off
+    // by default), exactly as `infraaudit --print-policy` prints it with every collector on.
     let want = policy_json(&permissions(NAMES));
     assert!(
         readme().contains(&format!("```json\n{want}```")),
         "the README's permission policy differs from the collectors' declarations; it should be:\n{want}"
+    );
+}
+
+#[test]
+fn readme_discovery_policy_is_what_discovery_calls() {
+    use infraaudit::collector::policy_json;
+    let want = policy_json(infraaudit::discovery::PERMISSIONS);
+    assert!(
+        readme().contains(&format!("```json\n{want}```")),
+        "the README's discovery policy differs from discovery::PERMISSIONS; it should be:\n{want}"
     );
 }
 

@@ -68,14 +68,20 @@ fn scenario() -> (Exporter, Arc<SnapshotStore>) {
             AccountInfo {
                 id: PROD.into(),
                 name: "prod".into(),
+                // Found by discovery under an OU; staging is configured and not in the organization.
+                ou: "ou-ab12-cdef3456".into(),
             },
             AccountInfo {
                 id: STAGING.into(),
                 name: "staging".into(),
+                ou: String::new(),
             },
         ],
         5,
     ));
+    // The last discovery failed; the one before found 7 accounts.
+    store.record_discovery(Some(7), NOW - 7200.0);
+    store.record_discovery(None, NOW - 3600.0);
     let mut iam = IamData::new(&report, Some(generated), keys, Some(policy));
     // The report says not_supported; GetAccountSummary's AccountPasswordPresent said yes.
     iam.root.as_mut().unwrap().password_enabled = Some(true);

@@ -3,6 +3,7 @@
 /// Codes worth telling apart on a dashboard. Anything else becomes `other_4xx` or `other_5xx`,
 /// so a misbehaving endpoint cannot create unbounded series.
 const KNOWN: &[&str] = &[
+    "AWSOrganizationsNotInUseException",
     "AccessDenied",
     "AccessDeniedException",
     "AuthFailure",
@@ -22,6 +23,7 @@ const KNOWN: &[&str] = &[
     "NoSuchEntity",
     "NoSuchPublicAccessBlockConfiguration",
     "OptInRequired",
+    "ParentNotFoundException",
     "RegionDisabledException",
     "ReportExpired",
     "ReportInProgress",
@@ -31,6 +33,7 @@ const KNOWN: &[&str] = &[
     "RequestThrottled",
     "RequestTimeout",
     "ServerSideEncryptionConfigurationNotFoundError",
+    "ServiceException",
     "ServiceFailure",
     "ServiceUnavailable",
     "SignatureDoesNotMatch",

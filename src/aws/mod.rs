@@ -7,6 +7,7 @@ pub mod iam;
 pub mod s3;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -78,6 +79,7 @@ impl AccountSession {
         let counter = CountCalls {
             account_id: account.id.clone(),
             metrics,
+            counted: Arc::new(AtomicBool::new(true)),
         };
         let sdk = match &account.role_arn {
             Some(role_arn) => {
@@ -111,6 +113,26 @@ impl AccountSession {
 
     pub fn max_concurrency(&self) -> usize {
         self.max_concurrency
+    }
+
+    /// The account left the audited set: its calls still in flight are no longer counted, so
+    /// that its counter series, once forgotten, stay gone.
+    pub fn retire(&self) {
+        self.counter.counted.store(false, Ordering::Release);
+    }
+
+    /// Organizations, a global service: the SDK's endpoint rules send every region of a
+    /// partition to its global endpoint (us-east-1 for `aws`).
+    pub fn organizations(&self) -> aws_sdk_organizations::Client {
+        let conf = aws_sdk_organizations::config::Builder::from(&self.sdk)
+            .retry_partition(retry_partition(
+                "organizations",
+                home_region(&self.sdk),
+                &self.account.id,
+            ))
+            .interceptor(self.counter.clone())
+            .build();
+        aws_sdk_organizations::Client::from_conf(conf)
     }
 
     pub fn iam(&self) -> iam::IamClient {
@@ -359,6 +381,8 @@ impl ProvideCredentials for AssumeRole {
 struct CountCalls {
     account_id: String,
     metrics: Arc<ApiMetrics>,
+    /// False once the session retired (its account left the set).
+    counted: Arc<AtomicBool>,
 }
 
 impl Intercept for CountCalls {
@@ -377,7 +401,8 @@ impl Intercept for CountCalls {
         let attempt = current_attempt(cfg);
         cfg.interceptor_state().store_put(Transmitted(attempt));
         if let Some(meta) = cfg.load::<Metadata>() {
-            self.metrics.record_request(
+            self.metrics.record_request_while(
+                &self.counted,
                 &self.account_id,
                 service_label(meta.service()),
                 meta.name(),
@@ -415,7 +440,8 @@ impl Intercept for CountCalls {
             // Sent, but failed in a way that is neither an answer nor the network's fault.
             (None, _) => return Ok(()),
         };
-        self.metrics.record_error(
+        self.metrics.record_error_while(
+            &self.counted,
             &self.account_id,
             service_label(meta.service()),
             meta.name(),

@@ -20,7 +20,7 @@ use infraaudit::error::Error;
 use infraaudit::metrics::ApiMetrics;
 use infraaudit::scheduler::unix_now;
 use infraaudit::snapshot::{AccountInfo, SnapshotStore};
-use infraaudit::{audit, aws};
+use infraaudit::{accounts, audit, aws, discovery};
 
 use super::{EXIT_FINDINGS, config_error, runtime, write_stdout};
 
@@ -109,11 +109,12 @@ pub fn main(settings: Settings, args: &AuditArgs, progress: &ProgressBar) -> Exi
         selected = Check::ALL.to_vec();
     }
     selected.sort();
-    // Configured accounts can be refused before any AWS call.
-    if !settings.accounts.is_empty() {
-        if let Some(code) = unknown_account(&args.accounts, &settings.accounts) {
-            return code;
-        }
+    // Configured accounts can be refused before any AWS call (discovery may add others).
+    if !settings.accounts.is_empty()
+        && settings.organizations.is_none()
+        && let Some(code) = unknown_account(&args.accounts, &settings.accounts)
+    {
+        return code;
     }
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -165,7 +166,28 @@ async fn collect(
 ) -> Result<Report, ExitCode> {
     let cfg = &settings.config;
     let base = aws::base_config(&cfg.aws).await;
-    let mut accounts = if settings.accounts.is_empty() {
+    let mut accounts = if let Some(org) = &settings.organizations {
+        // Every account of the organization and of the configuration, whatever the shard:
+        // sharding splits the daemon's work, an audit asks about the whole set.
+        let discoverer = discovery::Discoverer::new(
+            base.clone(),
+            Arc::new(cfg.clone()),
+            Arc::new(ApiMetrics::default()),
+            org.clone(),
+        );
+        let found = discoverer.discover().await.map_err(|e| {
+            eprintln!("infraaudit: account discovery in AWS Organizations failed: {e}");
+            ExitCode::FAILURE
+        })?;
+        let all: Vec<Account> = accounts::merge(&settings.accounts, &found, Some(org), cfg)
+            .into_iter()
+            .map(|m| m.account)
+            .collect();
+        if let Some(code) = unknown_account(wanted, &all) {
+            return Err(code);
+        }
+        all
+    } else if settings.accounts.is_empty() {
         let id = aws::caller_account(&base).await.map_err(|e| {
             eprintln!(
                 "infraaudit: no [[accounts]] configured and the ambient credentials' account is unknown: {e}"
@@ -198,6 +220,7 @@ async fn collect(
         .map(|a| AccountInfo {
             id: a.id.clone(),
             name: a.name.clone(),
+            ou: String::new(),
         })
         .collect();
     let store = SnapshotStore::new(infos, pairs);

@@ -43,6 +43,13 @@ pub struct Cli {
     /// the other subcommands].
     #[arg(long, value_name = "FILTER", env = "INFRAAUDIT_LOG", global = true)]
     pub log: Option<String>,
+    /// This process's shard, from 0: it audits only the accounts whose FNV-1a hash of the id,
+    /// modulo --total-shards, is N. Overrides `[sharding] shard`.
+    #[arg(long, value_name = "N", global = true)]
+    pub shard: Option<u32>,
+    /// How many processes share the accounts. Overrides `[sharding] total_shards`.
+    #[arg(long, value_name = "M", global = true)]
+    pub total_shards: Option<u32>,
     /// Deprecated: use `infraaudit check-config`. Validates the configuration and exits.
     #[arg(long, hide = true)]
     pub check_config: bool,

@@ -35,10 +35,17 @@ pub fn required_actions(settings: &Settings) -> Vec<&'static str> {
     let names: Vec<&str> = if settings.accounts.is_empty() {
         settings.config.enabled_collectors()
     } else {
+        // Discovered accounts run the enabled collectors.
+        let discovered = settings
+            .organizations
+            .as_ref()
+            .map(|_| settings.config.enabled_collectors())
+            .unwrap_or_default();
         settings
             .accounts
             .iter()
             .flat_map(|a| a.collectors.iter().copied())
+            .chain(discovered)
             .collect()
     };
     let mut actions = collector::permissions(names);

@@ -35,6 +35,12 @@ pub fn render(settings: &Settings) -> Result<String, serde_json::Error> {
         .accounts
         .iter()
         .filter_map(|a| a.external_id.as_ref())
+        .chain(
+            settings
+                .organizations
+                .as_ref()
+                .and_then(|o| o.external_id.as_ref()),
+        )
         .chain(settings.api_tokens.iter())
         .map(Secret::expose)
         .collect();

@@ -3,6 +3,7 @@
 //! Adding one: a file here, a variant of [`CollectorData`], its name in [`NAMES`], and a line
 //! in [`for_account`] and in [`permissions_of`].
 
+pub mod access_advisor;
 pub mod credential_report;
 pub mod ec2;
 pub mod iam;
@@ -19,7 +20,7 @@ use crate::config::Config;
 use crate::error::Error;
 
 /// Every collector, by the name used in configuration and in the `collector` label.
-pub const NAMES: [&str; 3] = [iam::NAME, s3::NAME, ec2::NAME];
+pub const NAMES: [&str; 4] = [iam::NAME, s3::NAME, ec2::NAME, access_advisor::NAME];
 
 /// What one successful run produced.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ pub enum CollectorData {
     Iam(iam::IamData),
     S3(s3::S3Data),
     Ec2(ec2::Ec2Data),
+    AccessAdvisor(access_advisor::AccessAdvisorData),
 }
 
 impl CollectorData {
@@ -47,6 +49,13 @@ impl CollectorData {
     pub fn as_ec2(&self) -> Option<&ec2::Ec2Data> {
         match self {
             CollectorData::Ec2(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn as_access_advisor(&self) -> Option<&access_advisor::AccessAdvisorData> {
+        match self {
+            CollectorData::AccessAdvisor(d) => Some(d),
             _ => None,
         }
     }
@@ -82,6 +91,10 @@ pub fn for_account(
                 iam::NAME => Arc::new(iam::IamCollector::new(session, &c.iam)),
                 s3::NAME => Arc::new(s3::S3Collector::new(session)),
                 ec2::NAME => Arc::new(ec2::Ec2Collector::new(session)),
+                access_advisor::NAME => Arc::new(access_advisor::AccessAdvisorCollector::new(
+                    session,
+                    &c.access_advisor,
+                )),
                 _ => return None,
             };
             let settings = c.get(name)?;
@@ -100,6 +113,7 @@ pub fn permissions_of(name: &str) -> &'static [&'static str] {
         iam::NAME => iam::PERMISSIONS,
         s3::NAME => s3::PERMISSIONS,
         ec2::NAME => ec2::PERMISSIONS,
+        access_advisor::NAME => access_advisor::PERMISSIONS,
         _ => &[],
     }
 }

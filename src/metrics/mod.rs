@@ -5,7 +5,7 @@
 //! those bytes, computes the ages and encodes the few small families that move on their own.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -67,6 +67,50 @@ impl ApiMetrics {
         let key = (account_id.to_owned(), service, operation.to_owned());
         if let Ok(mut errors) = self.errors.lock() {
             *errors.entry((key, code)).or_default() += 1;
+        }
+    }
+
+    /// [`ApiMetrics::record_request`] while `counted` holds. It is read under the lock: once
+    /// `counted` is false and [`ApiMetrics::forget`] has run, no late call brings a series back.
+    pub fn record_request_while(
+        &self,
+        counted: &AtomicBool,
+        account_id: &str,
+        service: &'static str,
+        operation: &str,
+    ) {
+        if let Ok(mut requests) = self.requests.lock()
+            && counted.load(Ordering::Acquire)
+        {
+            let key = (account_id.to_owned(), service, operation.to_owned());
+            *requests.entry(key).or_default() += 1;
+        }
+    }
+
+    /// [`ApiMetrics::record_error`] while `counted` holds, as [`ApiMetrics::record_request_while`].
+    pub fn record_error_while(
+        &self,
+        counted: &AtomicBool,
+        account_id: &str,
+        service: &'static str,
+        operation: &str,
+        code: &'static str,
+    ) {
+        if let Ok(mut errors) = self.errors.lock()
+            && counted.load(Ordering::Acquire)
+        {
+            let key = (account_id.to_owned(), service, operation.to_owned());
+            *errors.entry((key, code)).or_default() += 1;
+        }
+    }
+
+    /// Drops every series of an account that is no longer audited: no stale series.
+    pub fn forget(&self, account_id: &str) {
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.retain(|(account, _, _), _| account != account_id);
+        }
+        if let Ok(mut errors) = self.errors.lock() {
+            errors.retain(|((account, _, _), _), _| account != account_id);
         }
     }
 
@@ -158,6 +202,8 @@ pub struct Exporter {
     checks: ChecksConfig,
     /// (collector, configured interval in seconds), for staleness alerts.
     intervals: Vec<(&'static str, f64)>,
+    /// `[sharding]` shard and total_shards, as label values.
+    shard: (String, String),
     clock: fn() -> f64,
     fragments: Mutex<FragmentCache>,
     /// Size of the last exposition, so the next one is allocated once.
@@ -188,10 +234,17 @@ impl Exporter {
                 iam: every(c.iam.interval),
                 s3: every(c.s3.interval),
                 ec2: every(c.ec2.interval),
+                access_advisor: every(c.access_advisor.interval),
             },
             checks: config.checks.clone(),
+            shard: (
+                config.sharding.shard.to_string(),
+                config.sharding.total_shards.to_string(),
+            ),
+            // Of the collectors that run for some account: one that is off has no series at all.
             intervals: crate::collector::NAMES
                 .into_iter()
+                .filter(|name| runs_somewhere(config, name))
                 .filter_map(|name| Some((name, c.get(name)?.interval.as_secs_f64())))
                 .collect(),
             clock,
@@ -282,18 +335,20 @@ impl Exporter {
         encoder.live(
             Family::info(
                 "account",
-                "Audited accounts: 1 per account, with its display name.",
+                "Audited accounts: 1 per account, with its display name and the AWS Organizations OU (or root) directly above it (empty when not known).",
             ),
             snap.accounts.iter().map(|a| {
                 (
                     [
                         ("account_id", a.id.as_str()),
                         ("account_name", a.name.as_str()),
+                        ("ou", a.ou.as_str()),
                     ],
                     Value::U64(1),
                 )
             }),
         );
+        self.encode_accounts_source(encoder);
         posture::encode(encoder, snap, (self.clock)(), &self.every, &self.checks);
 
         let e = &self.every;
@@ -359,6 +414,64 @@ impl Exporter {
 }
 
 const SECONDS: Option<&str> = Some("seconds");
+
+/// Whether collector `name` is on in `[collectors.*]` or in some account's own list.
+impl Exporter {
+    /// Where the account set comes from: this process's shard, and account discovery (no
+    /// samples while discovery is off).
+    fn encode_accounts_source(&self, encoder: &mut Encoder<'_>) {
+        encoder.live(
+            Family::info(
+                "shard",
+                "This process's shard: it audits the accounts whose FNV-1a 64-bit hash of the account id, modulo total_shards, is shard.",
+            ),
+            std::iter::once((
+                [
+                    ("shard", self.shard.0.as_str()),
+                    ("total_shards", self.shard.1.as_str()),
+                ],
+                Value::U64(1),
+            )),
+        );
+        let discovery = self.store.discovery();
+        let d = discovery.as_ref();
+        encoder.live(
+            Family::gauge(
+                "discovered_accounts",
+                "ACTIVE accounts the last successful AWS Organizations discovery found, after include_ous and exclude_accounts, before sharding.",
+                None,
+            ),
+            d.and_then(|d| d.discovered)
+                .map(|n| ([], n as f64))
+                .into_iter(),
+        );
+        encoder.live(
+            Family::gauge(
+                "discovery_success",
+                "1 if the last AWS Organizations account discovery succeeded, 0 if it failed (the previous account set is kept).",
+                None,
+            ),
+            d.map(|d| ([], flag(d.success))).into_iter(),
+        );
+        encoder.live(
+            Family::gauge(
+                "discovery_last_success_timestamp",
+                "Unix time of the end of the last successful AWS Organizations account discovery.",
+                SECONDS,
+            ),
+            d.and_then(|d| d.last_success).map(|t| ([], t)).into_iter(),
+        );
+    }
+}
+
+fn runs_somewhere(config: &Config, name: &str) -> bool {
+    config.collectors.get(name).is_some_and(|c| c.enabled)
+        || config.accounts.iter().any(|a| {
+            a.collectors
+                .as_ref()
+                .is_some_and(|list| list.iter().any(|n| n == name))
+        })
+}
 
 /// A gauge family of posture series, encoded once per data change.
 fn gauges<'a, const N: usize>(
@@ -434,6 +547,7 @@ mod tests {
         let accounts = ["1", "2"].map(|id| AccountInfo {
             id: id.to_owned(),
             name: format!("n{id}"),
+            ou: String::new(),
         });
         let store = Arc::new(SnapshotStore::new(accounts.to_vec(), 2));
         let exporter = |store: &Arc<SnapshotStore>| {

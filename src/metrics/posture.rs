@@ -14,6 +14,7 @@ pub struct Every {
     pub iam: String,
     pub s3: String,
     pub ec2: String,
+    pub access_advisor: String,
 }
 
 /// (account id, data) for every account whose collector of one kind has data.
@@ -40,6 +41,7 @@ pub fn encode(
     iam(encoder, snap, &every.iam);
     s3(encoder, snap, &every.s3);
     ec2(encoder, snap, &every.ec2);
+    access_advisor(encoder, snap, now, &every.access_advisor);
     encoder.live(
         Family::gauge(
             "check_threshold",
@@ -418,4 +420,60 @@ fn ec2(encoder: &mut Encoder<'_>, snap: &Snapshot, every: &str) {
             })
         }),
     )
+}
+
+fn access_advisor(encoder: &mut Encoder<'_>, snap: &Snapshot, now: f64, every: &str) {
+    let data = || each(snap, CollectorData::as_access_advisor);
+    let principals = || {
+        data().flat_map(|(a, d)| {
+            d.principals.iter().map(move |p| {
+                let labels = [
+                    ("account_id", a),
+                    ("principal_type", p.kind.as_str()),
+                    ("principal", p.name.as_str()),
+                ];
+                (labels, p, d)
+            })
+        })
+    };
+    let refreshed = format!(
+        "from IAM Access Advisor (GetServiceLastAccessedDetails), refreshed in the background every {every}; AWS's own data lags by up to about 4 hours"
+    );
+    gauges(
+        encoder,
+        "iam_service_last_accessed_timestamp",
+        &format!(
+            "Unix time the user or role last authenticated to the service; only services used within AWS's tracking period (400 days). Values come {refreshed}."
+        ),
+        SECONDS,
+        principals().flat_map(|(l, p, _)| {
+            let [acc, kind, name] = l;
+            p.used
+                .iter()
+                .map(move |(service, t)| ([acc, kind, name, ("service", service.as_str())], *t))
+        }),
+    );
+    gauges(
+        encoder,
+        "iam_access_advisor_failed_principals",
+        &format!(
+            "Users and roles whose Access Advisor job failed in the run behind the data in use; their series are from the last run that had them. Refreshed every {every}."
+        ),
+        None,
+        data().map(|(a, d)| ([("account_id", a)], d.failed as f64)),
+    );
+    // Live: "not used within the window" moves with the clock, not with the data.
+    encoder.live(
+        Family::gauge(
+            "iam_principal_unused_services",
+            &format!(
+                "Services the user's or role's policies allow that it has not used within collectors.access_advisor.unused_window (never used included), computed at scrape time; services come {refreshed}."
+            ),
+            None,
+        ),
+        principals().map(|(l, p, d)| {
+            let cutoff = now - d.unused_window.as_secs_f64();
+            (l, p.unused_since(cutoff) as f64)
+        }),
+    );
 }

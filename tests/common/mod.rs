@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+pub mod org;
 pub mod proxy;
 
 pub const BASE_ACCOUNT: &str = "123456789012";
@@ -198,6 +199,11 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment variables (they win over the test defaults).
     pub fn start_with_env(tag: &str, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(tag, config, env, &[])
+    }
+
+    /// [`Daemon::start_with_env`] with extra command-line arguments after `--config FILE`.
+    pub fn start_with_args(tag: &str, config: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = scratch_dir(tag);
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
@@ -209,6 +215,7 @@ impl Daemon {
             .envs(env.iter().copied())
             .arg("--config")
             .arg(&path)
+            .args(args)
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
             .spawn()

@@ -1,15 +1,16 @@
 //! A fault-injecting HTTP proxy between the exporter and the emulator, on 127.0.0.1.
 //!
 //! It tells AWS calls apart (IAM, STS and EC2 by the `Action` of their form body, S3 by method
-//! and path) and accounts (AssumeRole by its `RoleArn`, every other call by the key that signed
+//! and path, Organizations by its `X-Amz-Target` header) and accounts (AssumeRole by its `RoleArn`, every other call by the key that signed
 //! it), and answers the calls a [`Rule`] matches with a throttle, an error, a hang or a closed
-//! connection instead of forwarding them. It can also rewrite the credential report, shorten
+//! connection instead of forwarding them, or with a canned answer for what the emulator lacks
+//! (matched on the call's form parameters too). It can also rewrite the credential report, shorten
 //! assumed-role sessions and refuse the calls signed with expired ones, and go down and come
 //! back. Everything it answers is counted, for tests to assert on.
 //!
 //! It runs on a runtime of its own, so blocking tests can use it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -43,6 +44,9 @@ pub enum Fault {
     TruncateReport,
     /// Forward GetCredentialReport, then replace the report with bytes that are not a CSV.
     MalformReport,
+    /// Answer 200 with this XML body (not forwarded), counted with this outcome: AWS-format
+    /// answers to calls the emulator does not implement.
+    Reply { outcome: &'static str, body: String },
 }
 
 /// Which calls get a fault: an action (or all), an account (or all), a fraction of them.
@@ -50,6 +54,8 @@ pub enum Fault {
 pub struct Rule {
     action: Option<String>,
     account: Option<String>,
+    /// Form parameters the call must have, with these values (IAM, STS and EC2 calls).
+    params: Vec<(String, String)>,
     rate: f64,
     /// How many more calls the rule may hit; None: no limit.
     remaining: Option<u32>,
@@ -62,6 +68,7 @@ impl Rule {
         Self {
             action: None,
             account: None,
+            params: Vec::new(),
             rate: 1.0,
             remaining: None,
             fault,
@@ -82,6 +89,12 @@ impl Rule {
         self
     }
 
+    /// Only calls whose form parameter `name` is `value` (`Arn`, `JobId`, `Marker`...).
+    pub fn param(mut self, name: &str, value: &str) -> Self {
+        self.params.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Only this fraction of the matching calls, drawn from the proxy's seeded generator: the
     /// same draws on every run, though which call gets which draw depends on their order.
     pub fn rate(mut self, rate: f64) -> Self {
@@ -99,6 +112,10 @@ impl Rule {
         self.remaining != Some(0)
             && self.action.as_ref().is_none_or(|a| *a == call.action)
             && self.account.as_ref().is_none_or(|a| *a == call.account)
+            && self
+                .params
+                .iter()
+                .all(|(k, v)| call.form.get(k).is_some_and(|f| f == v))
     }
 }
 
@@ -110,6 +127,8 @@ struct Call {
     action: String,
     account: String,
     key_id: String,
+    /// The form parameters of the body, as query-protocol calls (IAM, STS, EC2) send them.
+    form: BTreeMap<String, String>,
 }
 
 struct State {
@@ -240,7 +259,7 @@ impl Proxy {
 
     /// Calls whose labels include all of `want`: `service`, `action`, `account` and `outcome`
     /// (`forwarded`, the error code sent, `hang`, `close`, `INPROGRESS`, `truncated`,
-    /// `malformed`).
+    /// `malformed`, or a [`Fault::Reply`]'s own).
     pub fn count(&self, want: &[(&str, &str)]) -> u64 {
         const LABELS: [&str; 4] = ["service", "action", "account", "outcome"];
         for (k, _) in want {
@@ -323,6 +342,10 @@ impl Handler {
                 self.count(&call, code);
                 error(&call.service, *status, code)
             }
+            Some(Fault::Reply { outcome, body }) => {
+                self.count(&call, outcome);
+                xml_answer(200, body.clone())
+            }
             Some(Fault::Hang) => {
                 self.count(&call, "hang");
                 std::future::pending::<Answer>().await
@@ -375,16 +398,16 @@ impl Handler {
     fn decide(&self, parts: &hyper::http::request::Parts, body: &[u8]) -> (Call, Option<Fault>) {
         let mut state = self.state.lock().unwrap();
         let call = identify(parts, body, &state.accounts);
-        if let Some(expiry) = state.expiry.get(&call.key_id) {
-            if SystemTime::now() >= *expiry {
-                // AWS: 403 from the query-protocol services, 400 from S3 and EC2.
-                let status = if matches!(call.service.as_str(), "iam" | "sts") {
-                    403
-                } else {
-                    400
-                };
-                return (call, Some(Fault::Error(status, "ExpiredToken")));
-            }
+        if let Some(expiry) = state.expiry.get(&call.key_id)
+            && SystemTime::now() >= *expiry
+        {
+            // AWS: 403 from the query-protocol services, 400 from S3 and EC2.
+            let status = if matches!(call.service.as_str(), "iam" | "sts") {
+                403
+            } else {
+                400
+            };
+            return (call, Some(Fault::Error(status, "ExpiredToken")));
         }
         let State { rules, rng, .. } = &mut *state;
         let rule = rules
@@ -507,13 +530,21 @@ fn identify(
     let mut service = scope.get(3).copied().unwrap_or("unknown").to_owned();
     let path = parts.uri.path();
     let form = reqwest::Url::parse(&format!("http://form/?{}", String::from_utf8_lossy(body)))
-        .map(|u| u.query_pairs().into_owned().collect::<HashMap<_, _>>())
+        .map(|u| u.query_pairs().into_owned().collect::<BTreeMap<_, _>>())
         .unwrap_or_default();
     let action = if service == "s3" {
         if path.starts_with("/v20180820/") {
             service = "s3control".to_owned();
         }
         s3_action(parts.method.as_str(), path, parts.uri.query().unwrap_or(""))
+    } else if let Some(target) = parts.headers.get("x-amz-target") {
+        // The JSON protocol (Organizations): `X-Amz-Target: AWSOrganizationsV20161128.ListRoots`.
+        target
+            .to_str()
+            .ok()
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("unknown")
+            .to_owned()
     } else {
         form.get("Action")
             .cloned()
@@ -536,6 +567,7 @@ fn identify(
         action,
         account,
         key_id,
+        form,
     }
 }
 
@@ -562,6 +594,22 @@ fn s3_action(method: &str, path: &str, query: &str) -> String {
 /// An AWS error answer in the service's format.
 fn error(service: &str, status: u16, code: &str) -> Answer {
     let message = "injected by the fault proxy";
+    if service == "organizations" {
+        // The JSON protocol: the code in `__type` and in a header.
+        return Answer {
+            status,
+            headers: vec![
+                (
+                    "content-type".to_owned(),
+                    b"application/x-amz-json-1.1".to_vec(),
+                ),
+                ("x-amzn-errortype".to_owned(), code.as_bytes().to_vec()),
+            ],
+            body: Bytes::from(format!(
+                "{{\"__type\":\"{code}\",\"Message\":\"{message}\"}}"
+            )),
+        };
+    }
     let body = match service {
         "ec2" => format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\

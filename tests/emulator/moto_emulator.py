@@ -1,6 +1,7 @@
 """The AWS emulator for infraaudit's tests: moto in server mode on 127.0.0.1, seeded.
 
 Usage: python moto_emulator.py [--port N] [--demo] [--aws-like-report] [--count-requests]
+       [--access-advisor-roles]
        [--no-default-seed] [--users N] [--buckets B] [--instances I] [--regions r1,r2]
 
 Starts moto's threaded server (port 0: a free one), seeds two accounts, and prints one JSON line
@@ -16,6 +17,10 @@ like the second, and makes the credential report look like AWS's where moto's do
 `<root_account>` row in AWS's format (moto writes none) and a generation time of now (moto's is
 fixed in 2015). The plain mode is moto as it is, for every other test. --aws-like-report does the
 report part of --demo alone.
+
+--access-advisor-roles adds roles to the base account for the Access Advisor test: two of the
+account's own (one under a path) and a service-linked one, which the collector must skip. moto
+has no Access Advisor API; the test serves canned AWS-format answers for it from its proxy.
 
 For benchmarks: --count-requests counts every AWS request by (account, service, action) at the
 emulator (GET /_bench/counts, POST /_bench/reset); --users/--buckets/--instances seed a synthetic
@@ -280,6 +285,28 @@ def seed(now):
                 )
             seeded[account][user_name] = out
     return seeded
+
+
+# --access-advisor-roles: (name, path) of roles in the base account.
+ACCESS_ADVISOR_ROLES = [
+    ("deploy", "/"),
+    ("build", "/ci/"),
+    ("AWSServiceRoleForSupport", "/aws-service-role/support.amazonaws.com/"),
+]
+
+
+def seed_access_advisor_roles():
+    backend = iam_backends[BASE_ACCOUNT]["aws"]
+    for name, path in ACCESS_ADVISOR_ROLES:
+        backend.create_role(
+            role_name=name,
+            assume_role_policy_document=TRUST_POLICY,
+            path=path,
+            permissions_boundary=None,
+            description="access advisor test role",
+            tags=[],
+            max_session_duration="3600",
+        )
 
 
 def seed_console(now):
@@ -698,6 +725,7 @@ def main():
         "--aws-like-report", action="store_true", help="root row and fresh GeneratedTime"
     )
     parser.add_argument("--count-requests", action="store_true")
+    parser.add_argument("--access-advisor-roles", action="store_true")
     parser.add_argument("--no-default-seed", action="store_true")
     parser.add_argument("--users", type=int, default=0, help="synthetic users in the base account")
     parser.add_argument("--keys-per-user", default="0:10,1:60,2:30", help="keys:percent,...")
@@ -728,6 +756,8 @@ def main():
     started = time.monotonic()
     seeded = seed(now)
     seeded[BASE_ACCOUNT].update(seed_users(now, args.users, mix))
+    if args.access_advisor_roles:
+        seed_access_advisor_roles()
     resources = seed_resources(endpoint, seed_console(now))
     seed_seconds = round(time.monotonic() - started, 3)
     if server.counter:

@@ -1,0 +1,275 @@
+//! Account discovery in AWS Organizations: the organization's ACTIVE accounts under the
+//! included OUs, with the OU (or root) directly above each, found at start and then every
+//! `refresh_interval`, and handed to the [`Registry`] merged with the configured accounts.
+//!
+//! It walks down the tree from the roots (or from `include_ous`): per parent,
+//! ListAccountsForParent gives the accounts directly under it with their name and state, and
+//! ListOrganizationalUnitsForParent its child OUs. That costs ListRoots plus 2 calls per OU
+//! (one more per further page of 20), whatever the number of accounts. ListAccounts with a
+//! ListParents per account, the other way to know each account's OU, costs a call per account,
+//! and organizations have far fewer OUs than accounts (e.g. 33 calls instead of 210 for 200
+//! accounts in 15 OUs). The calls are made one at a time: Organizations' request rate limits
+//! are low, and one discovery an hour needs no speed.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_sdk_organizations::types::{Account as OrgAccount, AccountState, AccountStatus};
+use tokio_util::sync::CancellationToken;
+
+use crate::accounts::{Registry, merge};
+use crate::aws::{AccountSession, aws_error, caller_account};
+use crate::config::{Account, Config, Organizations, parse_role_arn};
+use crate::error::Error;
+use crate::metrics::ApiMetrics;
+use crate::scheduler::unix_now;
+use crate::snapshot::SnapshotStore;
+
+/// The calls discovery makes, in the management or delegated-administrator account (not in
+/// the audit role of each account: see README, AWS setup).
+pub const PERMISSIONS: &[&str] = &[
+    "organizations:ListAccountsForParent",
+    "organizations:ListOrganizationalUnitsForParent",
+    "organizations:ListRoots",
+];
+
+/// A discovery still going after this long is abandoned and counts as failed.
+pub const TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The largest page ListAccountsForParent returns.
+const PAGE: i32 = 20;
+
+/// One ACTIVE account of the organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    pub id: String,
+    /// Its name in Organizations (the id when it has none).
+    pub name: String,
+    /// The OU or root directly above it.
+    pub ou: String,
+    /// The partition of its ARN (`aws`, `aws-cn`, `aws-us-gov`), for its role's ARN.
+    pub partition: String,
+}
+
+/// Calls Organizations: with `role_arn`'s session, or with the base credentials.
+pub struct Discoverer {
+    base: SdkConfig,
+    config: Arc<Config>,
+    api: Arc<ApiMetrics>,
+    org: Organizations,
+    /// Built on first use: without `role_arn`, the account to count the calls under is the
+    /// base credentials' (STS GetCallerIdentity), which may fail and be retried next time.
+    session: tokio::sync::OnceCell<Arc<AccountSession>>,
+}
+
+impl Discoverer {
+    pub fn new(
+        base: SdkConfig,
+        config: Arc<Config>,
+        api: Arc<ApiMetrics>,
+        org: Organizations,
+    ) -> Self {
+        Self {
+            base,
+            config,
+            api,
+            org,
+            session: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn session(&self) -> Result<&Arc<AccountSession>, Error> {
+        self.session
+            .get_or_try_init(|| async {
+                let id = match self.org.role_arn.as_deref().and_then(parse_role_arn) {
+                    Some(id) => id.to_owned(),
+                    None => caller_account(&self.base).await?,
+                };
+                // The ExternalId goes with role_arn too: a trust policy without the condition
+                // ignores it.
+                let account = Account {
+                    name: id.clone(),
+                    id,
+                    role_arn: self.org.role_arn.clone(),
+                    external_id: self.org.role_arn.as_ref().and(self.org.external_id.clone()),
+                    collectors: Vec::new(),
+                    regions: Vec::new(),
+                };
+                Ok(Arc::new(AccountSession::new(
+                    &self.base,
+                    &self.config.aws,
+                    account,
+                    self.api.clone(),
+                )))
+            })
+            .await
+    }
+
+    /// The organization's ACTIVE accounts under the included parents, minus the excluded
+    /// ones, sorted by id.
+    pub async fn discover(&self) -> Result<Vec<Discovered>, Error> {
+        let client = self.session().await?.organizations();
+        let mut queue: VecDeque<String> = if self.org.include_ous.is_empty() {
+            let mut pages = client.list_roots().into_paginator().send();
+            let mut ids = VecDeque::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| aws_error("organizations", "ListRoots", e))?;
+                ids.extend(
+                    page.roots()
+                        .iter()
+                        .filter_map(|r| r.id().map(str::to_owned)),
+                );
+            }
+            ids
+        } else {
+            self.org.include_ous.iter().cloned().collect()
+        };
+        // An included OU inside another included one is walked once.
+        let mut seen: HashSet<String> = queue.iter().cloned().collect();
+        let mut found: BTreeMap<String, Discovered> = BTreeMap::new();
+        while let Some(parent) = queue.pop_front() {
+            let mut pages = client
+                .list_accounts_for_parent()
+                .parent_id(&parent)
+                .max_results(PAGE)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.map_err(|e| aws_error("organizations", "ListAccountsForParent", e))?;
+                for d in page.accounts().iter().filter_map(|a| self.keep(a, &parent)) {
+                    found.entry(d.id.clone()).or_insert(d);
+                }
+            }
+            let mut pages = client
+                .list_organizational_units_for_parent()
+                .parent_id(&parent)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| {
+                    aws_error("organizations", "ListOrganizationalUnitsForParent", e)
+                })?;
+                for id in page.organizational_units().iter().filter_map(|ou| ou.id()) {
+                    if seen.insert(id.to_owned()) {
+                        queue.push_back(id.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// The account as discovered, unless it is not ACTIVE or is excluded.
+    fn keep(&self, account: &OrgAccount, parent: &str) -> Option<Discovered> {
+        let id = account.id()?;
+        if !crate::config::is_account_id(id)
+            || !is_active(account)
+            || self.org.exclude_accounts.iter().any(|x| x == id)
+        {
+            return None;
+        }
+        let partition = account
+            .arn()
+            .and_then(|arn| arn.split(':').nth(1))
+            .filter(|p| !p.is_empty())
+            .unwrap_or("aws");
+        Some(Discovered {
+            id: id.to_owned(),
+            name: account.name().unwrap_or(id).to_owned(),
+            ou: parent.to_owned(),
+            partition: partition.to_owned(),
+        })
+    }
+}
+
+/// ACTIVE by `State`, which AWS added in 2025 (`Status` is being retired), else by `Status`.
+/// Accounts pending closure, suspended or closed are not audited.
+fn is_active(account: &OrgAccount) -> bool {
+    match (account.state(), account.status()) {
+        (Some(state), _) => *state == AccountState::Active,
+        (None, Some(status)) => *status == AccountStatus::Active,
+        (None, None) => false,
+    }
+}
+
+/// Discovers at once and then every `refresh_interval`, and applies each result, merged with
+/// the configured `statics`, to the registry. A failed discovery keeps the previous account set
+/// (on the first, the configured accounts alone) and says so in one log line and the metrics.
+pub async fn run(
+    discoverer: Discoverer,
+    registry: Arc<Registry>,
+    statics: Vec<Account>,
+    store: Arc<SnapshotStore>,
+    shutdown: CancellationToken,
+) {
+    let interval = discoverer.org.refresh_interval;
+    let mut last: Vec<Discovered> = Vec::new();
+    loop {
+        let started = Instant::now();
+        let next_start = tokio::time::Instant::from_std(started)
+            .checked_add(interval)
+            .unwrap_or_else(|| tokio::time::Instant::from_std(started) + TIMEOUT);
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(TIMEOUT, discoverer.discover()) => {
+                r.unwrap_or(Err(Error::Timeout(TIMEOUT)))
+            }
+            () = shutdown.cancelled() => return,
+        };
+        let duration = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(found) => {
+                tracing::info!(
+                    accounts = found.len(),
+                    duration_seconds = duration,
+                    "account discovery succeeded"
+                );
+                store.record_discovery(Some(found.len()), unix_now());
+                last = found;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    duration_seconds = duration,
+                    error.kind = e.kind(),
+                    error = %e,
+                    "account discovery failed; keeping the previous account set"
+                );
+                store.record_discovery(None, unix_now());
+            }
+        }
+        let members = merge(&statics, &last, Some(&discoverer.org), &discoverer.config);
+        registry.apply(members).await;
+        // The set is known now, well or not: readiness follows its accounts' first runs.
+        store.set_waiting(false);
+        tokio::select! {
+            () = tokio::time::sleep_until(next_start) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_wins_over_status() {
+        let account = |state: Option<AccountState>, status: Option<AccountStatus>| {
+            OrgAccount::builder()
+                .id("111111111111")
+                .set_state(state)
+                .set_status(status)
+                .build()
+        };
+        assert!(is_active(&account(Some(AccountState::Active), None)));
+        assert!(is_active(&account(None, Some(AccountStatus::Active))));
+        assert!(!is_active(&account(
+            Some(AccountState::PendingClosure),
+            Some(AccountStatus::Active)
+        )));
+        assert!(!is_active(&account(None, Some(AccountStatus::Suspended))));
+        assert!(!is_active(&account(None, None)));
+    }
+}
