@@ -447,28 +447,28 @@ pub struct Settings {
     pub organizations: Option<Organizations>,
 }
 
-impl Settings {
-    /// `--shard` and `--total-shards`, which win over `[sharding]` (and its variables).
-    pub fn with_shard(
-        mut self,
-        shard: Option<u32>,
-        total_shards: Option<u32>,
-    ) -> Result<Self, ConfigError> {
-        if shard.is_none() && total_shards.is_none() {
-            return Ok(self);
-        }
-        let s = &mut self.config.sharding;
-        s.shard = shard.unwrap_or(s.shard);
-        s.total_shards = total_shards.unwrap_or(s.total_shards);
-        check_sharding(s).map_err(|(key, m)| {
-            let flag = if key == "sharding.shard" {
-                "--shard"
-            } else {
-                "--total-shards"
-            };
-            ConfigError::new("command line", flag, m)
-        })?;
-        Ok(self)
+/// `--shard` and `--total-shards`: they win over `[sharding]` and its variables, and the
+/// values are checked once, after all of them are applied.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShardFlags {
+    pub shard: Option<u32>,
+    pub total_shards: Option<u32>,
+}
+
+impl ShardFlags {
+    fn apply(self, sharding: &mut ShardingConfig) {
+        sharding.shard = self.shard.unwrap_or(sharding.shard);
+        sharding.total_shards = self.total_shards.unwrap_or(sharding.total_shards);
+    }
+
+    /// An error about a value that came from a flag names the flag.
+    fn blame(self, e: ConfigError) -> ConfigError {
+        let flag = match e.key.as_str() {
+            "sharding.shard" if self.shard.is_some() => "--shard",
+            "sharding.total_shards" if self.total_shards.is_some() => "--total-shards",
+            _ => return e,
+        };
+        ConfigError::new("command line", flag, e.message)
     }
 }
 
@@ -523,6 +523,15 @@ pub fn load(
     path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigError> {
+    load_with(path, env, ShardFlags::default())
+}
+
+/// [`load`], with `--shard`/`--total-shards` over everything else.
+pub fn load_with(
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    flags: ShardFlags,
+) -> Result<Settings, ConfigError> {
     let source_name = path.map_or_else(|| "defaults".to_owned(), |p| p.display().to_string());
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     if let Some(path) = path {
@@ -536,19 +545,20 @@ pub fn load(
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    extract(figment, &source_name, env)
+    extract(figment, &source_name, env, flags)
 }
 
 /// [`load`] from a TOML text instead of a file (the fuzz target and tests use it).
 pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
     let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
-    extract(figment, "config", env)
+    extract(figment, "config", env, ShardFlags::default())
 }
 
 fn extract(
     figment: Figment,
     source_name: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    flags: ShardFlags,
 ) -> Result<Settings, ConfigError> {
     // Only names with `__` are configuration, so that variables named by `external_id_env`
     // (say INFRAAUDIT_PROD_EXTERNAL_ID) are never mistaken for keys.
@@ -557,10 +567,11 @@ fn extract(
             .filter(|k| k.as_str().contains("__"))
             .split("__"),
     );
-    let config: Config = figment
+    let mut config: Config = figment
         .extract()
         .map_err(|e| from_figment(source_name, e))?;
-    validate(config, source_name, env)
+    flags.apply(&mut config.sharding);
+    validate(config, source_name, env).map_err(|e| flags.blame(e))
 }
 
 fn from_figment(source_name: &str, err: figment::Error) -> ConfigError {
@@ -1105,9 +1116,16 @@ pub fn parse_role_arn(arn: &str) -> Option<&str> {
         parts.next()?,
     );
     let partition_ok = matches!(partition, "aws" | "aws-cn" | "aws-us-gov");
-    let name = resource.strip_prefix("role/")?;
-    let name_ok = !name.is_empty()
-        && name
+    let path_and_name = resource.strip_prefix("role/")?;
+    // `path/segments/name`: no empty segment (so no leading, trailing or double `/`), a name
+    // of at most 64 characters and a path of at most 512, as IAM allows.
+    let (path, name) = path_and_name
+        .rsplit_once('/')
+        .unwrap_or(("", path_and_name));
+    let name_ok = path_and_name.split('/').all(|segment| !segment.is_empty())
+        && name.len() <= 64
+        && path.len() + 2 <= 512
+        && path_and_name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c));
     (prefix == "arn"
@@ -1483,6 +1501,19 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
         assert_eq!(parse_role_arn("arn:aws:sts::111111111111:role/R"), None);
         assert_eq!(parse_role_arn("arn:aws:iam::111111111111:role/"), None);
         assert_eq!(parse_role_arn("InfraAuditRole"), None);
+        // Empty path segments and over-long names make no role IAM would accept.
+        for bad in [
+            "audit/",
+            "a//b",
+            "/a",
+            &"r".repeat(65),
+            &format!("{}/r", "p".repeat(511)),
+        ] {
+            let arn = format!("arn:aws:iam::111111111111:role/{bad}");
+            assert_eq!(parse_role_arn(&arn), None, "{bad}");
+        }
+        let longest = format!("{}/{}", "p".repeat(510), "r".repeat(64));
+        assert!(parse_role_arn(&format!("arn:aws:iam::111111111111:role/{longest}")).is_some());
     }
 
     #[test]
@@ -1615,24 +1646,41 @@ total_shards = 3
 
     #[test]
     fn command_line_shards_win_and_are_checked() {
-        let s = load_str("[sharding]\nshard = 1\ntotal_shards = 2\n", &no_env).unwrap();
-        let s = s.with_shard(Some(2), Some(3)).unwrap();
+        let dir = std::env::temp_dir().join(format!("infraaudit-shards-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.toml");
+        // shard 2 of 2 is wrong alone; --total-shards 3 makes it right.
+        std::fs::write(&file, "[sharding]\nshard = 2\ntotal_shards = 2\n").unwrap();
+        let load = |shard, total_shards| {
+            load_with(
+                Some(&file),
+                &no_env,
+                ShardFlags {
+                    shard,
+                    total_shards,
+                },
+            )
+        };
+        let e = load(None, None).unwrap_err().to_string();
+        assert!(e.contains(": sharding.shard: must be less than"), "{e}");
+        let s = load(None, Some(3)).unwrap();
         assert_eq!(
             (s.config.sharding.shard, s.config.sharding.total_shards),
             (2, 3)
         );
-        let s = s.with_shard(None, None).unwrap();
+        let s = load(Some(0), Some(1)).unwrap();
         assert_eq!(
             (s.config.sharding.shard, s.config.sharding.total_shards),
-            (2, 3)
+            (0, 1)
         );
-        let e = s.clone().with_shard(Some(3), None).unwrap_err().to_string();
+        let e = load(Some(3), Some(3)).unwrap_err().to_string();
         assert!(
             e.starts_with("command line: --shard: must be less than"),
             "{e}"
         );
-        let e = s.with_shard(None, Some(0)).unwrap_err().to_string();
+        let e = load(None, Some(0)).unwrap_err().to_string();
         assert!(e.starts_with("command line: --total-shards:"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

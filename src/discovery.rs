@@ -38,6 +38,9 @@ pub const PERMISSIONS: &[&str] = &[
 /// A discovery still going after this long is abandoned and counts as failed.
 pub const TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The first wait before a failed discovery is tried again, until one succeeds.
+const FIRST_RETRY: Duration = Duration::from_secs(10);
+
 /// The largest page ListAccountsForParent returns.
 const PAGE: i32 = 20;
 
@@ -198,6 +201,10 @@ fn is_active(account: &OrgAccount) -> bool {
 /// Discovers at once and then every `refresh_interval`, and applies each result, merged with
 /// the configured `statics`, to the registry. A failed discovery keeps the previous account set
 /// (on the first, the configured accounts alone) and says so in one log line and the metrics.
+/// Until one has succeeded, a failed discovery is tried again sooner (10 s, doubling up to
+/// `refresh_interval`), and without configured accounts the process is not ready: an IRSA
+/// token not there yet or a throttle at start must not leave a ready pod with nothing to
+/// audit for an hour.
 pub async fn run(
     discoverer: Discoverer,
     registry: Arc<Registry>,
@@ -207,11 +214,10 @@ pub async fn run(
 ) {
     let interval = discoverer.org.refresh_interval;
     let mut last: Vec<Discovered> = Vec::new();
+    let mut succeeded = false;
+    let mut retry = FIRST_RETRY;
     loop {
         let started = Instant::now();
-        let next_start = tokio::time::Instant::from_std(started)
-            .checked_add(interval)
-            .unwrap_or_else(|| tokio::time::Instant::from_std(started) + TIMEOUT);
         let outcome = tokio::select! {
             r = tokio::time::timeout(TIMEOUT, discoverer.discover()) => {
                 r.unwrap_or(Err(Error::Timeout(TIMEOUT)))
@@ -228,6 +234,7 @@ pub async fn run(
                 );
                 store.record_discovery(Some(found.len()), unix_now());
                 last = found;
+                succeeded = true;
             }
             Err(e) => {
                 tracing::warn!(
@@ -241,8 +248,21 @@ pub async fn run(
         }
         let members = merge(&statics, &last, Some(&discoverer.org), &discoverer.config);
         registry.apply(members).await;
-        // The set is known now, well or not: readiness follows its accounts' first runs.
-        store.set_waiting(false);
+        // Readiness follows the set's first runs once the set is known: after the first
+        // success, or at once when configured accounts give something to audit meanwhile.
+        if succeeded || !statics.is_empty() {
+            store.set_waiting(false);
+        }
+        let wait = if succeeded {
+            interval
+        } else {
+            let wait = retry.min(interval);
+            retry = retry.saturating_mul(2);
+            wait
+        };
+        let next_start = tokio::time::Instant::from_std(started)
+            .checked_add(wait)
+            .unwrap_or_else(|| tokio::time::Instant::from_std(started) + TIMEOUT);
         tokio::select! {
             () = tokio::time::sleep_until(next_start) => {}
             () = shutdown.cancelled() => return,

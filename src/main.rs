@@ -34,9 +34,15 @@ fn main() -> ExitCode {
     };
     init_logging(sdk_filter, filter, progress.clone());
 
-    let settings = match config::load(args.config.as_deref(), &|name| std::env::var(name).ok())
-        .and_then(|s| s.with_shard(args.shard, args.total_shards))
-    {
+    let flags = config::ShardFlags {
+        shard: args.shard,
+        total_shards: args.total_shards,
+    };
+    let settings = match config::load_with(
+        args.config.as_deref(),
+        &|name| std::env::var(name).ok(),
+        flags,
+    ) {
         Ok(s) => s,
         Err(e) => return cli::config_error(format_args!("bad configuration: {e}")),
     };

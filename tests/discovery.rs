@@ -405,3 +405,34 @@ fn a_failed_discovery_keeps_the_previous_account_set() {
         },
     );
 }
+
+#[test]
+fn without_configured_accounts_it_is_ready_only_after_a_discovery_succeeds() {
+    let emu = Emulator::start_with(&["--no-default-seed"]);
+    let proxy = Proxy::start(&emu.endpoint, 8);
+    let org = Org::create(&emu.endpoint);
+    org.account("first-app", None);
+    proxy.inject(Rule::action(
+        "ListRoots",
+        Fault::Error(500, "ServiceException"),
+    ));
+    let d = Daemon::start("discovery-fails-alone", &config(&proxy.url, "", ""));
+    // Failed attempts come and go (retried every refresh_interval, 1 s here): never ready,
+    // as there is nothing to audit yet.
+    let failed = || proxy.count(&[("action", "ListRoots"), ("outcome", "ServiceException")]);
+    poll(Duration::from_secs(60), "two failed discoveries", || {
+        (failed() >= 2).then_some(())
+    });
+    let (status, _, _) = d.get("/-/ready").unwrap();
+    assert_eq!(status, 503, "ready with nothing discovered");
+    assert_eq!(
+        d.scrape().value("infraaudit_discovery_success", &[]),
+        Some(0.0)
+    );
+
+    proxy.clear();
+    d.wait_ready(Duration::from_secs(60));
+    let s = d.scrape();
+    assert_eq!(s.value("infraaudit_discovery_success", &[]), Some(1.0));
+    assert_eq!(s.value("infraaudit_discovered_accounts", &[]), Some(2.0));
+}

@@ -307,50 +307,35 @@ pub trait AccessAdvisorApi: Clone + Send + Sync + 'static {
 
 impl AccessAdvisorApi for IamClient {
     async fn principals(&self) -> Result<Vec<Principal>, Error> {
+        // The SDK's paginators follow the markers, and stop should one come back again.
         let mut all = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = {
-                let _permit = self.limiter.acquire().await;
-                self.client
-                    .list_users()
-                    .set_marker(marker.take())
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("iam", "ListUsers", e))?
-            };
+        let mut users = self.client.list_users().into_paginator().send();
+        while let Some(page) = {
+            let _permit = self.limiter.acquire().await;
+            users.next().await
+        } {
+            let out = page.map_err(|e| aws_error("iam", "ListUsers", e))?;
             all.extend(out.users().iter().map(|u| Principal {
                 kind: PrincipalKind::User,
                 name: u.user_name().to_owned(),
                 arn: u.arn().to_owned(),
                 path: u.path().to_owned(),
             }));
-            match (out.is_truncated(), out.marker()) {
-                (true, Some(m)) => marker = Some(m.to_owned()),
-                _ => break,
-            }
         }
-        loop {
-            let out = {
-                let _permit = self.limiter.acquire().await;
-                self.client
-                    .list_roles()
-                    .set_marker(marker.take())
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("iam", "ListRoles", e))?
-            };
+        let mut roles = self.client.list_roles().into_paginator().send();
+        while let Some(page) = {
+            let _permit = self.limiter.acquire().await;
+            roles.next().await
+        } {
+            let out = page.map_err(|e| aws_error("iam", "ListRoles", e))?;
             all.extend(out.roles().iter().map(|r| Principal {
                 kind: PrincipalKind::Role,
                 name: r.role_name().to_owned(),
                 arn: r.arn().to_owned(),
                 path: r.path().to_owned(),
             }));
-            match (out.is_truncated(), out.marker()) {
-                (true, Some(m)) => marker = Some(m.to_owned()),
-                _ => return Ok(all),
-            }
         }
+        Ok(all)
     }
 
     async fn generate_job(&self, arn: &str) -> Result<String, Error> {

@@ -225,6 +225,10 @@ pub async fn services_of(
             } => {
                 services.extend(page);
                 match next {
+                    // A marker handed back again would page forever.
+                    Some(next) if marker.as_deref() == Some(next.as_str()) => {
+                        return Err(repeated_marker("GetServiceLastAccessedDetails"));
+                    }
                     Some(next) => marker = Some(next),
                     None => return Ok(Some(services)),
                 }
@@ -266,6 +270,16 @@ impl Collector for AccessAdvisorCollector {
             let data = collect(&self.client, &self.last, self.settings).await?;
             Ok(CollectorData::AccessAdvisor(data))
         })
+    }
+}
+
+/// An answer whose next-page marker is the one just asked with.
+fn repeated_marker(operation: &'static str) -> Error {
+    Error::Aws {
+        service: "iam",
+        operation,
+        code: "repeated_marker".into(),
+        message: "the next page's marker is the one just asked for".into(),
     }
 }
 

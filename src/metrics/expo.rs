@@ -186,6 +186,8 @@ impl Fragment {
             write_f64(out, (now - since).max(0.0));
             start = end;
         }
+        // Samples of other values after the last age, should a family mix them.
+        out.push_str(&self.text[start..]);
     }
 }
 
@@ -384,10 +386,11 @@ infraaudit_x_seconds{l} 1.5\n# EOF\n"
         let record = |account: &'static str, created: f64| {
             let mut f = Fragments::default();
             let mut e = Encoder::record(&mut f);
-            e.cached(
-                age,
-                [([("account_id", account)], Value::Since(created))].into_iter(),
-            );
+            let ages = [
+                ([("account_id", account)], Value::Since(created)),
+                ([("account_id", "fixed")], Value::F64(1.0)),
+            ];
+            e.cached(age, ages.into_iter());
             e.live(gauge, std::iter::once(([], Value::F64(7.0))));
             e.cached(
                 gauge,
@@ -408,7 +411,9 @@ infraaudit_x_seconds{l} 1.5\n# EOF\n"
             samples,
             [
                 "infraaudit_x_seconds{account_id=\"1\"} 30.0",
+                "infraaudit_x_seconds{account_id=\"fixed\"} 1.0",
                 "infraaudit_x_seconds{account_id=\"2\"} 10.0",
+                "infraaudit_x_seconds{account_id=\"fixed\"} 1.0",
                 "infraaudit_x 7.0",
                 "infraaudit_x{account_id=\"1\"} 2.0",
                 "infraaudit_x{account_id=\"2\"} 2.0",
