@@ -225,16 +225,16 @@ pub async fn run(
             () = shutdown.cancelled() => return,
         };
         let duration = started.elapsed().as_secs_f64();
-        match outcome {
+        let found = match outcome {
             Ok(found) => {
                 tracing::info!(
                     accounts = found.len(),
                     duration_seconds = duration,
                     "account discovery succeeded"
                 );
-                store.record_discovery(Some(found.len()), unix_now());
                 last = found;
                 succeeded = true;
+                Some(last.len())
             }
             Err(e) => {
                 tracing::warn!(
@@ -243,11 +243,13 @@ pub async fn run(
                     error = %e,
                     "account discovery failed; keeping the previous account set"
                 );
-                store.record_discovery(None, unix_now());
+                None
             }
-        }
+        };
         let members = merge(&statics, &last, Some(&discoverer.org), &discoverer.config);
         registry.apply(members).await;
+        // Recorded once the set is applied: a scrape that sees the new count sees its accounts.
+        store.record_discovery(found, unix_now());
         // Readiness follows the set's first runs once the set is known: after the first
         // success, or at once when configured accounts give something to audit meanwhile.
         if succeeded || !statics.is_empty() {

@@ -245,7 +245,9 @@ external_id = "{EXTERNAL_ID}"
         || {
             let s = everything.scrape();
             let info = account_info(&s);
-            (info.contains_key(&late) && !s.text.contains(&wl)).then_some(s)
+            // The count is recorded just after the set is applied: wait for both.
+            let counted = s.value("infraaudit_discovered_accounts", &[]) == Some(5.0);
+            (info.contains_key(&late) && !s.text.contains(&wl) && counted).then_some(s)
         },
     );
     assert_eq!(
@@ -286,7 +288,8 @@ external_id = "{EXTERNAL_ID}"
 
     let o = poll(Duration::from_secs(60), "the closed account out", || {
         let o = one_ou.scrape();
-        (!o.text.contains(&wl)).then_some(o)
+        let counted = o.value("infraaudit_discovered_accounts", &[]) == Some(1.0);
+        (!o.text.contains(&wl) && counted).then_some(o)
     });
     assert_eq!(account_info(&o), expect(&[(&in_prod, "prod-app", &prod)]));
     assert_eq!(o.value("infraaudit_discovered_accounts", &[]), Some(1.0));
@@ -333,7 +336,8 @@ fn a_failed_discovery_keeps_the_previous_account_set() {
     proxy.clear();
     let s = poll(Duration::from_secs(60), "the first discovery", || {
         let s = d.scrape();
-        (s.value("infraaudit_discovered_accounts", &[]) == Some(2.0)).then_some(s)
+        let applied = account_info(&s).len() == 3;
+        (s.value("infraaudit_discovered_accounts", &[]) == Some(2.0) && applied).then_some(s)
     });
     let before = account_info(&s);
     assert_eq!(before.keys().cloned().collect::<Vec<_>>(), {
