@@ -96,25 +96,29 @@ fn churn(
     };
     report(0);
     for generation in 1..=cycles {
-        let now = unix_now() as i64;
-        for (a, account) in accounts.iter().enumerate() {
-            for collector in COLLECTORS {
-                let data = data(collector, a, generation, now);
-                store.record(
-                    &account.id,
-                    collector,
-                    Outcome::Success(data),
-                    1.5,
-                    now as f64,
-                );
-            }
-        }
+        record_all(store, accounts, generation, unix_now() as i64);
         exporter.render(Format::Text);
         if generation % 100 == 0 {
             report(generation);
         }
     }
     Ok(())
+}
+
+/// One successful run of every (account, collector), with the data of `generation`.
+fn record_all(store: &SnapshotStore, accounts: &[AccountInfo], generation: u64, now: i64) {
+    for (a, account) in accounts.iter().enumerate() {
+        for collector in COLLECTORS {
+            let data = data(collector, a, generation, now);
+            store.record(
+                &account.id,
+                collector,
+                Outcome::Success(data),
+                1.5,
+                now as f64,
+            );
+        }
+    }
 }
 
 const USERS: usize = 60;
@@ -391,16 +395,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
     let api = Arc::new(ApiMetrics::default());
     let (empty_rss, empty_live) = (rss_kb(), ALLOCATOR.allocated());
-    for (a, account) in accounts.iter().enumerate() {
+    record_all(&store, &accounts, 0, now);
+    for account in &accounts {
         for collector in COLLECTORS {
-            let data = data(collector, a, 0, now);
-            store.record(
-                &account.id,
-                collector,
-                Outcome::Success(data),
-                1.5,
-                now as f64,
-            );
             count_api_calls(&api, &account.id, collector);
         }
     }

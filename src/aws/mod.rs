@@ -401,7 +401,7 @@ impl Intercept for CountCalls {
         let attempt = current_attempt(cfg);
         cfg.interceptor_state().store_put(Transmitted(attempt));
         if let Some(meta) = cfg.load::<Metadata>() {
-            self.metrics.record_request_while(
+            self.metrics.record_request(
                 &self.counted,
                 &self.account_id,
                 service_label(meta.service()),
@@ -440,7 +440,7 @@ impl Intercept for CountCalls {
             // Sent, but failed in a way that is neither an answer nor the network's fault.
             (None, _) => return Ok(()),
         };
-        self.metrics.record_error_while(
+        self.metrics.record_error(
             &self.counted,
             &self.account_id,
             service_label(meta.service()),

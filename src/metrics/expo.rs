@@ -8,6 +8,7 @@
 //! text is kept, and the value is computed at scrape time.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use super::Format;
 
@@ -217,7 +218,7 @@ enum Mode<'a> {
     Write {
         out: &'a mut String,
         format: Format,
-        cached: &'a [&'a Fragments],
+        cached: &'a [Arc<Fragments>],
         now: f64,
     },
 }
@@ -236,7 +237,7 @@ impl<'a> Encoder<'a> {
     pub fn write(
         out: &'a mut String,
         format: Format,
-        cached: &'a [&'a Fragments],
+        cached: &'a [Arc<Fragments>],
         now: f64,
     ) -> Self {
         Self {
@@ -398,9 +399,9 @@ infraaudit_x_seconds{l} 1.5\n# EOF\n"
             );
             f
         };
-        let (one, two) = (record("1", 10.0), record("2", 30.0));
+        let (one, two) = (Arc::new(record("1", 10.0)), Arc::new(record("2", 30.0)));
         let mut out = String::new();
-        let cached = [&one, &two];
+        let cached = [one, two];
         let mut e = Encoder::write(&mut out, Format::Text, &cached, 40.0);
         e.cached(age, std::iter::empty::<([(&str, &str); 0], Value)>());
         e.live(gauge, std::iter::once(([], Value::F64(7.0))));

@@ -33,16 +33,8 @@ pub struct ApiMetrics {
 }
 
 impl ApiMetrics {
-    /// One attempt handed to the network, counted before its answer: an attempt whose caller
-    /// went away (an AssumeRole whose waiters all timed out) was still sent.
-    pub fn record_request(&self, account_id: &str, service: &'static str, operation: &str) {
-        let key = (account_id.to_owned(), service, operation.to_owned());
-        if let Ok(mut requests) = self.requests.lock() {
-            *requests.entry(key).or_default() += 1;
-        }
-    }
-
-    /// One attempt whose answer was read: `error` is its code when it failed.
+    /// One attempt whose answer was read (`error`: its code when it failed), for callers
+    /// without an account that can leave the set (tests, benchmarks).
     pub fn record(
         &self,
         account_id: &str,
@@ -50,29 +42,18 @@ impl ApiMetrics {
         operation: &str,
         error: Option<&'static str>,
     ) {
-        self.record_request(account_id, service, operation);
+        let counted = AtomicBool::new(true);
+        self.record_request(&counted, account_id, service, operation);
         if let Some(code) = error {
-            self.record_error(account_id, service, operation, code);
+            self.record_error(&counted, account_id, service, operation, code);
         }
     }
 
-    /// The error code of an attempt whose failure was read.
-    pub fn record_error(
-        &self,
-        account_id: &str,
-        service: &'static str,
-        operation: &str,
-        code: &'static str,
-    ) {
-        let key = (account_id.to_owned(), service, operation.to_owned());
-        if let Ok(mut errors) = self.errors.lock() {
-            *errors.entry((key, code)).or_default() += 1;
-        }
-    }
-
-    /// [`ApiMetrics::record_request`] while `counted` holds. It is read under the lock: once
-    /// `counted` is false and [`ApiMetrics::forget`] has run, no late call brings a series back.
-    pub fn record_request_while(
+    /// One attempt handed to the network, counted before its answer (an attempt whose caller
+    /// went away, such as an AssumeRole whose waiters all timed out, was still sent), while
+    /// `counted` holds. It is read under the lock: once `counted` is false and
+    /// [`ApiMetrics::forget`] has run, no late call brings a series back.
+    pub fn record_request(
         &self,
         counted: &AtomicBool,
         account_id: &str,
@@ -87,8 +68,9 @@ impl ApiMetrics {
         }
     }
 
-    /// [`ApiMetrics::record_error`] while `counted` holds, as [`ApiMetrics::record_request_while`].
-    pub fn record_error_while(
+    /// The error code of an attempt whose failure was read, while `counted` holds, as
+    /// [`ApiMetrics::record_request`].
+    pub fn record_error(
         &self,
         counted: &AtomicBool,
         account_id: &str,
@@ -267,10 +249,9 @@ impl Exporter {
         let snap = self.store.load();
         let now = (self.clock)();
         let fragments = self.fragments_of(&snap);
-        let cached: Vec<&Fragments> = fragments.iter().map(Arc::as_ref).collect();
         let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 4096);
-        let mut encoder = Encoder::write(&mut out, format, &cached, now);
-        self.encode(&mut encoder, &snap);
+        let mut encoder = Encoder::write(&mut out, format, &fragments, now);
+        self.encode(&mut encoder, &snap, now);
         encoder.finish();
         self.last_len.store(out.len(), Ordering::Relaxed);
         out
@@ -320,7 +301,8 @@ impl Exporter {
         fragments
     }
 
-    fn encode(&self, encoder: &mut Encoder<'_>, snap: &Snapshot) {
+    /// Every family, in order; `now` is the scrape's one reading of the clock (the ages use it too).
+    fn encode(&self, encoder: &mut Encoder<'_>, snap: &Snapshot, now: f64) {
         encoder.live(
             Family::info(
                 "build",
@@ -349,7 +331,7 @@ impl Exporter {
             }),
         );
         self.encode_accounts_source(encoder);
-        posture::encode(encoder, snap, (self.clock)(), &self.every, &self.checks);
+        posture::encode(encoder, snap, now, &self.every, &self.checks);
 
         let e = &self.every;
         let status_help = |what: &str| {
