@@ -135,6 +135,8 @@ pub struct Registry {
     /// By account id. The lock also keeps two changes of the set from interleaving.
     running: tokio::sync::Mutex<BTreeMap<String, Running>>,
     active: Arc<ArcSwap<Active>>,
+    /// `aws.max_concurrency_total`: AWS calls at once over every account.
+    total: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Registry {
@@ -145,6 +147,11 @@ impl Registry {
         store: Arc<SnapshotStore>,
         shutdown: CancellationToken,
     ) -> Self {
+        let total = (config.aws.max_concurrency_total > 0).then(|| {
+            Arc::new(tokio::sync::Semaphore::new(
+                config.aws.max_concurrency_total,
+            ))
+        });
         Self {
             base,
             config,
@@ -153,6 +160,7 @@ impl Registry {
             shutdown,
             running: tokio::sync::Mutex::default(),
             active: Arc::default(),
+            total,
         }
     }
 
@@ -199,15 +207,16 @@ impl Registry {
             if running.contains_key(&m.account.id) {
                 continue;
             }
-            let session = Arc::new(AccountSession::new(
+            let session = Arc::new(AccountSession::with_limit(
                 &self.base,
                 &self.config.aws,
                 m.account.clone(),
                 self.api.clone(),
+                self.total.clone(),
             ));
             let jobs: Vec<Job> = collector::for_account(&self.config, &session)
                 .into_iter()
-                .map(|(c, schedule)| Job::new(m.account.id.clone(), c, schedule))
+                .map(|(c, schedule)| Job::new(session.clone(), c, schedule))
                 .collect();
             starting.push((m.account.clone(), session, jobs));
         }

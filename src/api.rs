@@ -669,6 +669,7 @@ async fn live_keys(
     hours: i64,
     now: DateTime<Utc>,
 ) -> Result<Vec<Value>, crate::error::Error> {
+    session.verify_identity().await?;
     let iam = session.iam();
     let users = iam.list_users().await?;
     let listed: Vec<_> = stream::iter(users)

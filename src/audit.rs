@@ -34,9 +34,10 @@ pub async fn run_once(
         .filter(|(c, _)| only.contains(&c.name()))
         .map(|(c, schedule)| async move {
             let started = std::time::Instant::now();
-            let result = tokio::time::timeout(schedule.timeout, c.collect())
-                .await
-                .unwrap_or(Err(Error::Timeout(schedule.timeout)));
+            let result =
+                tokio::time::timeout(schedule.timeout, scheduler::collect_verified(session, &*c))
+                    .await
+                    .unwrap_or(Err(Error::Timeout(schedule.timeout)));
             (c.name(), result, started.elapsed().as_secs_f64())
         });
     let mut failures = Vec::new();

@@ -167,6 +167,10 @@ pub struct AwsConfig {
     pub endpoint_url: Option<String>,
     /// Concurrent AWS calls per account.
     pub max_concurrency: usize,
+    /// Concurrent AWS calls over every account of the process (0: no limit beyond the
+    /// accounts' own). Bounds sockets and memory with many accounts: 1,000 accounts at
+    /// `max_concurrency` 5 would otherwise make 5,000 calls at once.
+    pub max_concurrency_total: usize,
     /// Attempts per AWS call, the first included; adaptive retries (backoff with jitter, and a
     /// client-side rate limit after throttling).
     pub max_attempts: u32,
@@ -187,6 +191,7 @@ impl Default for AwsConfig {
             region: "us-east-1".to_owned(),
             endpoint_url: None,
             max_concurrency: 5,
+            max_concurrency_total: 100,
             max_attempts: 5,
             attempt_timeout: Duration::from_secs(30),
             session_duration: Duration::from_secs(3600),
@@ -617,6 +622,12 @@ fn validate(
         return Err(bad(
             "aws.max_concurrency",
             "must be between 1 and 100".into(),
+        ));
+    }
+    if config.aws.max_concurrency_total > 10_000 {
+        return Err(bad(
+            "aws.max_concurrency_total",
+            "must be between 0 (no limit) and 10000".into(),
         ));
     }
     if !(1..=20).contains(&config.aws.max_attempts) {

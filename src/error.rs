@@ -32,6 +32,18 @@ pub enum Error {
     AccessAdvisorJobTimeout(String, Duration),
     #[error("the collector is not enabled for this account")]
     Disabled,
+    /// AWS answered for another account than the one configured: an `account_id` that is not
+    /// the credentials' account, or an endpoint or proxy answering for another account. Nothing
+    /// of the run is recorded.
+    #[error(
+        "{evidence} shows account {found}, not the configured account {expected}; nothing from this run is recorded"
+    )]
+    AccountMismatch {
+        expected: String,
+        found: String,
+        /// Where the other account showed: `STS GetCallerIdentity`, `the credential report`...
+        evidence: &'static str,
+    },
 }
 
 impl Error {
@@ -44,6 +56,7 @@ impl Error {
             Error::AccessAdvisorJobFailed { .. } => "access_advisor_job_failed",
             Error::AccessAdvisorJobTimeout(..) => "access_advisor_job_timeout",
             Error::Disabled => "collector_disabled",
+            Error::AccountMismatch { .. } => "account_mismatch",
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::aws::AccountSession;
 use crate::collector::{Collector, Schedule};
 use crate::error::Error;
 use crate::snapshot::{Outcome, SnapshotStore};
@@ -16,6 +17,8 @@ use crate::snapshot::{Outcome, SnapshotStore};
 #[derive(Clone)]
 pub struct Job {
     pub account_id: String,
+    /// The account's session, whose identity is checked before each run.
+    pub session: Arc<AccountSession>,
     pub collector: Arc<dyn Collector>,
     pub schedule: Schedule,
     /// Held during a run: scheduled runs and audits through the API never overlap, so they
@@ -24,9 +27,14 @@ pub struct Job {
 }
 
 impl Job {
-    pub fn new(account_id: String, collector: Arc<dyn Collector>, schedule: Schedule) -> Self {
+    pub fn new(
+        session: Arc<AccountSession>,
+        collector: Arc<dyn Collector>,
+        schedule: Schedule,
+    ) -> Self {
         Self {
-            account_id,
+            account_id: session.account.id.clone(),
+            session,
             collector,
             schedule,
             running: Arc::new(tokio::sync::Mutex::new(())),
@@ -39,7 +47,7 @@ pub async fn run_once(job: &Job, store: &SnapshotStore) -> Result<(), Error> {
     let _turn = job.running.lock().await;
     let started = Instant::now();
     let timeout = job.schedule.timeout;
-    let result = tokio::time::timeout(timeout, job.collector.collect())
+    let result = tokio::time::timeout(timeout, collect_verified(&job.session, &*job.collector))
         .await
         .unwrap_or(Err(Error::Timeout(timeout)));
     let duration = started.elapsed().as_secs_f64();
@@ -61,6 +69,16 @@ pub async fn run_once(job: &Job, store: &SnapshotStore) -> Result<(), Error> {
         unix_now(),
     );
     failure.map_or(Ok(()), Err)
+}
+
+/// One run of `collector`, once the session's credentials are known to be the account's: data
+/// is only ever filed under the account it provably came from.
+pub async fn collect_verified(
+    session: &AccountSession,
+    collector: &dyn Collector,
+) -> Result<crate::collector::CollectorData, Error> {
+    session.verify_identity().await?;
+    collector.collect().await
 }
 
 pub fn spawn(

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, Proxy, Rule};
@@ -55,7 +55,7 @@ fn config(
 fn posture(s: &Scrape, account: Option<&str>) -> BTreeMap<String, f64> {
     let operational = [
         "infraaudit_collector_",
-        "infraaudit_aws_api_",
+        "infraaudit_aws_",
         "infraaudit_build_info",
     ];
     s.samples
@@ -763,4 +763,306 @@ fn a_truncated_or_malformed_report_fails_the_run_cleanly_and_keeps_the_old_data(
         assert!(!d.log_text().contains("panicked"), "{}", d.log_text());
         proxy.clear();
     }
+}
+
+const DROPPED: &str = "infraaudit_aws_credentials_dropped_total";
+
+/// The access key ids the scrape exports for `account`.
+fn exported_keys(s: &Scrape, account: &str) -> BTreeSet<String> {
+    s.find(
+        "infraaudit_iam_access_key_active",
+        &[("account_id", account)],
+    )
+    .iter()
+    .map(|x| x.labels["access_key_id"].clone())
+    .collect()
+}
+
+/// The access key ids the emulator seeded for `account`.
+fn seeded_keys(emu: &Emulator, account: &str) -> BTreeSet<String> {
+    emu.seeded[account]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|keys| keys.as_array().unwrap())
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// AWS stops honouring the role's sessions (revoked, or forgotten): the daemon drops them at the
+/// first rejection and assumes the role again, and the rejected call is tried again with the new
+/// credentials, so no run fails.
+fn rejected_sessions_are_assumed_again(code: &'static str, seed: u64) {
+    let emu = Emulator::start();
+    let proxy = Proxy::start(&emu.endpoint, seed);
+    let d = Daemon::start(
+        &format!("revoked-{code}"),
+        &config(&proxy.url, "2s", ["20s"; 3], "10s", ""),
+    );
+    d.wait_ready(Duration::from_secs(60));
+    let assumed = || {
+        proxy.count(&[
+            ("action", "AssumeRole"),
+            ("account", ROLE_ACCOUNT),
+            ("outcome", "forwarded"),
+        ])
+    };
+    poll(
+        Duration::from_secs(60),
+        "every first run to succeed",
+        || all_succeeded(&d.scrape()).then_some(()),
+    );
+    let (before, first) = (assumed(), d.scrape());
+    proxy.revoke_sessions(code);
+    let s = poll(
+        Duration::from_secs(60),
+        "a run of every role-account collector after the revocation",
+        || {
+            let s = d.scrape();
+            COLLECTORS
+                .iter()
+                .all(|c| {
+                    value(&s, LAST_SUCCESS, ROLE_ACCOUNT, c)
+                        > value(&first, LAST_SUCCESS, ROLE_ACCOUNT, c)
+                        && value(&s, SUCCESS, ROLE_ACCOUNT, c) == Some(1.0)
+                })
+                .then_some(s)
+        },
+    );
+    let rejected = proxy.count(&[("account", ROLE_ACCOUNT), ("outcome", code)]);
+    assert!(rejected >= 1, "no call was rejected: {:?}", proxy.counts());
+    // One new session (each costs an AssumeRole), not one per rejected call.
+    assert_eq!(assumed(), before + 1, "{:?}", proxy.counts());
+    assert_eq!(
+        s.value(DROPPED, &[("account_id", ROLE_ACCOUNT), ("code", code)]),
+        Some(1.0),
+        "{}",
+        s.text
+    );
+    assert!(
+        log_lines(&d)
+            .iter()
+            .all(|l| !l.contains("run failed") || !l.contains(ROLE_ACCOUNT)),
+        "a run failed though its rejected calls were tried again: {}",
+        d.log_text()
+    );
+    assert_eq!(s.value(DROPPED, &[("account_id", BASE_ACCOUNT)]), None);
+}
+
+#[test]
+fn expired_sessions_are_assumed_again() {
+    rejected_sessions_are_assumed_again("ExpiredToken", 11);
+}
+
+#[test]
+fn sessions_unknown_to_aws_are_assumed_again() {
+    rejected_sessions_are_assumed_again("InvalidClientTokenId", 12);
+}
+
+/// An account configured without a role whose id is not the ambient credentials' account: its
+/// runs fail with both ids named, and not one series of its posture is exported.
+#[test]
+fn an_account_that_is_not_the_credentials_account_gets_no_data() {
+    const OTHER: &str = "333333333333";
+    let emu = Emulator::start();
+    let cfg = format!(
+        "[server]\nlisten_address = \"{{listen}}\"\n[aws]\nendpoint_url = \"{}\"\nregions = [\"us-east-1\"]\n\
+         [collectors.iam]\ninterval = \"2s\"\n[collectors.s3]\ninterval = \"2s\"\n\
+         [collectors.ec2]\ninterval = \"2s\"\n\
+         [[accounts]]\nid = \"{BASE_ACCOUNT}\"\n[[accounts]]\nid = \"{OTHER}\"\n",
+        emu.endpoint
+    );
+    let d = Daemon::start("mismatch-base", &cfg);
+    d.wait_ready(Duration::from_secs(60));
+    let s = poll(Duration::from_secs(60), "two failed runs of each", || {
+        let s = d.scrape();
+        COLLECTORS
+            .iter()
+            .all(|c| value(&s, FAILURES, OTHER, c) >= Some(2.0))
+            .then_some(s)
+    });
+    for c in COLLECTORS {
+        assert_eq!(value(&s, SUCCESS, OTHER, c), Some(0.0), "{c}");
+        assert_eq!(value(&s, SUCCESS, BASE_ACCOUNT, c), Some(1.0), "{c}");
+    }
+    let filed: Vec<_> = posture(&s, Some(OTHER))
+        .into_keys()
+        .filter(|k| !k.starts_with("infraaudit_account_info"))
+        .collect();
+    assert!(filed.is_empty(), "data filed under {OTHER}: {filed:?}");
+    assert!(!posture(&s, Some(BASE_ACCOUNT)).is_empty());
+    let log = log_lines(&d);
+    let named = lines_of(
+        &log,
+        OTHER,
+        "iam",
+        &[
+            "run failed",
+            "error.kind=\"account_mismatch\"",
+            &format!("shows account {BASE_ACCOUNT}, not the configured account {OTHER}"),
+        ],
+    );
+    assert!(!named.is_empty(), "{}", d.log_text());
+}
+
+/// A new session that STS says is another account's is not used: the runs fail naming both ids,
+/// and once STS answers for the right account the next session is used.
+#[test]
+fn a_session_of_another_account_is_refused() {
+    let emu = Emulator::start();
+    let proxy = Proxy::start(&emu.endpoint, 13);
+    let other = "999999999999";
+    proxy.inject(
+        Rule::action(
+            "GetCallerIdentity",
+            Fault::Reply {
+                outcome: "other_account",
+                body: format!(
+                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                     <GetCallerIdentityResult><Arn>arn:aws:sts::{other}:assumed-role/InfraAuditRole/infraaudit</Arn>\
+                     <UserId>AROAEXAMPLE:infraaudit</UserId><Account>{other}</Account></GetCallerIdentityResult>\
+                     <ResponseMetadata><RequestId>fault-proxy</RequestId></ResponseMetadata>\
+                     </GetCallerIdentityResponse>"
+                ),
+            },
+        )
+        .account(ROLE_ACCOUNT),
+    );
+    let d = Daemon::start(
+        "mismatch-session",
+        &config(&proxy.url, "2s", ["20s"; 3], "10s", ""),
+    );
+    d.wait_ready(Duration::from_secs(60));
+    let s = poll(Duration::from_secs(60), "two failed runs of each", || {
+        let s = d.scrape();
+        COLLECTORS
+            .iter()
+            .all(|c| value(&s, FAILURES, ROLE_ACCOUNT, c) >= Some(2.0))
+            .then_some(s)
+    });
+    let filed: Vec<_> = posture(&s, Some(ROLE_ACCOUNT))
+        .into_keys()
+        .filter(|k| !k.starts_with("infraaudit_account_info"))
+        .collect();
+    assert!(
+        filed.is_empty(),
+        "data filed under {ROLE_ACCOUNT}: {filed:?}"
+    );
+    for c in COLLECTORS {
+        assert_eq!(value(&s, SUCCESS, BASE_ACCOUNT, c), Some(1.0), "{c}");
+    }
+    let log = log_lines(&d);
+    assert!(
+        !lines_of(
+            &log,
+            ROLE_ACCOUNT,
+            "iam",
+            &[
+                "error.kind=\"account_mismatch\"",
+                &format!(
+                    "STS GetCallerIdentity shows account {other}, not the configured account {ROLE_ACCOUNT}"
+                ),
+            ],
+        )
+        .is_empty(),
+        "{}",
+        d.log_text()
+    );
+    assert!(proxy.count(&[("outcome", "other_account")]) >= 1);
+    proxy.clear();
+    poll(
+        Duration::from_secs(60),
+        "the role account to recover",
+        || {
+            let s = d.scrape();
+            COLLECTORS
+                .iter()
+                .all(|c| value(&s, SUCCESS, ROLE_ACCOUNT, c) == Some(1.0))
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        exported_keys(&d.scrape(), ROLE_ACCOUNT),
+        seeded_keys(&emu, ROLE_ACCOUNT)
+    );
+}
+
+/// The emulator restarts and forgets every session; it then answers calls signed with the old
+/// role credentials with its default (base) account's data. That data is never filed under
+/// the role's account: the run fails, the credentials are dropped, and a new, verified session
+/// brings the role account's own data back.
+#[test]
+fn an_endpoint_answering_for_another_account_is_caught_and_the_role_assumed_again() {
+    let first = Emulator::start();
+    let proxy = Proxy::start(&first.endpoint, 14);
+    let d = Daemon::start("restart", &config(&proxy.url, "2s", ["20s"; 3], "10s", ""));
+    d.wait_ready(Duration::from_secs(60));
+    poll(
+        Duration::from_secs(60),
+        "every first run to succeed",
+        || all_succeeded(&d.scrape()).then_some(()),
+    );
+    assert_eq!(
+        exported_keys(&d.scrape(), ROLE_ACCOUNT),
+        seeded_keys(&first, ROLE_ACCOUNT)
+    );
+    let second = Emulator::start();
+    proxy.set_upstream(&second.endpoint);
+    drop(first);
+    let role_keys = seeded_keys(&second, ROLE_ACCOUNT);
+    let foreign: BTreeSet<String> = seeded_keys(&second, BASE_ACCOUNT);
+    let s = poll(
+        Duration::from_secs(90),
+        "the role account's data from the new emulator",
+        || {
+            let s = d.scrape();
+            let keys = exported_keys(&s, ROLE_ACCOUNT);
+            let wrong: Vec<_> = keys.intersection(&foreign).collect();
+            assert!(
+                wrong.is_empty(),
+                "the base account's keys exported under {ROLE_ACCOUNT}: {wrong:?}"
+            );
+            let base_instances: BTreeSet<String> = s
+                .find(
+                    "infraaudit_ec2_instance_info",
+                    &[("account_id", BASE_ACCOUNT)],
+                )
+                .iter()
+                .map(|x| x.labels["instance_id"].clone())
+                .collect();
+            for x in s.find(
+                "infraaudit_ec2_instance_info",
+                &[("account_id", ROLE_ACCOUNT)],
+            ) {
+                assert!(
+                    !base_instances.contains(&x.labels["instance_id"]),
+                    "a base account's instance exported under {ROLE_ACCOUNT}: {x:?}"
+                );
+            }
+            (keys == role_keys
+                && COLLECTORS
+                    .iter()
+                    .all(|c| value(&s, SUCCESS, ROLE_ACCOUNT, c) == Some(1.0)))
+            .then_some(s)
+        },
+    );
+    let log = log_lines(&d);
+    let caught = lines_of(
+        &log,
+        ROLE_ACCOUNT,
+        "iam",
+        &[
+            "error.kind=\"account_mismatch\"",
+            &format!("shows account {BASE_ACCOUNT}, not the configured account {ROLE_ACCOUNT}"),
+        ],
+    );
+    assert!(!caught.is_empty(), "{}", d.log_text());
+    assert!(
+        s.value(
+            DROPPED,
+            &[("account_id", ROLE_ACCOUNT), ("code", "account_mismatch")]
+        ) >= Some(1.0),
+        "{}",
+        s.text
+    );
 }

@@ -140,6 +140,10 @@ fn scenario() -> (Exporter, Arc<SnapshotStore>) {
         Some("UnauthorizedOperation"),
     );
     api.record(STAGING, "sts", "AssumeRole", Some("AccessDenied"));
+    let counted = std::sync::atomic::AtomicBool::new(true);
+    api.record_credentials_dropped(&counted, STAGING, "ExpiredToken");
+    api.record_slot_wait(&counted, PROD, 0.25);
+    api.record_slot_wait(&counted, PROD, 1.5);
     let exporter = Exporter::new(
         store.clone(),
         api,

@@ -1,12 +1,9 @@
 //! The EC2 calls of the EC2 collector, each within the account's concurrency limit.
 
-use std::sync::Arc;
-
 use aws_config::{Region, SdkConfig};
 use aws_sdk_ec2::types::{Filter, HttpTokensState, InstanceMetadataEndpointState};
-use tokio::sync::Semaphore;
 
-use super::{CountCalls, PerRegion, aws_error, home_region, retry_partition};
+use super::{CountCalls, Limiter, PerRegion, aws_error, home_region, retry_partition};
 use crate::error::Error;
 
 /// One instance, as the EC2 collector exports it.
@@ -36,12 +33,12 @@ const LIVE_STATES: [&str; 5] = ["pending", "running", "shutting-down", "stopping
 pub struct Ec2Client {
     sdk: SdkConfig,
     counter: CountCalls,
-    limiter: Arc<Semaphore>,
+    limiter: Limiter,
     regional: PerRegion<aws_sdk_ec2::Client>,
 }
 
 impl Ec2Client {
-    pub(super) fn new(sdk: SdkConfig, counter: CountCalls, limiter: Arc<Semaphore>) -> Self {
+    pub(super) fn new(sdk: SdkConfig, counter: CountCalls, limiter: Limiter) -> Self {
         Self {
             sdk,
             counter,
@@ -54,8 +51,13 @@ impl Ec2Client {
         self.regional.get(region, || {
             let conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
                 .region(Region::new(region.to_owned()))
-                .retry_partition(retry_partition("ec2", region, &self.counter.account_id))
+                .retry_partition(retry_partition(
+                    "ec2",
+                    region,
+                    &self.counter.identity.account_id,
+                ))
                 .interceptor(self.counter.clone())
+                .retry_classifier(self.counter.retry_classifier())
                 .build();
             aws_sdk_ec2::Client::from_conf(conf)
         })
@@ -100,6 +102,15 @@ impl Ec2Api for Ec2Client {
                     .await
                     .map_err(|e| aws_error("ec2", "DescribeInstances", e))?
             };
+            // Instances are filed under the account whose credentials listed them only when
+            // each reservation says it is that account's.
+            let identity = &self.counter.identity;
+            for r in out.reservations() {
+                let owner = r.owner_id().unwrap_or("(none)");
+                if owner != identity.account_id() {
+                    return Err(identity.mismatch(owner, "EC2 DescribeInstances (OwnerId)"));
+                }
+            }
             for i in out.reservations().iter().flat_map(|r| r.instances()) {
                 let Some(id) = i.instance_id() else { continue };
                 let state = i

@@ -16,6 +16,7 @@ const KNOWN: &[&str] = &[
     "InvalidAccessKeyId",
     "InvalidClientTokenId",
     "InvalidParameterValue",
+    "InvalidToken",
     "LimitExceeded",
     "MalformedPolicyDocument",
     "NoSuchBucket",
@@ -40,8 +41,10 @@ const KNOWN: &[&str] = &[
     "SlowDown",
     "Throttling",
     "ThrottlingException",
+    "TokenRefreshRequired",
     "TooManyRequestsException",
     "UnauthorizedOperation",
+    "UnrecognizedClientException",
     "ValidationError",
 ];
 

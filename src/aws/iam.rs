@@ -1,14 +1,11 @@
 //! The IAM calls the collectors make, each within the account's concurrency limit.
 
-use std::sync::Arc;
-
 use aws_sdk_iam::types::{
     AccessAdvisorUsageGranularityType, JobStatusType, ReportStateType, SummaryKeyType,
 };
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
 
-use super::aws_error;
+use super::{Limiter, aws_error};
 use crate::collector::key_match::ListedKey;
 use crate::error::Error;
 
@@ -79,12 +76,17 @@ pub trait AccountApi: Sync {
 #[derive(Clone)]
 pub struct IamClient {
     client: aws_sdk_iam::Client,
-    limiter: Arc<Semaphore>,
+    limiter: Limiter,
 }
 
 impl IamClient {
-    pub fn new(client: aws_sdk_iam::Client, limiter: Arc<Semaphore>) -> Self {
+    pub fn new(client: aws_sdk_iam::Client, limiter: Limiter) -> Self {
         Self { client, limiter }
+    }
+
+    /// The account the answers must come from.
+    pub fn identity(&self) -> &super::AccountIdentity {
+        &self.limiter.identity
     }
 
     pub async fn generate_credential_report(&self) -> Result<ReportState, Error> {
@@ -335,6 +337,10 @@ impl AccessAdvisorApi for IamClient {
                 path: r.path().to_owned(),
             }));
         }
+        self.identity().check_arns(
+            all.iter().map(|p| p.arn.as_str()),
+            "IAM ListUsers/ListRoles",
+        )?;
         Ok(all)
     }
 

@@ -8,8 +8,8 @@ pub mod s3;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
@@ -22,13 +22,16 @@ use aws_sdk_sts::config::retry::RetryPartition;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextMut,
+    FinalizerInterceptorContextRef, InterceptorContext,
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::retry::ErrorKind;
 use tokio::sync::Semaphore;
 
 use crate::config::{Account, AwsConfig, Secret};
@@ -63,9 +66,12 @@ pub async fn base_config(cfg: &AwsConfig) -> SdkConfig {
 pub struct AccountSession {
     pub account: Account,
     sdk: SdkConfig,
-    limiter: Arc<Semaphore>,
+    limiter: Limiter,
     max_concurrency: usize,
     counter: CountCalls,
+    /// STS with the account's base credentials: AssumeRole's client, and for accounts without
+    /// a role, the GetCallerIdentity that confirms the account.
+    sts: aws_sdk_sts::Client,
     endpoint_url: Option<String>,
 }
 
@@ -76,27 +82,45 @@ impl AccountSession {
         account: Account,
         metrics: Arc<ApiMetrics>,
     ) -> Self {
-        let counter = CountCalls {
+        Self::with_limit(base, cfg, account, metrics, None)
+    }
+
+    /// [`AccountSession::new`], sharing `total` (`aws.max_concurrency_total`) with every
+    /// other account of the process.
+    pub fn with_limit(
+        base: &SdkConfig,
+        cfg: &AwsConfig,
+        account: Account,
+        metrics: Arc<ApiMetrics>,
+        total: Option<Arc<Semaphore>>,
+    ) -> Self {
+        let identity = Arc::new(AccountIdentity {
             account_id: account.id.clone(),
             metrics,
-            counted: Arc::new(AtomicBool::new(true)),
+            counted: AtomicBool::new(true),
+            state: Mutex::default(),
+        });
+        let counter = CountCalls {
+            identity: identity.clone(),
         };
+        let sts = sts_client(base, &counter);
         let sdk = match &account.role_arn {
             Some(role_arn) => {
-                let sts = sts_client(base, &counter);
                 let provider = AssumeRole {
-                    sts,
+                    sts: sts.clone(),
+                    base: base.clone(),
+                    counter: counter.clone(),
                     role_arn: role_arn.clone(),
                     external_id: account.external_id.clone(),
                     duration: cfg.session_duration,
+                    renewing: tokio::sync::Mutex::new(()),
                 };
-                // The SdkConfig's identity cache keeps the credentials and renews them shortly
-                // before they expire, for every client built from it. One cache per account: a
-                // shared one holds 64 providers and then evicts, so past 64 accounts nearly every
-                // call would AssumeRole again (BENCHMARKS.md, "Fleet refresh").
+                // The provider keeps the credentials itself (see AccountIdentity), so that it
+                // can drop them when AWS rejects them; the SDK's cache would hold on to them
+                // until they expire.
                 base.to_builder()
                     .credentials_provider(SharedCredentialsProvider::new(provider))
-                    .identity_cache(IdentityCache::lazy().build())
+                    .identity_cache(IdentityCache::no_cache())
                     .build()
             }
             None => base.clone(),
@@ -104,9 +128,14 @@ impl AccountSession {
         Self {
             account,
             sdk,
-            limiter: Arc::new(Semaphore::new(cfg.max_concurrency)),
+            limiter: Limiter {
+                account: Arc::new(Semaphore::new(cfg.max_concurrency)),
+                total,
+                identity,
+            },
             max_concurrency: cfg.max_concurrency,
             counter,
+            sts,
             endpoint_url: cfg.endpoint_url.clone(),
         }
     }
@@ -118,7 +147,34 @@ impl AccountSession {
     /// The account left the audited set: its calls still in flight are no longer counted, so
     /// that its counter series, once forgotten, stay gone.
     pub fn retire(&self) {
-        self.counter.counted.store(false, Ordering::Release);
+        self.counter
+            .identity
+            .counted
+            .store(false, Ordering::Release);
+    }
+
+    /// What the account's calls are signed with, for checks that data came from this account.
+    pub fn identity(&self) -> Arc<AccountIdentity> {
+        self.counter.identity.clone()
+    }
+
+    /// Makes sure the credentials belong to this account before a run: for an account without
+    /// a role, STS GetCallerIdentity once (again after a mismatch); assumed-role credentials
+    /// are checked each time they are obtained, by the provider.
+    pub async fn verify_identity(&self) -> Result<(), Error> {
+        if self.account.role_arn.is_some() || self.counter.identity.lock().verified {
+            return Ok(());
+        }
+        let found = {
+            let _permit = self.limiter.acquire().await;
+            caller_account_with(&self.sts).await?
+        };
+        let identity = &self.counter.identity;
+        if found != identity.account_id {
+            return Err(identity.mismatch(&found, "STS GetCallerIdentity"));
+        }
+        identity.lock().verified = true;
+        Ok(())
     }
 
     /// Organizations, a global service: the SDK's endpoint rules send every region of a
@@ -131,6 +187,7 @@ impl AccountSession {
                 &self.account.id,
             ))
             .interceptor(self.counter.clone())
+            .retry_classifier(self.counter.retry_classifier())
             .build();
         aws_sdk_organizations::Client::from_conf(conf)
     }
@@ -143,6 +200,7 @@ impl AccountSession {
                 &self.account.id,
             ))
             .interceptor(self.counter.clone())
+            .retry_classifier(self.counter.retry_classifier())
             .build();
         iam::IamClient::new(aws_sdk_iam::Client::from_conf(conf), self.limiter.clone())
     }
@@ -159,6 +217,54 @@ impl AccountSession {
 
     pub fn ec2(&self) -> ec2::Ec2Client {
         ec2::Ec2Client::new(self.sdk.clone(), self.counter.clone(), self.limiter.clone())
+    }
+}
+
+/// The concurrency limits a call waits for: the account's (`aws.max_concurrency`) and the
+/// process's (`aws.max_concurrency_total`). The wait is counted per account.
+#[derive(Clone)]
+pub struct Limiter {
+    account: Arc<Semaphore>,
+    total: Option<Arc<Semaphore>>,
+    identity: Arc<AccountIdentity>,
+}
+
+/// Slots held while one call runs.
+pub struct Permit {
+    _account: Option<tokio::sync::OwnedSemaphorePermit>,
+    _total: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Limiter {
+    /// A limiter of `n` calls at once, for tests without AWS.
+    pub fn unbounded_for_tests(account_id: &str) -> Self {
+        Self {
+            account: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            total: None,
+            identity: AccountIdentity::detached(account_id),
+        }
+    }
+
+    /// Waits for a slot of the account, then one of the process: a call never holds a
+    /// process-wide slot while it waits for its account's.
+    pub async fn acquire(&self) -> Permit {
+        let started = std::time::Instant::now();
+        // The semaphores are never closed; an error would only mean "run without a slot".
+        let account = self.account.clone().acquire_owned().await.ok();
+        let total = match &self.total {
+            Some(t) => t.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let waited = started.elapsed();
+        if waited >= Duration::from_millis(1) {
+            let id = &self.identity;
+            id.metrics
+                .record_slot_wait(&id.counted, &id.account_id, waited.as_secs_f64());
+        }
+        Permit {
+            _account: account,
+            _total: total,
+        }
     }
 }
 
@@ -205,7 +311,7 @@ fn sts_client(base: &SdkConfig, counter: &CountCalls) -> aws_sdk_sts::Client {
         .retry_partition(retry_partition(
             "sts",
             home_region(base),
-            &counter.account_id,
+            &counter.identity.account_id,
         ))
         .interceptor(counter.clone())
         .build();
@@ -215,7 +321,12 @@ fn sts_client(base: &SdkConfig, counter: &CountCalls) -> aws_sdk_sts::Client {
 /// The account id of the ambient credentials, for the zero-configuration mode.
 /// Not counted in the API metrics: there is no account id to count it under yet.
 pub async fn caller_account(base: &SdkConfig) -> Result<String, Error> {
-    let out = aws_sdk_sts::Client::new(base)
+    caller_account_with(&aws_sdk_sts::Client::new(base)).await
+}
+
+/// The account of the credentials `sts` signs with (STS GetCallerIdentity).
+async fn caller_account_with(sts: &aws_sdk_sts::Client) -> Result<String, Error> {
+    let out = sts
         .get_caller_identity()
         .send()
         .await
@@ -228,22 +339,41 @@ pub async fn caller_account(base: &SdkConfig) -> Result<String, Error> {
     })
 }
 
-/// An SDK error as ours: AWS's code where there is one, else the kind of failure. The message
-/// is AWS's, or the chain of causes; never the SDK's debug dump of the raw response.
-pub fn aws_error<E, R>(
+/// Longest AWS message kept in an error: it is for logs, and an endpoint that answers with a
+/// page of HTML must not fill them.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// An SDK error as ours: AWS's code where there is one, else the kind of failure (for an answer
+/// without a code, its HTTP status and reason). The message is AWS's, or the chain of causes;
+/// never the SDK's debug dump of the raw response.
+pub fn aws_error<E>(
     service: &'static str,
     operation: &'static str,
-    err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    err: aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
 ) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     use aws_smithy_runtime_api::client::result::SdkError;
     // A call without credentials never reached AWS: say why AssumeRole failed, not "dispatch
     // failure". The prefix keeps AssumeRole's code from passing for an answer to the call
     // itself (an AccessDenied on one bucket is partial data, not a failed run).
     if let Some(failed) = find_source::<AssumeRoleFailed>(&err) {
+        if let Error::AccountMismatch {
+            expected,
+            found,
+            evidence,
+        } = &failed.cause
+        {
+            return Error::AccountMismatch {
+                expected: expected.clone(),
+                found: found.clone(),
+                evidence,
+            };
+        }
         return Error::Aws {
             service,
             operation,
@@ -254,23 +384,47 @@ where
             message: failed.to_string(),
         };
     }
-    let code = match &err {
-        SdkError::ServiceError(e) => e.err().code().unwrap_or("unknown").to_owned(),
-        SdkError::TimeoutError(_) => error_code::TIMEOUT.to_owned(),
-        SdkError::DispatchFailure(_) => "dispatch_failure".to_owned(),
-        SdkError::ResponseError(_) => "response_error".to_owned(),
-        SdkError::ConstructionFailure(_) => "construction_failure".to_owned(),
-        _ => "unknown".to_owned(),
-    };
-    let message = match &err {
-        SdkError::ServiceError(e) => e.err().message().unwrap_or_default().to_owned(),
-        _ => causes(&err),
+    let (code, message) = match &err {
+        SdkError::ServiceError(e) => {
+            let message = e.err().message().unwrap_or_default();
+            match e.err().code() {
+                Some(code) => (code.to_owned(), message.to_owned()),
+                // No code: an answer that is not AWS's (a proxy's error page, a gateway).
+                None => {
+                    let status = e.raw().status();
+                    let reason = hyper::StatusCode::from_u16(status.as_u16())
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("unknown status");
+                    let message = if message.is_empty() {
+                        reason.to_owned()
+                    } else {
+                        format!("{reason}: {message}")
+                    };
+                    (format!("http_{}", status.as_u16()), message)
+                }
+            }
+        }
+        SdkError::TimeoutError(_) => (error_code::TIMEOUT.to_owned(), causes(&err)),
+        SdkError::DispatchFailure(_) => ("dispatch_failure".to_owned(), causes(&err)),
+        SdkError::ResponseError(_) => ("response_error".to_owned(), causes(&err)),
+        SdkError::ConstructionFailure(_) => ("construction_failure".to_owned(), causes(&err)),
+        _ => ("unknown".to_owned(), causes(&err)),
     };
     Error::Aws {
         service,
         operation,
         code,
-        message,
+        message: bounded_message(&message),
+    }
+}
+
+/// `message` on one line and at most [`MAX_MESSAGE_CHARS`] characters.
+fn bounded_message(message: &str) -> String {
+    let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}...", &one_line[..cut]),
+        None => one_line,
     }
 }
 
@@ -308,12 +462,204 @@ struct AssumeRoleFailed {
     cause: Error,
 }
 
-/// AssumeRole with an ExternalId. The SDK's identity cache calls this again before expiry.
+/// Error codes with which AWS refuses the credentials themselves (expired, revoked, unknown to
+/// the endpoint): new credentials may succeed where these failed.
+const REJECTED: &[&str] = &[
+    "AuthFailure",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidAccessKeyId",
+    "InvalidClientTokenId",
+    "InvalidToken",
+    "SignatureDoesNotMatch",
+    "TokenRefreshRequired",
+    "UnrecognizedClientException",
+];
+
+/// Denials. A session revoked in AWS ("revoke active sessions") gets these, but so does every
+/// call the role's policy does not allow, so only credentials at least [`DENIED_MIN_AGE`] old
+/// are dropped for one.
+const DENIED: &[&str] = &["AccessDenied", "AccessDeniedException"];
+const DENIED_MIN_AGE: Duration = Duration::from_secs(300);
+
+/// At most one drop for a rejection per account in this time: credentials that AWS rejects as
+/// soon as they are new are not stale, and assuming the role for every call would not help.
+const REJECTED_MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Assumed-role credentials are renewed this long before they expire (a third of their
+/// lifetime for shorter sessions), as the AWS CLI does: room for clock skew and slow calls.
+const RENEW_BEFORE: Duration = Duration::from_secs(300);
+
+/// Whose data the account's calls return, as far as we know, and the assumed-role credentials
+/// in use. One per account, shared by its clients, its credentials provider and its collectors.
+pub struct AccountIdentity {
+    account_id: String,
+    metrics: Arc<ApiMetrics>,
+    /// False once the session retired (its account left the set): nothing more is counted.
+    counted: AtomicBool,
+    state: Mutex<IdentityState>,
+}
+
+#[derive(Default)]
+struct IdentityState {
+    /// The assumed-role credentials in use; None before the first AssumeRole, after a drop,
+    /// and for base credentials.
+    assumed: Option<Assumed>,
+    /// Base credentials only: STS GetCallerIdentity confirmed the account.
+    verified: bool,
+    /// The last drop for a rejection, for [`REJECTED_MIN_INTERVAL`].
+    last_drop: Option<Instant>,
+}
+
+#[derive(Clone)]
+struct Assumed {
+    credentials: Credentials,
+    obtained: Instant,
+    expiry: SystemTime,
+}
+
+impl Assumed {
+    /// Still good for a call, and not yet due for renewal.
+    fn fresh(&self, now: SystemTime) -> bool {
+        let lifetime =
+            self.obtained.elapsed() + self.expiry.duration_since(now).unwrap_or(Duration::ZERO);
+        let renew_before = RENEW_BEFORE.min(lifetime / 3);
+        now + renew_before < self.expiry
+    }
+
+    /// Still accepted by AWS for a few seconds: usable while a renewal fails.
+    fn valid(&self, now: SystemTime) -> bool {
+        now + Duration::from_secs(5) < self.expiry
+    }
+}
+
+impl AccountIdentity {
+    /// An identity that counts nothing, for tests and benchmarks without an exporter.
+    pub fn detached(account_id: &str) -> Arc<Self> {
+        Arc::new(Self {
+            account_id: account_id.to_owned(),
+            metrics: Arc::default(),
+            counted: AtomicBool::new(true),
+            state: Mutex::default(),
+        })
+    }
+
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdentityState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets the credentials in use (counted under `code` when there were assumed-role
+    /// ones) and that the base credentials' account was confirmed.
+    fn drop_credentials(&self, state: &mut IdentityState, code: &'static str) {
+        state.verified = false;
+        if state.assumed.take().is_some() {
+            state.last_drop = Some(Instant::now());
+            self.metrics
+                .record_credentials_dropped(&self.counted, &self.account_id, code);
+        }
+    }
+
+    /// AWS answered `code` to a call signed with `key_id`. Drops those credentials when the
+    /// answer says they are no good (and they are still the ones in use), so that the next
+    /// attempt assumes the role again. Returns whether they were dropped.
+    fn rejected(&self, key_id: &str, code: &'static str) -> bool {
+        let mut state = self.lock();
+        let Some(assumed) = &state.assumed else {
+            return false;
+        };
+        if assumed.credentials.access_key_id() != key_id {
+            return false;
+        }
+        let drop = if REJECTED.contains(&code) {
+            state
+                .last_drop
+                .is_none_or(|t| t.elapsed() >= REJECTED_MIN_INTERVAL)
+        } else {
+            DENIED.contains(&code) && assumed.obtained.elapsed() >= DENIED_MIN_AGE
+        };
+        if drop {
+            self.drop_credentials(&mut state, code);
+            tracing::warn!(
+                account_id = %self.account_id,
+                code,
+                "AWS rejected the assumed-role credentials; assuming the role again"
+            );
+        }
+        drop
+    }
+
+    /// Whether the credentials that signed with `key_id` have been replaced or dropped since.
+    fn replaced(&self, key_id: &str) -> bool {
+        self.lock()
+            .assumed
+            .as_ref()
+            .is_none_or(|a| a.credentials.access_key_id() != key_id)
+    }
+
+    /// Data of account `found` came back for this account: the error that fails the run, after
+    /// dropping the credentials (a new session, or GetCallerIdentity again, must prove the
+    /// account before anything is recorded).
+    pub fn mismatch(&self, found: &str, evidence: &'static str) -> Error {
+        let mut state = self.lock();
+        self.drop_credentials(&mut state, ACCOUNT_MISMATCH);
+        Error::AccountMismatch {
+            expected: self.account_id.clone(),
+            found: found.to_owned(),
+            evidence,
+        }
+    }
+
+    /// Every ARN must name this account (`arn:PARTITION:SERVICE:REGION:ACCOUNT:...`); the first
+    /// that does not (or names none) is a [`AccountIdentity::mismatch`].
+    pub fn check_arns<'a>(
+        &self,
+        arns: impl IntoIterator<Item = &'a str>,
+        evidence: &'static str,
+    ) -> Result<(), Error> {
+        for arn in arns {
+            let account = arn_account(arn).unwrap_or("(none)");
+            if account != self.account_id {
+                return Err(self.mismatch(account, evidence));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why credentials were dropped when data of another account came back.
+pub const ACCOUNT_MISMATCH: &str = "account_mismatch";
+
+/// The account field of an ARN, when it has one of 12 digits.
+pub fn arn_account(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (prefix, _partition, _service, _region, account) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    parts.next()?;
+    (prefix == "arn" && crate::config::is_account_id(account)).then_some(account)
+}
+
+/// AssumeRole with an ExternalId, its credentials cached in the account's [`AccountIdentity`]
+/// until shortly before they expire or until AWS rejects them. Each new session's account is
+/// checked (AssumeRole's answer, then STS GetCallerIdentity with the new credentials).
 struct AssumeRole {
     sts: aws_sdk_sts::Client,
+    /// For the GetCallerIdentity client of each new session.
+    base: SdkConfig,
+    counter: CountCalls,
     role_arn: String,
     external_id: Option<Secret>,
     duration: Duration,
+    /// One AssumeRole at a time: the calls waiting for credentials share its answer.
+    renewing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AssumeRole {
@@ -326,6 +672,10 @@ impl std::fmt::Debug for AssumeRole {
 }
 
 impl AssumeRole {
+    fn identity(&self) -> &AccountIdentity {
+        &self.counter.identity
+    }
+
     fn failed(&self, cause: Error) -> CredentialsError {
         CredentialsError::provider_error(AssumeRoleFailed {
             role_arn: self.role_arn.clone(),
@@ -333,8 +683,36 @@ impl AssumeRole {
         })
     }
 
-    async fn assume(&self) -> Result<Credentials, CredentialsError> {
+    /// The cached credentials when fresh, else new ones; while a renewal fails, the old ones
+    /// as long as AWS still takes them.
+    async fn credentials(&self) -> Result<Credentials, CredentialsError> {
+        let cached = || self.identity().lock().assumed.clone();
+        if let Some(a) = cached().filter(|a| a.fresh(SystemTime::now())) {
+            return Ok(a.credentials);
+        }
+        let _turn = self.renewing.lock().await;
+        if let Some(a) = cached().filter(|a| a.fresh(SystemTime::now())) {
+            return Ok(a.credentials);
+        }
+        match self.assume().await {
+            Ok(new) => {
+                let credentials = new.credentials.clone();
+                self.identity().lock().assumed = Some(new);
+                Ok(credentials)
+            }
+            Err(e) => match cached().filter(|a| a.valid(SystemTime::now())) {
+                Some(a) => {
+                    tracing::warn!(error = %e, "renewing the assumed-role session failed; using the current one until it expires");
+                    Ok(a.credentials)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn assume(&self) -> Result<Assumed, CredentialsError> {
         let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(3600);
+        let obtained = Instant::now();
         let out = self
             .sts
             .assume_role()
@@ -356,13 +734,55 @@ impl AssumeRole {
             .ok_or_else(|| self.failed(empty("no credentials in the answer".into())))?;
         let expiry = SystemTime::try_from(*c.expiration())
             .map_err(|e| self.failed(empty(format!("bad expiration: {e}"))))?;
-        Ok(Credentials::new(
+        let credentials = Credentials::new(
             c.access_key_id(),
             c.secret_access_key(),
             Some(c.session_token().to_owned()),
             Some(expiry),
             "infraaudit-assume-role",
-        ))
+        );
+        let expected = &self.identity().account_id;
+        let session_account = out
+            .assumed_role_user()
+            .and_then(|u| arn_account(u.arn()))
+            .unwrap_or("(none)");
+        if session_account != expected {
+            return Err(self.failed(mismatch(expected, session_account, "STS AssumeRole")));
+        }
+        let who = caller_account_with(&self.sts_with(credentials.clone()))
+            .await
+            .map_err(|e| self.failed(e))?;
+        if &who != expected {
+            return Err(self.failed(mismatch(expected, &who, "STS GetCallerIdentity")));
+        }
+        Ok(Assumed {
+            credentials,
+            obtained,
+            expiry,
+        })
+    }
+
+    /// STS signing with `credentials`, counted under the account.
+    fn sts_with(&self, credentials: Credentials) -> aws_sdk_sts::Client {
+        let conf = aws_sdk_sts::config::Builder::from(&self.base)
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .identity_cache(IdentityCache::no_cache())
+            .retry_partition(retry_partition(
+                "sts",
+                home_region(&self.base),
+                &self.identity().account_id,
+            ))
+            .interceptor(self.counter.clone())
+            .build();
+        aws_sdk_sts::Client::from_conf(conf)
+    }
+}
+
+fn mismatch(expected: &str, found: &str, evidence: &'static str) -> Error {
+    Error::AccountMismatch {
+        expected: expected.to_owned(),
+        found: found.to_owned(),
+        evidence,
     }
 }
 
@@ -371,19 +791,51 @@ impl ProvideCredentials for AssumeRole {
     where
         Self: 'a,
     {
-        future::ProvideCredentials::new(self.assume())
+        future::ProvideCredentials::new(self.credentials())
     }
 }
 
-/// Counts every attempt that reached the network, and the failed ones by error code. It sees
-/// each retry, so throttling shows even when the call finally succeeds.
-#[derive(Clone, Debug)]
+/// Counts every attempt that reached the network, and the failed ones by error code; drops the
+/// account's credentials when AWS rejects them. It sees each retry, so throttling shows even
+/// when the call finally succeeds.
+#[derive(Clone)]
 struct CountCalls {
-    account_id: String,
-    metrics: Arc<ApiMetrics>,
-    /// False once the session retired (its account left the set).
-    counted: Arc<AtomicBool>,
+    identity: Arc<AccountIdentity>,
 }
+
+impl std::fmt::Debug for CountCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountCalls")
+            .field("account_id", &self.identity.account_id)
+            .finish()
+    }
+}
+
+impl CountCalls {
+    fn retry_classifier(&self) -> RetryWithNewCredentials {
+        RetryWithNewCredentials
+    }
+}
+
+/// The key id that signed a request (SigV4's `Credential=AKID/...`), kept per attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SignedWith(String);
+
+impl Storable for SignedWith {
+    type Storer = StoreReplace<Self>;
+}
+
+fn signing_key(
+    request: &aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+) -> Option<String> {
+    let auth = request.headers().get("authorization")?;
+    let credential = auth.split("Credential=").nth(1)?;
+    Some(credential.split('/').next()?.to_owned())
+}
+
+/// Marks an answer whose credentials were dropped after it, for [`RetryWithNewCredentials`]
+/// (a retry classifier sees the answer, not the interceptors' state). Never leaves the process.
+const RETRY_MARK: &str = "x-infraaudit-new-credentials";
 
 impl Intercept for CountCalls {
     fn name(&self) -> &'static str {
@@ -394,19 +846,58 @@ impl Intercept for CountCalls {
     /// mid-flight when every call waiting on its credentials times out, yet it was sent.
     fn read_before_transmit(
         &self,
-        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let attempt = current_attempt(cfg);
         cfg.interceptor_state().store_put(Transmitted(attempt));
+        if let Some(key) = signing_key(ctx.request()) {
+            cfg.interceptor_state().store_put(SignedWith(key));
+        }
         if let Some(meta) = cfg.load::<Metadata>() {
-            self.metrics.record_request(
-                &self.counted,
-                &self.account_id,
+            let id = &self.identity;
+            id.metrics.record_request(
+                &id.counted,
+                &id.account_id,
                 service_label(meta.service()),
                 meta.name(),
             );
+        }
+        Ok(())
+    }
+
+    /// Runs before the retry decision: credentials that AWS rejected are dropped here, and the
+    /// answer is marked so that the call is tried again with new ones.
+    fn modify_before_attempt_completion(
+        &self,
+        ctx: &mut FinalizerInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(SignedWith(key)) = cfg.load::<SignedWith>().cloned() else {
+            return Ok(());
+        };
+        if cfg.load::<Transmitted>().copied() != Some(Transmitted(current_attempt(cfg))) {
+            return Ok(());
+        }
+        let Some(resp) = ctx.response_mut() else {
+            return Ok(());
+        };
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let code = {
+            let headers = resp.headers();
+            error_code::from_response(
+                resp.status().as_u16(),
+                |name| headers.get(name),
+                resp.body().bytes(),
+            )
+        };
+        let rejection = REJECTED.contains(&code) || DENIED.contains(&code);
+        if rejection && (self.identity.rejected(&key, code) || self.identity.replaced(&key)) {
+            resp.headers_mut().insert(RETRY_MARK, "1");
         }
         Ok(())
     }
@@ -440,14 +931,35 @@ impl Intercept for CountCalls {
             // Sent, but failed in a way that is neither an answer nor the network's fault.
             (None, _) => return Ok(()),
         };
-        self.metrics.record_error(
-            &self.counted,
-            &self.account_id,
+        let id = &self.identity;
+        id.metrics.record_error(
+            &id.counted,
+            &id.account_id,
             service_label(meta.service()),
             meta.name(),
             code,
         );
         Ok(())
+    }
+}
+
+/// Retries, once more within the call's attempts, an answer whose credentials were dropped
+/// after it: the next attempt is signed with new ones.
+#[derive(Debug, Clone, Copy)]
+struct RetryWithNewCredentials;
+
+impl ClassifyRetry for RetryWithNewCredentials {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.response() {
+            Some(resp) if resp.headers().contains_key(RETRY_MARK) => {
+                RetryAction::retryable_error(ErrorKind::TransientError)
+            }
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "infraaudit::RetryWithNewCredentials"
     }
 }
 
@@ -521,5 +1033,148 @@ mod tests {
             "iam GenerateCredentialReport: AssumeRole:AccessDenied: cannot assume \
              arn:aws:iam::222222222222:role/Audit: sts AssumeRole: AccessDenied: not authorized"
         );
+    }
+
+    fn assumed(key: &str, age: Duration, lifetime: Duration) -> Assumed {
+        let obtained = Instant::now().checked_sub(age).unwrap();
+        let expiry = SystemTime::now() + lifetime - age;
+        Assumed {
+            credentials: Credentials::new(
+                key,
+                "secret",
+                Some("token".into()),
+                Some(expiry),
+                "test",
+            ),
+            obtained,
+            expiry,
+        }
+    }
+
+    fn dropped(id: &AccountIdentity, code: &'static str) -> Option<u64> {
+        id.metrics.dropped_count(&id.account_id, code)
+    }
+
+    #[test]
+    fn rejected_credentials_are_dropped_when_still_in_use_and_not_too_often() {
+        let id = AccountIdentity::detached("222222222222");
+        let hour = Duration::from_secs(3600);
+        id.lock().assumed = Some(assumed("AK1", Duration::ZERO, hour));
+        // Another key (replaced since), or a code that says nothing of the credentials.
+        assert!(!id.rejected("AK0", "ExpiredToken"));
+        assert!(!id.rejected("AK1", "Throttling"));
+        // A denial of young credentials is the role's policy, not a revoked session.
+        assert!(!id.rejected("AK1", "AccessDenied"));
+        assert!(!id.replaced("AK1"));
+        assert!(id.rejected("AK1", "ExpiredToken"));
+        assert!(id.lock().assumed.is_none());
+        assert!(id.replaced("AK1"));
+        assert_eq!(dropped(&id, "ExpiredToken"), Some(1));
+        // New credentials rejected at once are not dropped again within the interval.
+        id.lock().assumed = Some(assumed("AK2", Duration::ZERO, hour));
+        assert!(!id.rejected("AK2", "InvalidClientTokenId"));
+        assert!(id.lock().assumed.is_some());
+        // Old credentials that AWS denies: possibly a revoked session.
+        id.lock().assumed = Some(assumed("AK3", Duration::from_secs(400), hour));
+        assert!(id.rejected("AK3", "AccessDenied"));
+        assert_eq!(dropped(&id, "AccessDenied"), Some(1));
+        // Nothing to drop with base credentials.
+        assert!(!id.rejected("AKBASE", "ExpiredToken"));
+    }
+
+    #[test]
+    fn rejection_codes_are_codes_the_counter_can_see() {
+        for code in REJECTED.iter().chain(DENIED) {
+            assert_eq!(error_code::bounded(Some(code), 403), *code);
+        }
+    }
+
+    #[test]
+    fn sessions_are_renewed_a_third_of_their_life_or_5_minutes_before_expiry() {
+        let now = SystemTime::now();
+        let hour = assumed("AK", Duration::from_secs(3000), Duration::from_secs(3600));
+        assert!(hour.fresh(now), "10 minutes left");
+        let hour = assumed("AK", Duration::from_secs(3310), Duration::from_secs(3600));
+        assert!(!hour.fresh(now) && hour.valid(now), "under 5 minutes left");
+        let short = assumed("AK", Duration::from_secs(11), Duration::from_secs(15));
+        assert!(!short.fresh(now), "a third of 15 s left");
+        let short = assumed("AK", Duration::from_secs(3), Duration::from_secs(15));
+        assert!(short.fresh(now));
+        let expired = assumed("AK", Duration::from_secs(20), Duration::from_secs(15));
+        assert!(!expired.valid(now));
+    }
+
+    #[test]
+    fn every_arn_must_name_the_account() {
+        assert_eq!(
+            arn_account("arn:aws:iam::123456789012:user/alice"),
+            Some("123456789012")
+        );
+        assert_eq!(
+            arn_account("arn:aws-cn:sts::123456789012:assumed-role/R/s"),
+            Some("123456789012")
+        );
+        assert_eq!(
+            arn_account("arn:aws:iam::123456789012:root"),
+            Some("123456789012")
+        );
+        assert_eq!(arn_account("arn:aws:s3:::bucket"), None);
+        assert_eq!(arn_account("arn:aws:iam::12345:user/x"), None);
+        assert_eq!(arn_account("arn:aws:iam::123456789012"), None);
+        let id = AccountIdentity::detached("123456789012");
+        let own = [
+            "arn:aws:iam::123456789012:root",
+            "arn:aws:iam::123456789012:user/a",
+        ];
+        assert!(id.check_arns(own, "the credential report").is_ok());
+        let e = id
+            .check_arns(
+                [
+                    "arn:aws:iam::123456789012:root",
+                    "arn:aws:iam::999999999999:user/a",
+                ],
+                "the credential report",
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), "account_mismatch");
+        assert_eq!(
+            e.to_string(),
+            "the credential report shows account 999999999999, not the configured account \
+             123456789012; nothing from this run is recorded"
+        );
+        let e = id.check_arns(["not an arn"], "x").unwrap_err();
+        assert!(e.to_string().contains("shows account (none)"), "{e}");
+    }
+
+    #[test]
+    fn an_answer_without_an_error_code_gives_its_status_and_reason() {
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+        let raw = HttpResponse::new(StatusCode::try_from(502).unwrap(), SdkBody::empty());
+        let err: SdkError<GenerateCredentialReportError, HttpResponse> = SdkError::service_error(
+            GenerateCredentialReportError::generic(ErrorMetadata::builder().build()),
+            raw,
+        );
+        let e = aws_error("iam", "GenerateCredentialReport", err);
+        assert_eq!(e.aws_code(), Some("http_502"));
+        assert_eq!(
+            e.to_string(),
+            "iam GenerateCredentialReport: http_502: Bad Gateway"
+        );
+        let long = "x ".repeat(400);
+        let raw = HttpResponse::new(StatusCode::try_from(400).unwrap(), SdkBody::empty());
+        let err: SdkError<GenerateCredentialReportError, HttpResponse> = SdkError::service_error(
+            GenerateCredentialReportError::generic(
+                ErrorMetadata::builder()
+                    .code("Throttling")
+                    .message(long)
+                    .build(),
+            ),
+            raw,
+        );
+        let e = aws_error("iam", "GenerateCredentialReport", err);
+        assert_eq!(e.aws_code(), Some("Throttling"));
+        assert!(e.to_string().len() < 400, "{e}");
     }
 }

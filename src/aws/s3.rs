@@ -2,13 +2,10 @@
 //! Answers that mean "not configured" (no public access block, no policy, no encryption) are
 //! values here, not errors.
 
-use std::sync::Arc;
-
 use aws_config::{Region, SdkConfig};
 use aws_sdk_s3control::config::endpoint::{Endpoint, EndpointFuture, Params, ResolveEndpoint};
-use tokio::sync::Semaphore;
 
-use super::{CountCalls, PerRegion, aws_error, home_region, retry_partition};
+use super::{CountCalls, Limiter, PerRegion, aws_error, home_region, retry_partition};
 use crate::error::Error;
 
 /// The four settings of a public access block, at bucket or account level.
@@ -108,7 +105,7 @@ const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/Authen
 pub struct S3Client {
     sdk: SdkConfig,
     counter: CountCalls,
-    limiter: Arc<Semaphore>,
+    limiter: Limiter,
     account_id: String,
     endpoint_url: Option<String>,
     /// One client per region: a bucket must be asked in its own region (else a 301).
@@ -120,7 +117,7 @@ impl S3Client {
     pub(super) fn new(
         sdk: SdkConfig,
         counter: CountCalls,
-        limiter: Arc<Semaphore>,
+        limiter: Limiter,
         account_id: String,
         endpoint_url: Option<String>,
     ) -> Self {
@@ -128,9 +125,10 @@ impl S3Client {
             .retry_partition(retry_partition(
                 "s3control",
                 home_region(&sdk),
-                &counter.account_id,
+                &counter.identity.account_id,
             ))
-            .interceptor(counter.clone());
+            .interceptor(counter.clone())
+            .retry_classifier(counter.retry_classifier());
         if let Some(url) = &endpoint_url {
             // S3 Control's endpoint rules put the account id in front of the host, which an
             // emulator or proxy on an IP address cannot answer: use the URL as it is.
@@ -154,8 +152,13 @@ impl S3Client {
                 .region(Region::new(region.to_owned()))
                 // Virtual-hosted names (bucket.host) do not resolve for a custom endpoint.
                 .force_path_style(self.endpoint_url.is_some())
-                .retry_partition(retry_partition("s3", region, &self.counter.account_id))
+                .retry_partition(retry_partition(
+                    "s3",
+                    region,
+                    &self.counter.identity.account_id,
+                ))
                 .interceptor(self.counter.clone())
+                .retry_classifier(self.counter.retry_classifier())
                 .build();
             aws_sdk_s3::Client::from_conf(conf)
         })

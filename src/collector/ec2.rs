@@ -102,6 +102,13 @@ pub async fn collect(
             }
         }
     }
+    // Another account's instances in any region: nothing of this run can be trusted.
+    if let Some(i) = errors
+        .iter()
+        .position(|(_, e)| matches!(e, Error::AccountMismatch { .. }))
+    {
+        return Err(errors.swap_remove(i).1);
+    }
     // When no region answered, the run fails and its failure line says why (once, not once
     // per region as well).
     if out.iter().all(|r| !r.success) {

@@ -151,6 +151,7 @@ pub struct Warned {
     no_root: AtomicBool,
     policy_denied: AtomicBool,
     summary_denied: AtomicBool,
+    summary_silent: AtomicBool,
 }
 
 /// True the first time only.
@@ -186,7 +187,14 @@ pub async fn account_posture(
         // AWS's reports say not_supported for the root password; the account summary knows.
         Some(root) if root.password_enabled.is_none() => {
             match api.account_password_present().await {
-                Ok(present) => root.password_enabled = present,
+                Ok(present) => {
+                    if present.is_none() && first(&warned.summary_silent) {
+                        tracing::warn!(
+                            "GetAccountSummary does not say whether the root user has a password (no AccountPasswordPresent); iam_root_mfa counts one as possible"
+                        );
+                    }
+                    root.password_enabled = present;
+                }
                 Err(e) if denied(&e) => {
                     if first(&warned.summary_denied) {
                         tracing::warn!(error = %e, "GetAccountSummary is denied; whether the root user has a password is unknown");
@@ -226,6 +234,10 @@ impl IamCollector {
             *g = fetched.generated_at;
         }
         let report = credential_report::parse(&fetched.content)?;
+        self.client.identity().check_arns(
+            report.rows.iter().map(|r| r.arn.as_str()),
+            "the credential report",
+        )?;
         let keys = resolve_keys(&self.client, &self.cache, &report, self.max_concurrency).await?;
         let mut data = IamData::new(&report, fetched.generated_at, keys, None);
         account_posture(&self.client, &mut data, &self.warned).await?;
@@ -934,6 +946,46 @@ access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access
                 .await
                 .is_err()
         );
+    }
+
+    /// Log lines written while `f` runs on this thread.
+    async fn logged<F: Future<Output = ()>>(f: F) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        f.await;
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_summary_without_the_root_password_is_warned_about_once() {
+        let warned = Warned::default();
+        let api = account(Some(Ok(None)), Some(Ok(None)));
+        let log = logged(async {
+            for _ in 0..3 {
+                let mut data = iam_data(&fixture("aws_with_root.csv"));
+                account_posture(&api, &mut data, &warned).await.unwrap();
+                assert_eq!(data.root.unwrap().password_enabled, None);
+            }
+        })
+        .await;
+        assert_eq!(log.matches("no AccountPasswordPresent").count(), 1, "{log}");
+        assert_eq!(api.summary_calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

@@ -51,6 +51,14 @@ impl<'a> Family<'a> {
         }
     }
 
+    /// A counter of a quantity with a base unit (`seconds`): `<name>_<unit>_total`.
+    pub fn counter_with_unit(name: &'a str, help: &'a str, unit: Option<&'static str>) -> Self {
+        Self {
+            unit,
+            ..Self::counter(name, help)
+        }
+    }
+
     /// Series of value 1 whose labels are the information.
     pub fn info(name: &'a str, help: &'a str) -> Self {
         let (unit, kind) = (None, Kind::Info);

@@ -30,6 +30,10 @@ type ApiKey = (String, &'static str, String);
 pub struct ApiMetrics {
     requests: Mutex<BTreeMap<ApiKey, u64>>,
     errors: Mutex<BTreeMap<(ApiKey, &'static str), u64>>,
+    /// (account_id, code) -> assumed-role credentials dropped after AWS rejected them.
+    dropped: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// account_id -> seconds its calls waited for a concurrency slot.
+    waited: Mutex<BTreeMap<String, f64>>,
 }
 
 impl ApiMetrics {
@@ -86,8 +90,52 @@ impl ApiMetrics {
         }
     }
 
+    /// The account's assumed-role credentials were dropped: AWS rejected them with `code`, or
+    /// data of another account came back, while `counted` holds.
+    pub fn record_credentials_dropped(
+        &self,
+        counted: &AtomicBool,
+        account_id: &str,
+        code: &'static str,
+    ) {
+        if let Ok(mut dropped) = self.dropped.lock()
+            && counted.load(Ordering::Acquire)
+        {
+            *dropped.entry((account_id.to_owned(), code)).or_default() += 1;
+        }
+    }
+
+    /// One call of the account waited `seconds` for a concurrency slot, while `counted` holds.
+    pub fn record_slot_wait(&self, counted: &AtomicBool, account_id: &str, seconds: f64) {
+        if let Ok(mut waited) = self.waited.lock()
+            && counted.load(Ordering::Acquire)
+        {
+            match waited.get_mut(account_id) {
+                Some(total) => *total += seconds,
+                None => {
+                    waited.insert(account_id.to_owned(), seconds);
+                }
+            }
+        }
+    }
+
+    /// How many times the account's credentials were dropped for `code`.
+    pub fn dropped_count(&self, account_id: &str, code: &str) -> Option<u64> {
+        let dropped = self.dropped.lock().ok()?;
+        dropped
+            .iter()
+            .find(|((a, c), _)| a == account_id && *c == code)
+            .map(|(_, n)| *n)
+    }
+
     /// Drops every series of an account that is no longer audited: no stale series.
     pub fn forget(&self, account_id: &str) {
+        if let Ok(mut dropped) = self.dropped.lock() {
+            dropped.retain(|(account, _), _| account != account_id);
+        }
+        if let Ok(mut waited) = self.waited.lock() {
+            waited.remove(account_id);
+        }
         if let Ok(mut requests) = self.requests.lock() {
             requests.retain(|(account, _, _), _| account != account_id);
         }
@@ -131,6 +179,30 @@ impl ApiMetrics {
                     Value::U64(*n),
                 )
             }),
+        );
+        let dropped = self.dropped.lock().map(|m| m.clone()).unwrap_or_default();
+        encoder.live(
+            Family::counter(
+                "aws_credentials_dropped",
+                "Assumed-role credentials dropped so that the next attempt assumes the role again: AWS rejected them (code: its error code), or data of another account came back (code: account_mismatch).",
+            ),
+            dropped.iter().map(|((account, code), n)| {
+                (
+                    [("account_id", account.as_str()), ("code", *code)],
+                    Value::U64(*n),
+                )
+            }),
+        );
+        let waited = self.waited.lock().map(|m| m.clone()).unwrap_or_default();
+        encoder.live(
+            Family::counter_with_unit(
+                "aws_concurrency_wait",
+                "Time the account's AWS calls waited for a concurrency slot (aws.max_concurrency per account, then aws.max_concurrency_total), summed over calls.",
+                SECONDS,
+            ),
+            waited
+                .iter()
+                .map(|(account, s)| ([("account_id", account.as_str())], Value::F64(*s))),
         );
     }
 }

@@ -142,13 +142,16 @@ struct State {
     expiry: HashMap<String, SystemTime>,
     /// (service, action, account, outcome) -> calls.
     counts: HashMap<[String; 4], u64>,
+    /// Assumed-role key ids that AWS no longer honours, with the error code they get.
+    revoked: HashMap<String, &'static str>,
+    /// Where calls are forwarded: the emulator, or a new one after a restart.
+    upstream: String,
 }
 
 pub struct Proxy {
     /// `http://127.0.0.1:PORT`, for `[aws] endpoint_url`.
     pub url: String,
     addr: SocketAddr,
-    upstream: String,
     state: Arc<Mutex<State>>,
     client: reqwest::Client,
     server: Mutex<Option<JoinHandle<()>>>,
@@ -176,11 +179,12 @@ impl Proxy {
             session_lifetime: None,
             expiry: HashMap::new(),
             counts: HashMap::new(),
+            revoked: HashMap::new(),
+            upstream: upstream.trim_end_matches('/').to_owned(),
         };
         let proxy = Self {
             url: format!("http://{addr}"),
             addr,
-            upstream: upstream.trim_end_matches('/').to_owned(),
             state: Arc::new(Mutex::new(state)),
             client: reqwest::Client::builder()
                 .no_proxy()
@@ -211,6 +215,27 @@ impl Proxy {
         self.state.lock().unwrap().session_lifetime = Some(lifetime);
     }
 
+    /// Every assumed-role session known so far is refused from now on with `code` (403), as
+    /// after AWS's "revoke active sessions" or an emulator that restarted and forgot them.
+    pub fn revoke_sessions(&self, code: &'static str) {
+        let mut state = self.state.lock().unwrap();
+        let keys: Vec<String> = state
+            .accounts
+            .keys()
+            .filter(|k| *k != "testing")
+            .cloned()
+            .collect();
+        for k in keys {
+            state.revoked.insert(k, code);
+        }
+    }
+
+    /// Forwards to `upstream` from now on: with a new emulator, an AWS that forgot every
+    /// session (the sessions it issued are not revoked here: the new emulator decides).
+    pub fn set_upstream(&self, upstream: &str) {
+        self.state.lock().unwrap().upstream = upstream.trim_end_matches('/').to_owned();
+    }
+
     /// Down: the port refuses connections and open ones are closed. Up: it listens again, on
     /// the same port.
     pub fn set_down(&self, down: bool) {
@@ -230,7 +255,6 @@ impl Proxy {
         let _guard = runtime.enter();
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let handler = Handler {
-            upstream: self.upstream.clone(),
             state: self.state.clone(),
             client: self.client.clone(),
         };
@@ -311,7 +335,6 @@ struct Answer {
 
 #[derive(Clone)]
 struct Handler {
-    upstream: String,
     state: Arc<Mutex<State>>,
     client: reqwest::Client,
 }
@@ -409,6 +432,9 @@ impl Handler {
             };
             return (call, Some(Fault::Error(status, "ExpiredToken")));
         }
+        if let Some(code) = state.revoked.get(&call.key_id) {
+            return (call, Some(Fault::Error(403, code)));
+        }
         let State { rules, rng, .. } = &mut *state;
         let rule = rules
             .iter_mut()
@@ -439,9 +465,10 @@ impl Handler {
         body: Bytes,
     ) -> Result<Answer, std::io::Error> {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let upstream = self.state.lock().unwrap().upstream.clone();
         let mut req = self
             .client
-            .request(parts.method.clone(), format!("{}{path}", self.upstream))
+            .request(parts.method.clone(), format!("{upstream}{path}"))
             .body(body);
         for (k, v) in &parts.headers {
             if !HOP_BY_HOP.contains(&k.as_str()) {
