@@ -831,9 +831,7 @@ fn organizations(
     if !o.enabled {
         return Ok(None);
     }
-    // The role name must make a valid ARN in any account.
-    let sample = format!("arn:aws:iam::000000000000:role/{}", o.role_name);
-    if o.role_name.starts_with('/') || parse_role_arn(&sample).is_none() {
+    if !is_role_name(&o.role_name) {
         return Err((
             key("role_name"),
             format!(
@@ -1117,24 +1115,31 @@ pub fn parse_role_arn(arn: &str) -> Option<&str> {
     );
     let partition_ok = matches!(partition, "aws" | "aws-cn" | "aws-us-gov");
     let path_and_name = resource.strip_prefix("role/")?;
-    // `path/segments/name`: no empty segment (so no leading, trailing or double `/`), a name
-    // of at most 64 characters and a path of at most 512, as IAM allows.
-    let (path, name) = path_and_name
-        .rsplit_once('/')
-        .unwrap_or(("", path_and_name));
-    let name_ok = path_and_name.split('/').all(|segment| !segment.is_empty())
-        && name.len() <= 64
-        && path.len() + 2 <= 512
-        && path_and_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c));
     (prefix == "arn"
         && partition_ok
         && service == "iam"
         && region.is_empty()
         && is_account_id(account)
-        && name_ok)
-        .then_some(account)
+        && is_role_name(path_and_name))
+    .then_some(account)
+}
+
+/// A role's `path/segments/name` as it follows `:role/` in an ARN (or `organizations.role_name`,
+/// or an ad hoc audit's `role_name`): IAM's characters, no empty segment (so no leading, trailing
+/// or double `/`), a name of at most 64 characters and a path of at most 512. `.` and `..`
+/// segments are refused too: the name is put into ARNs and URLs, where they would walk paths.
+pub fn is_role_name(path_and_name: &str) -> bool {
+    let (path, name) = path_and_name
+        .rsplit_once('/')
+        .unwrap_or(("", path_and_name));
+    path_and_name
+        .split('/')
+        .all(|segment| !matches!(segment, "" | "." | ".."))
+        && name.len() <= 64
+        && path.len() + 2 <= 512
+        && path_and_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
 }
 
 #[cfg(test)]
@@ -1506,6 +1511,10 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
             "audit/",
             "a//b",
             "/a",
+            "../../evil",
+            "audit/../evil",
+            "./R",
+            "audit/.",
             &"r".repeat(65),
             &format!("{}/r", "p".repeat(511)),
         ] {
@@ -1514,6 +1523,8 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
         }
         let longest = format!("{}/{}", "p".repeat(510), "r".repeat(64));
         assert!(parse_role_arn(&format!("arn:aws:iam::111111111111:role/{longest}")).is_some());
+        // Dots inside a segment are allowed characters; only `.` and `..` segments are paths.
+        assert!(parse_role_arn("arn:aws:iam::111111111111:role/svc.x/..Role.v2..").is_some());
     }
 
     #[test]
@@ -1581,6 +1592,10 @@ total_shards = 3
         let cases = [
             (org("role_name = \"bad name\"\n"), "organizations.role_name"),
             (org("role_name = \"\"\n"), "organizations.role_name"),
+            (
+                org("role_name = \"../../evil\"\n"),
+                "organizations.role_name",
+            ),
             (
                 org("external_id = \"has spaces in it\"\n"),
                 "organizations.external_id",
@@ -1681,6 +1696,42 @@ total_shards = 3
         let e = load(None, Some(0)).unwrap_err().to_string();
         assert!(e.starts_with("command line: --total-shards:"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn role_names() {
+        for ok in [
+            "InfraAuditRole",
+            "audit/InfraAuditRole",
+            "a/b/c/R",
+            "R.v2",
+            "..R",
+            "R..",
+            "+=,.@_-",
+            &"r".repeat(64),
+        ] {
+            assert!(is_role_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../../evil",
+            "audit/../R",
+            "./R",
+            "audit/.",
+            "audit/..",
+            "/R",
+            "R/",
+            "a//R",
+            "bad name",
+            "R?x",
+            "R%2F..",
+            &"r".repeat(65),
+            &format!("{}/R", "p".repeat(511)),
+        ] {
+            assert!(!is_role_name(bad), "{bad}");
+        }
     }
 
     #[test]
