@@ -516,8 +516,7 @@ impl Api {
         };
         let role_name = text("role_name")?;
         let external_id = text("external_id")?;
-        let role_arn = format!("arn:aws:iam::{account_id}:role/{role_name}");
-        if crate::config::parse_role_arn(&role_arn).is_none() {
+        if !crate::config::is_role_name(&role_name) {
             return Err(fail(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "role_name: not a valid role name",
@@ -532,7 +531,7 @@ impl Api {
         let account = Account {
             id: account_id.to_owned(),
             name: account_id.to_owned(),
-            role_arn: Some(role_arn),
+            role_arn: Some(format!("arn:aws:iam::{account_id}:role/{role_name}")),
             external_id: Some(Secret::new(external_id)),
             collectors: self.config.enabled_collectors(),
             regions: self.config.aws.regions.clone(),

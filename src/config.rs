@@ -7,12 +7,27 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::error::Kind;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
 
 /// Environment variables with this prefix override the file; `__` separates nesting levels.
 pub const ENV_PREFIX: &str = "INFRAAUDIT_";
+
+/// Keys whose values are secrets wherever they appear, here and in the web configuration
+/// ([`crate::web`]): errors, logs and `check-config` never show their values, whatever their
+/// type. `external_id_env` and `bearer_tokens_env` name variables, and are not secrets. A new
+/// secret-bearing key is one more name here.
+pub const SECRET_KEYS: [&str; 3] = ["external_id", "bearer_tokens", "basic_auth_users"];
+
+/// Whether `key` (`accounts[0].external_id`, `api.bearer_tokens[1]`) is a secret-bearing key
+/// or lies under one.
+pub fn is_secret_key(key: &str) -> bool {
+    key.split(['.', '[', ']'])
+        .any(|segment| SECRET_KEYS.contains(&segment))
+}
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -537,65 +552,256 @@ pub fn load_with(
     env: &dyn Fn(&str) -> Option<String>,
     flags: ShardFlags,
 ) -> Result<Settings, ConfigError> {
-    let source_name = path.map_or_else(|| "defaults".to_owned(), |p| p.display().to_string());
-    let mut figment = Figment::from(Serialized::defaults(Config::default()));
-    if let Some(path) = path {
-        // figment ignores a missing file; a daemon started with a typo in its path must not.
-        if let Err(e) = std::fs::metadata(path) {
-            return Err(ConfigError::new(
-                &source_name,
-                "--config",
-                format!("cannot read the file: {e}"),
-            ));
-        }
-        figment = figment.merge(Toml::file_exact(path));
-    }
-    extract(figment, &source_name, env, flags)
+    let Some(path) = path else {
+        return load_sources(None, "defaults", process_vars(), env, flags);
+    };
+    let source_name = path.display().to_string();
+    // Read here, not by figment: it ignores a missing file (a daemon started with a typo in its
+    // path must not), and its TOML errors quote the line.
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            &source_name,
+            "--config",
+            format!("cannot read the file: {e}"),
+        )
+    })?;
+    load_sources(Some(&text), &source_name, process_vars(), env, flags)
 }
 
 /// [`load`] from a TOML text instead of a file (the fuzz target and tests use it).
 pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-    let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
-    extract(figment, "config", env, ShardFlags::default())
+    load_sources(
+        Some(text),
+        "config",
+        process_vars(),
+        env,
+        ShardFlags::default(),
+    )
 }
 
-fn extract(
-    figment: Figment,
+fn process_vars() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .map(|(name, value)| {
+            (
+                name.to_string_lossy().into_owned(),
+                value.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Defaults, then `text` (the TOML of `source_name`), then the `INFRAAUDIT_*` variables among
+/// `vars`; validated. An error names the variable or file that set the value at fault.
+fn load_sources(
+    text: Option<&str>,
     source_name: &str,
+    vars: Vec<(String, String)>,
     env: &dyn Fn(&str) -> Option<String>,
     flags: ShardFlags,
 ) -> Result<Settings, ConfigError> {
-    // Only names with `__` are configuration, so that variables named by `external_id_env`
-    // (say INFRAAUDIT_PROD_EXTERNAL_ID) are never mistaken for keys.
-    let figment = figment.merge(
-        Env::prefixed(ENV_PREFIX)
-            .filter(|k| k.as_str().contains("__"))
-            .split("__"),
-    );
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(text) = text {
+        check_toml(text).map_err(|(at, message)| ConfigError::new(source_name, at, message))?;
+        figment = figment.merge(TomlText { source_name, text });
+    }
+    for var in vars.into_iter().filter_map(EnvVar::parse) {
+        figment = figment.merge(var);
+    }
     let mut config: Config = figment
         .extract()
-        .map_err(|e| from_figment(source_name, e))?;
+        .map_err(|e| from_figment(&figment, source_name, e))?;
     flags.apply(&mut config.sharding);
-    validate(config, source_name, env).map_err(|e| flags.blame(e))
+    validate(config, source_name, env)
+        .map_err(|e| match origin(&figment, &e.key) {
+            Some(var_or_file) => ConfigError::new(&var_or_file, e.key, e.message),
+            None => e,
+        })
+        .map_err(|e| flags.blame(e))
 }
 
-fn from_figment(source_name: &str, err: figment::Error) -> ConfigError {
-    let source = match err.metadata.as_ref().and_then(|m| m.source.as_ref()) {
-        Some(figment::Source::File(p)) => p.display().to_string(),
-        Some(other) => other.to_string(),
-        None => err
-            .metadata
-            .as_ref()
-            .map_or_else(|| source_name.to_owned(), |m| m.name.to_string()),
+/// The TOML text, read and checked already, under the name of its file.
+struct TomlText<'a> {
+    source_name: &'a str,
+    text: &'a str,
+}
+
+impl Provider for TomlText<'_> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("TOML file").source(Source::Custom(self.source_name.to_owned()))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Toml::string(self.text).data()
+    }
+}
+
+/// One `INFRAAUDIT_<SECTION>__<KEY>` variable, as its own provider so that an error can name
+/// it. figment's `Env` names keys instead (`AWS.MAX_CONCURRENCY`), and parses every value, so
+/// an all-digit ExternalId became a number without its leading zeros: here the values of
+/// secret-bearing keys stay the strings they are.
+struct EnvVar {
+    name: String,
+    key: String,
+    value: String,
+}
+
+impl EnvVar {
+    /// None for a variable that is not configuration. The prefix is matched without regard to
+    /// case, as figment did; only names with `__` count, so that variables named by
+    /// `external_id_env` (say INFRAAUDIT_PROD_EXTERNAL_ID) are never mistaken for keys.
+    fn parse((name, value): (String, String)) -> Option<Self> {
+        let trimmed = name.trim();
+        let rest = trimmed
+            .get(..ENV_PREFIX.len())
+            .filter(|prefix| prefix.eq_ignore_ascii_case(ENV_PREFIX))
+            .and_then(|_| trimmed.get(ENV_PREFIX.len()..))?;
+        if !rest.contains("__") {
+            return None;
+        }
+        let key = rest.trim().replace("__", ".").to_ascii_lowercase();
+        if key.split('.').any(str::is_empty) {
+            return None;
+        }
+        Some(Self { name, key, value })
+    }
+}
+
+impl Provider for EnvVar {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable").source(Source::Custom(self.name.clone()))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let value = if is_secret_key(&self.key) {
+            Value::from(self.value.clone())
+        } else {
+            match self.value.parse::<Value>() {
+                Ok(value) => value,
+                Err(never) => match never {},
+            }
+        };
+        let dict = figment::util::nest(&self.key, value)
+            .into_dict()
+            .ok_or_else(|| figment::Error::from(format!("{} names no key", self.name)))?;
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// The environment variable or file that set `key` (`accounts[0].id`), by figment's metadata of
+/// the merged value; None for defaults and for keys that are not set.
+fn origin(figment: &Figment, key: &str) -> Option<String> {
+    let mut segments = key.split(['.', '[', ']']).filter(|s| !s.is_empty());
+    let mut value = figment.find_value(segments.next()?).ok()?;
+    for segment in segments {
+        value = match value {
+            Value::Dict(_, mut dict) => dict.remove(segment)?,
+            Value::Array(_, items) => items.into_iter().nth(segment.parse().ok()?)?,
+            _ => return None,
+        };
+    }
+    let source = figment.get_metadata(value.tag())?.source.as_ref()?;
+    source.custom().map(str::to_owned)
+}
+
+/// A TOML syntax error as (position, message), checked with the parser figment uses. Never the
+/// parser's snippet of the line, which may quote a secret, and not even its message when the
+/// lines at fault hold a secret-bearing key.
+fn check_toml(text: &str) -> Result<(), (String, String)> {
+    let Err(e) = toml::from_str::<toml::Table>(text) else {
+        return Ok(());
     };
-    let key = if err.path.is_empty() {
+    let boundary = |i: usize| {
+        (0..=i.min(text.len()))
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+    };
+    let span = e.span().unwrap_or(0..0);
+    let start = boundary(span.start).unwrap_or(0);
+    let end = boundary(span.end.max(start)).unwrap_or(start);
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let line = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let message = if SECRET_KEYS
+        .iter()
+        .any(|key| text[line_start..line_end].contains(key))
+    {
+        "not valid TOML (the parser's message is withheld: the line holds a secret)".to_owned()
+    } else {
+        e.message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Err((format!("line {line}, column {column}"), message))
+}
+
+fn from_figment(figment: &Figment, source_name: &str, err: figment::Error) -> ConfigError {
+    let key = key_of(&err.path);
+    let source = origin(figment, &key)
+        .or_else(|| {
+            let source = err.metadata.as_ref()?.source.as_ref()?;
+            source.custom().map(str::to_owned)
+        })
+        .unwrap_or_else(|| source_name.to_owned());
+    let message = if is_secret_key(&key) {
+        secret_message(&err.kind)
+    } else {
+        message(&err.kind)
+    };
+    let key = if key.is_empty() {
         "(top level)".to_owned()
     } else {
-        err.path.join(".")
+        key
     };
-    // One line: serde messages for unknown fields list the expected ones, which is useful.
-    let message = err.kind.to_string().replace('\n', " ");
     ConfigError::new(&source, key, message)
+}
+
+/// figment's path as validation writes keys: `accounts[0].id`, not `accounts.0.id`.
+fn key_of(path: &[String]) -> String {
+    let mut key = String::new();
+    for segment in path {
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            key.push_str(&format!("[{segment}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(segment);
+        }
+    }
+    key
+}
+
+/// figment's message, with lists of known names as plain lists instead of its nested quotes
+/// (the key names the unknown one already).
+fn message(kind: &Kind) -> String {
+    let known = |what: &str, names: &[&str]| match names {
+        [] => format!("unknown {what}"),
+        names => format!("unknown {what}; known {what}s: {}", names.join(", ")),
+    };
+    match kind {
+        Kind::UnknownField(_, names) => known("field", names),
+        Kind::UnknownVariant(_, names) => known("variant", names),
+        other => other.to_string(),
+    }
+}
+
+/// The message for a value under a secret-bearing key: what was expected, never what was found.
+fn secret_message(kind: &Kind) -> String {
+    match kind {
+        Kind::InvalidType(_, expected) => format!("invalid type: expected {expected}"),
+        Kind::InvalidValue(_, expected) => format!("invalid value: expected {expected}"),
+        Kind::InvalidLength(..)
+        | Kind::UnknownField(..)
+        | Kind::UnknownVariant(..)
+        | Kind::MissingField(_)
+        | Kind::DuplicateField(_) => message(kind),
+        // Custom messages, out-of-range numbers and anything figment adds may hold the value.
+        _ => "invalid value".to_owned(),
+    }
 }
 
 fn validate(
@@ -842,9 +1048,7 @@ fn organizations(
     if !o.enabled {
         return Ok(None);
     }
-    // The role name must make a valid ARN in any account.
-    let sample = format!("arn:aws:iam::000000000000:role/{}", o.role_name);
-    if o.role_name.starts_with('/') || parse_role_arn(&sample).is_none() {
+    if !is_role_name(&o.role_name) {
         return Err((
             key("role_name"),
             format!(
@@ -1128,24 +1332,31 @@ pub fn parse_role_arn(arn: &str) -> Option<&str> {
     );
     let partition_ok = matches!(partition, "aws" | "aws-cn" | "aws-us-gov");
     let path_and_name = resource.strip_prefix("role/")?;
-    // `path/segments/name`: no empty segment (so no leading, trailing or double `/`), a name
-    // of at most 64 characters and a path of at most 512, as IAM allows.
-    let (path, name) = path_and_name
-        .rsplit_once('/')
-        .unwrap_or(("", path_and_name));
-    let name_ok = path_and_name.split('/').all(|segment| !segment.is_empty())
-        && name.len() <= 64
-        && path.len() + 2 <= 512
-        && path_and_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c));
     (prefix == "arn"
         && partition_ok
         && service == "iam"
         && region.is_empty()
         && is_account_id(account)
-        && name_ok)
-        .then_some(account)
+        && is_role_name(path_and_name))
+    .then_some(account)
+}
+
+/// A role's `path/segments/name` as it follows `:role/` in an ARN (or `organizations.role_name`,
+/// or an ad hoc audit's `role_name`): IAM's characters, no empty segment (so no leading, trailing
+/// or double `/`), a name of at most 64 characters and a path of at most 512. `.` and `..`
+/// segments are refused too: the name is put into ARNs and URLs, where they would walk paths.
+pub fn is_role_name(path_and_name: &str) -> bool {
+    let (path, name) = path_and_name
+        .rsplit_once('/')
+        .unwrap_or(("", path_and_name));
+    path_and_name
+        .split('/')
+        .all(|segment| !matches!(segment, "" | "." | ".."))
+        && name.len() <= 64
+        && path.len() + 2 <= 512
+        && path_and_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
 }
 
 #[cfg(test)]
@@ -1517,6 +1728,10 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
             "audit/",
             "a//b",
             "/a",
+            "../../evil",
+            "audit/../evil",
+            "./R",
+            "audit/.",
             &"r".repeat(65),
             &format!("{}/r", "p".repeat(511)),
         ] {
@@ -1525,6 +1740,8 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
         }
         let longest = format!("{}/{}", "p".repeat(510), "r".repeat(64));
         assert!(parse_role_arn(&format!("arn:aws:iam::111111111111:role/{longest}")).is_some());
+        // Dots inside a segment are allowed characters; only `.` and `..` segments are paths.
+        assert!(parse_role_arn("arn:aws:iam::111111111111:role/svc.x/..Role.v2..").is_some());
     }
 
     #[test]
@@ -1592,6 +1809,10 @@ total_shards = 3
         let cases = [
             (org("role_name = \"bad name\"\n"), "organizations.role_name"),
             (org("role_name = \"\"\n"), "organizations.role_name"),
+            (
+                org("role_name = \"../../evil\"\n"),
+                "organizations.role_name",
+            ),
             (
                 org("external_id = \"has spaces in it\"\n"),
                 "organizations.external_id",
@@ -1692,6 +1913,227 @@ total_shards = 3
         let e = load(None, Some(0)).unwrap_err().to_string();
         assert!(e.starts_with("command line: --total-shards:"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Every secret of the cases below contains this, so one search finds any of them.
+    const SHOWN: &str = "SECRET";
+
+    #[test]
+    fn type_errors_of_secret_keys_name_the_type_not_the_value() {
+        let account = "[[accounts]]\nid = \"222222222222\"\nrole_arn = \"arn:aws:iam::222222222222:role/A\"\n";
+        let cases = [
+            (
+                "[api]\nbearer_tokens = \"SECRET-toml-token\"\n".to_owned(),
+                "api.bearer_tokens",
+                "expected a sequence",
+            ),
+            (
+                "[api]\nbearer_tokens = [\"SECRET-token-0123456789\", 7]\n".to_owned(),
+                "api.bearer_tokens[1]",
+                "expected a string",
+            ),
+            (
+                "[organizations]\nenabled = true\nexternal_id = 5318008123\n".to_owned(),
+                "organizations.external_id",
+                "expected a string",
+            ),
+            (
+                format!("{account}external_id = 5318008123\n"),
+                "accounts[0].external_id",
+                "expected a string",
+            ),
+            (
+                format!("{account}external_id = [\"SECRET-in-a-list\"]\n"),
+                "accounts[0].external_id",
+                "expected a string",
+            ),
+        ];
+        for (text, key, expected) in cases {
+            let e = load_str(&text, &no_env).unwrap_err();
+            let line = e.to_string();
+            assert_eq!(e.key, key, "{line}");
+            assert!(e.message.contains(expected), "{line}");
+            assert!(
+                !line.contains(SHOWN) && !line.contains("5318008123"),
+                "the error shows the secret: {line}"
+            );
+        }
+        // Other keys keep the value: it helps, and it is no secret.
+        let e = load_str("[aws]\nmax_concurrency = \"lots\"\n", &no_env).unwrap_err();
+        assert!(e.message.contains("\"lots\""), "{e}");
+    }
+
+    #[test]
+    fn toml_syntax_errors_give_the_position_and_never_the_line() {
+        let e = load_str(
+            "[organizations]\nenabled = true\nexternal_id = \"SECRET-unterminated\n",
+            &no_env,
+        )
+        .unwrap_err();
+        let line = e.to_string();
+        assert!(line.starts_with("config: line 3, column "), "{line}");
+        assert!(!line.contains(SHOWN), "the error shows the secret: {line}");
+        // On a line without a secret the parser's short message stays, without the snippet.
+        let e = load_str("[aws]\nregion = \"eu-west-1\n", &no_env).unwrap_err();
+        let line = e.to_string();
+        assert!(line.starts_with("config: line 2, column "), "{line}");
+        assert!(line.contains("invalid basic string"), "{line}");
+        assert!(!line.contains("eu-west-1") && !line.contains('|'), "{line}");
+        // A multi-line message of the parser becomes one line, without escapes.
+        let e = load_str("[aws\n", &no_env).unwrap_err().to_string();
+        assert!(!e.contains(['\n', '\r']) && !e.contains("\\n"), "{e}");
+    }
+
+    #[test]
+    fn figment_errors_read_like_validation_errors() {
+        // Paths as validation writes them.
+        let e = load_str("[[accounts]]\nid = 5\n", &no_env).unwrap_err();
+        assert_eq!(e.key, "accounts[0].id", "{e}");
+        // Unknown fields: the key names the field; the known ones are a plain list.
+        let e = load(Some(&fixture("bad_unknown_key.toml")), &no_env).unwrap_err();
+        assert_eq!(e.key, "server.listen_adress", "{e}");
+        assert_eq!(
+            e.message,
+            "unknown field; known fields: listen_address, web_config_file, max_connections"
+        );
+    }
+
+    /// [`load_str`] of a file `config.toml`, with these variables instead of the process's.
+    fn load_vars(text: &str, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        load_sources(
+            Some(text),
+            "config.toml",
+            vars,
+            &no_env,
+            ShardFlags::default(),
+        )
+    }
+
+    #[test]
+    fn errors_about_values_from_the_environment_name_the_variable() {
+        let e = load_vars("", &[("INFRAAUDIT_AWS__MAX_CONCURRENCY", "0")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "INFRAAUDIT_AWS__MAX_CONCURRENCY: aws.max_concurrency: must be between 1 and 100"
+        );
+        // The variable wins over the file, and so does the blame.
+        let e = load_vars(
+            "[aws]\nmax_concurrency = 7\n",
+            &[("INFRAAUDIT_AWS__MAX_CONCURRENCY", "0")],
+        )
+        .unwrap_err();
+        assert_eq!(e.source_name, "INFRAAUDIT_AWS__MAX_CONCURRENCY", "{e}");
+        // Type errors and unknown keys too; the variable as it is spelled (the prefix matches
+        // in any case).
+        let e = load_vars("", &[("infraaudit_aws__max_concurrency", "many")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("infraaudit_aws__max_concurrency: aws.max_concurrency: invalid type"),
+            "{e}"
+        );
+        let e = load_vars("", &[("INFRAAUDIT_AWS__REGON", "eu-west-1")]).unwrap_err();
+        assert_eq!(
+            (e.source_name.as_str(), e.key.as_str()),
+            ("INFRAAUDIT_AWS__REGON", "aws.regon"),
+            "{e}"
+        );
+        // A value of the file is still the file's when a variable sets another key of its table.
+        let vars = [("INFRAAUDIT_AWS__MAX_CONCURRENCY", "7")];
+        for text in ["[aws]\nmax_attempts = 0\n", "[aws]\nregon = \"x\"\n"] {
+            let e = load_vars(text, &vars).unwrap_err();
+            assert_eq!(e.source_name, "config.toml", "{e}");
+        }
+        // Secrets: the variable and the key, never the value.
+        let e =
+            load_vars("", &[("INFRAAUDIT_API__BEARER_TOKENS", "SECRET-env-token")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "INFRAAUDIT_API__BEARER_TOKENS: api.bearer_tokens: invalid type: expected a sequence"
+        );
+        let e = load_vars(
+            "[organizations]\nenabled = true\n",
+            &[("INFRAAUDIT_ORGANIZATIONS__EXTERNAL_ID", "SECRET has spaces")],
+        )
+        .unwrap_err();
+        let line = e.to_string();
+        assert!(
+            line.starts_with("INFRAAUDIT_ORGANIZATIONS__EXTERNAL_ID: organizations.external_id: "),
+            "{line}"
+        );
+        assert!(!line.contains(SHOWN), "the error shows the secret: {line}");
+        // Names without `__` are no keys: `external_id_env` may name them.
+        load_vars(
+            "",
+            &[("INFRAAUDIT_MAX_CONCURRENCY", "0"), ("INFRAAUDIT_LOG", "x")],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn an_all_digit_external_id_from_the_environment_keeps_its_zeros() {
+        let s = load_vars(
+            "[organizations]\nenabled = true\n",
+            &[("INFRAAUDIT_ORGANIZATIONS__EXTERNAL_ID", "001234567890")],
+        )
+        .unwrap();
+        let org = s.organizations.unwrap();
+        assert_eq!(
+            org.external_id.as_ref().map(Secret::expose),
+            Some("001234567890")
+        );
+        // Other values are still parsed as figment does: numbers, booleans, lists.
+        let s = load_vars(
+            "",
+            &[
+                ("INFRAAUDIT_AWS__MAX_CONCURRENCY", "7"),
+                ("INFRAAUDIT_COLLECTORS__EC2__ENABLED", "false"),
+                ("INFRAAUDIT_AWS__REGIONS", "[eu-west-1, us-east-2]"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.config.aws.max_concurrency, 7);
+        assert!(!s.config.collectors.ec2.enabled);
+        assert_eq!(s.config.aws.regions, ["eu-west-1", "us-east-2"]);
+    }
+
+    #[test]
+    fn role_names() {
+        for ok in [
+            "InfraAuditRole",
+            "audit/InfraAuditRole",
+            "a/b/c/R",
+            "R.v2",
+            "..R",
+            "R..",
+            "+=,.@_-",
+            &"r".repeat(64),
+        ] {
+            assert!(is_role_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../../evil",
+            "audit/../R",
+            "./R",
+            "audit/.",
+            "audit/..",
+            "/R",
+            "R/",
+            "a//R",
+            "bad name",
+            "R?x",
+            "R%2F..",
+            &"r".repeat(65),
+            &format!("{}/R", "p".repeat(511)),
+        ] {
+            assert!(!is_role_name(bad), "{bad}");
+        }
     }
 
     #[test]

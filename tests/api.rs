@@ -332,6 +332,21 @@ fn ad_hoc_audits_need_permission_and_stay_out_of_the_metrics() {
         (422, true),
         "{e}"
     );
+    // A role name is a name, not a path that walks out of the role's path.
+    let (s, e) = c.post(
+        "/api/audit/start",
+        &json!({"account_id": ROLE_ACCOUNT, "role_name": "../../evil", "external_id": EXTERNAL_ID}),
+    );
+    assert_eq!(
+        (
+            s,
+            e["error"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("role_name"))
+        ),
+        (422, true),
+        "{e}"
+    );
     let (s, started) = c.post(
         "/api/audit/start",
         &json!({"account_id": ROLE_ACCOUNT, "role_name": "InfraAuditRole", "external_id": EXTERNAL_ID}),

@@ -398,6 +398,39 @@ fn check_config_prints_the_effective_configuration_without_secrets() {
     assert!(stderr.contains("collectors.iam.interval"), "{stderr}");
 }
 
+/// A value from the environment is blamed on its variable, not on the file; an all-digit
+/// ExternalId needs no quoting there.
+#[test]
+fn check_config_names_the_variable_a_bad_value_came_from() {
+    let path = scratch_dir("check-config-env").join("config.toml");
+    std::fs::write(&path, "[aws]\nmax_concurrency = 7\n").unwrap();
+    let check = |vars: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_infraaudit"));
+        aws_test_env(&mut cmd)
+            .envs(vars.iter().copied())
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = check(&[("INFRAAUDIT_AWS__MAX_CONCURRENCY", "0")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("INFRAAUDIT_AWS__MAX_CONCURRENCY: aws.max_concurrency: must be between"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("config.toml"), "{stderr}");
+
+    let out = check(&[
+        ("INFRAAUDIT_ORGANIZATIONS__ENABLED", "true"),
+        ("INFRAAUDIT_ORGANIZATIONS__EXTERNAL_ID", "001234567890"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("1234567890"));
+}
+
 /// `--check-config` is a deprecated alias, kept for scripts: same output as before.
 #[test]
 fn deprecated_check_config_flag_still_works() {

@@ -72,3 +72,87 @@ fn no_secret_in_a_trace_level_log_of_a_full_cycle() {
         );
     }
 }
+
+/// `infraaudit check-config` refuses each configuration with exit 64 and one line on stderr that
+/// names the file or variable and the key, but never the secret's value.
+#[test]
+fn a_refused_configuration_shows_no_secret() {
+    let dir = scratch_dir("refused-secrets");
+    let org = "[organizations]\nenabled = true\n";
+    // (file, web configuration file, variables, what the line must name)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 6] = [
+        (
+            "",
+            "",
+            &[("INFRAAUDIT_API__BEARER_TOKENS", "SECRET-env-token")],
+            &[
+                "INFRAAUDIT_API__BEARER_TOKENS: api.bearer_tokens: ",
+                "sequence",
+            ],
+        ),
+        (
+            "[api]\nbearer_tokens = \"SECRET-toml-token\"\n",
+            "",
+            &[],
+            &["config.toml: api.bearer_tokens: ", "sequence"],
+        ),
+        (
+            &format!("{org}external_id = 5318008123\n"),
+            "",
+            &[],
+            &["config.toml: organizations.external_id: ", "string"],
+        ),
+        (
+            &format!("{org}external_id = \"SECRET-unterminated\n"),
+            "",
+            &[],
+            &["config.toml: line 3, column "],
+        ),
+        (
+            "",
+            "",
+            &[
+                ("INFRAAUDIT_ORGANIZATIONS__ENABLED", "true"),
+                (
+                    "INFRAAUDIT_ORGANIZATIONS__EXTERNAL_ID",
+                    "SECRET with spaces",
+                ),
+            ],
+            &["INFRAAUDIT_ORGANIZATIONS__EXTERNAL_ID: organizations.external_id: "],
+        ),
+        (
+            "",
+            "basic_auth_users: \"$2y$10$SECRETHASHSECRETHASHSECRETHASHSECRETHASHSECRETHASHSEC\"\n",
+            &[],
+            &["web.yml: basic_auth_users: ", "map"],
+        ),
+    ];
+    for (config, web, vars, names) in cases {
+        let path = dir.join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let web_path = dir.join("web.yml");
+        std::fs::write(&web_path, web).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_infraaudit"));
+        aws_test_env(&mut cmd).envs(vars.iter().copied());
+        cmd.arg("check-config").arg("--config").arg(&path);
+        if !web.is_empty() {
+            cmd.arg("--web.config.file").arg(&web_path);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{config}{web}{vars:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        for name in names {
+            assert!(stderr.contains(name), "{name:?} is not in {stderr}");
+        }
+        assert!(
+            !stderr.contains("SECRET") && !stderr.contains("5318008123"),
+            "the error shows the secret: {stderr}"
+        );
+    }
+}

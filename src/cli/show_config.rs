@@ -8,13 +8,9 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use infraaudit::config::{Secret, Settings};
+use infraaudit::config::{SECRET_KEYS, Secret, Settings};
 
 pub const REDACTED: &str = "<redacted>";
-
-/// Keys whose values are secrets wherever they appear (`external_id_env` and
-/// `bearer_tokens_env` name variables, and are not).
-const SECRET_KEYS: [&str; 2] = ["external_id", "bearer_tokens"];
 
 pub fn main(settings: &Settings) -> ExitCode {
     match render(settings) {

@@ -186,14 +186,30 @@ fn read_sources(path: &Path) -> Result<Sources, WebConfigError> {
 /// ("tls_server_config: unknown field ..."); the rest is the message, with its position.
 fn yaml_error(e: serde_norway::Error) -> WebConfigError {
     let text = e.to_string().replace('\n', " ");
-    match text.split_once(": ") {
+    let (key, message) = match text.split_once(": ") {
         Some((key, message))
             if !key.contains(' ') && !key.is_empty() && !message.starts_with(' ') =>
         {
-            WebConfigError::new(key, message)
+            (key, message)
         }
-        _ => WebConfigError::new("(top level)", text),
+        _ => ("(top level)", text.as_str()),
+    };
+    // Under a secret-bearing key (or for the whole document, which may be anything), keep what
+    // was expected but not the value serde quotes: `invalid type: string "$2y$...", expected
+    // a map`.
+    if key == "(top level)" || crate::config::is_secret_key(key) {
+        for kind in ["invalid type", "invalid value"] {
+            if message.starts_with(kind) {
+                // The last ", expected " is serde's own, whatever the value holds.
+                let message = match message.rsplit_once(", expected ") {
+                    Some((_, expected)) => format!("{kind}: expected {expected}"),
+                    None => kind.to_owned(),
+                };
+                return WebConfigError::new(key, message);
+            }
+        }
     }
+    WebConfigError::new(key, message)
 }
 
 fn build(sources: &Sources) -> Result<WebConfig, WebConfigError> {
@@ -443,6 +459,45 @@ mod tests {
         let e = err("basic_auth_users:\n  alice: notahash-secretish\n");
         assert_eq!(e.key, "basic_auth_users.alice", "{e}");
         assert!(!e.to_string().contains("secretish"), "{e}");
+    }
+
+    #[test]
+    fn type_errors_under_basic_auth_users_show_no_hash() {
+        let hash = "$2y$10$SECRETHASHSECRETHASHSECRETHASHSECRETHASHSECRETHASHSEC";
+        for (text, key, expected) in [
+            (
+                format!("basic_auth_users: \"{hash}\"\n"),
+                "basic_auth_users",
+                "expected a map",
+            ),
+            (
+                format!("basic_auth_users: {hash}\n"),
+                "basic_auth_users",
+                "expected a map",
+            ),
+            (
+                format!("basic_auth_users:\n  alice: [\"{hash}\"]\n"),
+                "basic_auth_users.alice",
+                "expected a string",
+            ),
+            (format!("\"{hash}\"\n"), "(top level)", "expected struct"),
+            (
+                format!("basic_auth_users: \"{hash}, expected a map\"\n"),
+                "basic_auth_users",
+                "invalid type: expected a map at line 1",
+            ),
+        ] {
+            let e = err(&text);
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.message.contains(expected), "{e}");
+            assert!(
+                !e.to_string().contains("SECRET"),
+                "the error shows the hash: {e}"
+            );
+        }
+        // Other keys keep the value: it helps, and it is no secret.
+        let e = err("http_server_config:\n  http2: maybe\n");
+        assert!(e.message.contains("\"maybe\""), "{e}");
     }
 
     #[test]
