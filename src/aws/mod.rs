@@ -59,7 +59,27 @@ pub async fn base_config(cfg: &AwsConfig) -> SdkConfig {
     if let Some(url) = &cfg.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    loader.load().await
+    loader.http_client(shared_https_client()).load().await
+}
+
+/// The SDK's default HTTPS client (rustls with aws-lc, the system's root certificates, proxies
+/// from the environment), built once for every SDK client of every account. Without it each
+/// SDK client builds its own, with its own connection pool and its own parse of the root
+/// certificates: about 2.4 MiB per account (BENCHMARKS.md, "Fleet refresh").
+fn shared_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::{Builder, Connector, proxy::ProxyConfig, tls};
+    // One connector per distinct timeout settings, as the SDK's default client keeps them.
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = Connector::builder().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// Everything needed to call AWS in one account.
@@ -1080,6 +1100,49 @@ mod tests {
         assert_eq!(dropped(&id, "AccessDenied"), Some(1));
         // Nothing to drop with base credentials.
         assert!(!id.rejected("AKBASE", "ExpiredToken"));
+    }
+
+    #[tokio::test]
+    async fn calls_of_all_accounts_share_the_total_limit_and_their_waits_are_counted() {
+        let metrics = Arc::new(ApiMetrics::default());
+        let total = Arc::new(Semaphore::new(3));
+        let limiters: Vec<Limiter> = (0..10)
+            .map(|i| {
+                let id = Arc::new(AccountIdentity {
+                    account_id: format!("{i:012}"),
+                    metrics: metrics.clone(),
+                    counted: AtomicBool::new(true),
+                    state: Mutex::default(),
+                });
+                Limiter {
+                    account: Arc::new(Semaphore::new(2)),
+                    total: Some(total.clone()),
+                    identity: id,
+                }
+            })
+            .collect();
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut calls = tokio::task::JoinSet::new();
+        for limiter in &limiters {
+            for _ in 0..4 {
+                let (limiter, running, peak) = (limiter.clone(), running.clone(), peak.clone());
+                calls.spawn(async move {
+                    let _permit = limiter.acquire().await;
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        }
+        while calls.join_next().await.is_some() {}
+        assert_eq!(peak.load(Ordering::SeqCst), 3, "40 calls, 3 at a time");
+        let waited: f64 = (0..10)
+            .filter_map(|i| metrics.waited_seconds(&format!("{i:012}")))
+            .sum();
+        // 40 calls of 5 ms, 3 at a time: most waited.
+        assert!(waited > 0.1, "{waited}");
     }
 
     #[test]

@@ -135,6 +135,16 @@ impl AccessAdvisorCollector {
     }
 }
 
+/// One principal's services, with the principal.
+async fn principal_services<A: AccessAdvisorApi>(
+    api: A,
+    p: Principal,
+    job_wait: Duration,
+) -> (Principal, Result<Option<Vec<ServiceAccess>>, Error>) {
+    let r = services_of(&api, &p.arn, job_wait).await;
+    (p, r)
+}
+
 /// Every user's and role's services, `max_concurrency` principals at a time.
 pub async fn collect(
     api: &impl AccessAdvisorApi,
@@ -147,17 +157,10 @@ pub async fn collect(
         .into_iter()
         .filter(|p| !(p.kind == PrincipalKind::Role && p.path.starts_with(SERVICE_LINKED_PATH)))
         .collect();
-    let calls: Vec<_> = principals
-        .into_iter()
-        .map(|p| {
-            let api = api.clone();
-            async move {
-                let r = services_of(&api, &p.arn, settings.job_wait).await;
-                (p, r)
-            }
-        })
-        .collect();
-    let mut results = stream::iter(calls).buffer_unordered(settings.max_concurrency);
+    // Futures made as needed, `max_concurrency` at a time, not one per principal up front.
+    let mut results = stream::iter(principals)
+        .map(|p| principal_services(api.clone(), p, settings.job_wait))
+        .buffer_unordered(settings.max_concurrency);
     let previous = last.lock().map(|l| l.clone()).unwrap_or_default();
     let mut fresh = PrincipalCache::new();
     let mut succeeded = 0usize;

@@ -15,7 +15,7 @@ use futures_util::{StreamExt, stream};
 use tokio::time::Instant;
 
 use super::credential_report::{self, CredentialReport, ReportRow};
-use super::key_match;
+use super::key_match::{self, ListedKey};
 use super::{Collector, CollectorData};
 use crate::aws::AccountSession;
 use crate::aws::iam::{
@@ -282,17 +282,18 @@ pub async fn resolve_keys(
         }
     }
 
-    // Owned inputs: a stream of futures that borrow the report does not satisfy `Send`'s
-    // higher-ranked lifetime check.
-    let calls: Vec<_> = unknown
+    // Futures are made as the stream needs them, `max_concurrency` at a time: an SDK call's
+    // future is kilobytes, and one per user made up front cost about 1 MiB per account at 200
+    // users (BENCHMARKS.md, "Fleet refresh"). Owned inputs: futures that borrow the report do
+    // not satisfy `Send`'s higher-ranked lifetime check.
+    let users: Vec<(usize, String)> = unknown
         .iter()
         .enumerate()
-        .map(|(i, row)| {
-            let (api, user) = (api.clone(), row.user.clone());
-            async move { (i, api.list_keys(&user).await) }
-        })
+        .map(|(i, row)| (i, row.user.clone()))
         .collect();
-    let mut results = stream::iter(calls).buffer_unordered(max_concurrency);
+    let mut results = stream::iter(users)
+        .map(|(i, user)| list_one(api.clone(), i, user))
+        .buffer_unordered(max_concurrency);
     let mut first_error = None;
     while let Some((i, result)) = results.next().await {
         let row = unknown[i];
@@ -335,6 +336,15 @@ pub async fn resolve_keys(
     }
     keys.sort_by(|a, b| (&a.user, a.slot).cmp(&(&b.user, b.slot)));
     Ok(keys)
+}
+
+/// One user's keys, tagged with the user's index.
+async fn list_one<A: ListKeys>(
+    api: A,
+    i: usize,
+    user: String,
+) -> (usize, Result<Vec<ListedKey>, Error>) {
+    (i, api.list_keys(&user).await)
 }
 
 /// Whether a report generated at `generated` is younger than `max_age` at `now`, so asking AWS

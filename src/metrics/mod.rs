@@ -128,6 +128,11 @@ impl ApiMetrics {
             .map(|(_, n)| *n)
     }
 
+    /// Seconds the account's calls waited for a concurrency slot.
+    pub fn waited_seconds(&self, account_id: &str) -> Option<f64> {
+        self.waited.lock().ok()?.get(account_id).copied()
+    }
+
     /// Drops every series of an account that is no longer audited: no stale series.
     pub fn forget(&self, account_id: &str) {
         if let Ok(mut dropped) = self.dropped.lock() {
