@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
@@ -50,6 +51,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// One request's handling, its body included; above the API's own 120 s limit of live calls.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(150);
+/// How long a client gets to finish sending a body that its request's handler did not read.
+const BODY_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head (request line and headers); larger ones get 431.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
@@ -196,34 +199,29 @@ impl Server {
     }
 
     /// Basic auth and extra headers of the web configuration, around [`handle`].
-    async fn request(self: Arc<Self>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    async fn request(self: Arc<Self>, mut req: Request<Incoming>) -> Result<Resp, Infallible> {
         let web = self.web.as_ref().map(|w| w.current());
-        let state = self.state.clone();
-        // The API's paths carry their own bearer tokens in the one Authorization header, so
-        // basic auth guards every other path.
-        let api_path = state.api.is_some() && crate::api::owns(req.uri().path());
-        let auth = web.as_ref().and_then(|w| w.auth.clone());
         // The bound covers a wait for a bcrypt slot too.
-        let answer = async move {
-            if let Some(auth) = auth.filter(|_| !api_path)
-                && !auth.allows(req.headers().get(header::AUTHORIZATION)).await
-            {
-                let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
-                return r;
-            }
-            match handle(state, req).await {
-                Ok(r) => r,
-            }
-        };
-        let mut response = match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+        let mut response = match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.answer(web.as_deref(), &mut req),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The request took too long\n",
             ),
         };
+        let limit = self.state.config.api.max_body_bytes;
+        if !drain(&mut req, limit).await && req.version() < Version::HTTP_2 {
+            // The rest of the body is still on the wire: the connection cannot carry another
+            // request. (HTTP/2 has no such header: its stream ends with the response.)
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(w) = &web {
             for (name, value) in &w.headers {
                 response.headers_mut().insert(name.clone(), value.clone());
@@ -231,6 +229,72 @@ impl Server {
         }
         Ok(response)
     }
+
+    async fn answer(&self, web: Option<&web::WebConfig>, req: &mut Request<Incoming>) -> Resp {
+        let state = self.state.clone();
+        // The API's paths carry their own bearer tokens in the one Authorization header, so
+        // basic auth guards every other path.
+        let api_path = state.api.is_some() && crate::api::owns(req.uri().path());
+        // RFC 9112, section 3.2: exactly one Host in an HTTP/1.1 request, else 400.
+        if req.version() == Version::HTTP_11
+            && req.headers().get_all(header::HOST).iter().count() != 1
+        {
+            let message = "an HTTP/1.1 request needs exactly one Host header";
+            return if api_path {
+                crate::api::error(StatusCode::BAD_REQUEST, message)
+            } else {
+                text(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request: exactly one Host header\n",
+                )
+            };
+        }
+        if let Some(auth) = web.and_then(|w| w.auth.clone()).filter(|_| !api_path)
+            && !auth.allows(req.headers().get(header::AUTHORIZATION)).await
+        {
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+            return r;
+        }
+        handle(state, req).await
+    }
+}
+
+/// Reads and drops what the handler left of a request's body, up to `limit` bytes and
+/// [`BODY_DRAIN_TIMEOUT`]; true when the body was read to its end. An answer sent while the
+/// client is still sending ends in a reset of the HTTP/2 stream (which clients such as curl
+/// report as a failed request, not as our 401 or 405) or leaves the HTTP/1 connection unusable.
+/// Not when the client waits for `100 Continue` (reading would send it) or announced more.
+async fn drain(req: &mut Request<Incoming>, limit: usize) -> bool {
+    let body = req.body();
+    if body.is_end_stream() {
+        return true;
+    }
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+    if expects_continue || body.size_hint().lower() > limit {
+        return false;
+    }
+    let read = async {
+        let mut seen: u64 = 0;
+        while let Some(frame) = req.body_mut().frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                seen = seen.saturating_add(data.len() as u64);
+                if seen > limit {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(BODY_DRAIN_TIMEOUT, read)
+        .await
+        .unwrap_or(false)
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -290,11 +354,11 @@ impl Drop for Busy {
 
 pub type Resp = Response<Full<Bytes>>;
 
-async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+async fn handle(state: Arc<AppState>, req: &mut Request<Incoming>) -> Resp {
     if let Some(api) = &state.api
         && crate::api::owns(req.uri().path())
     {
-        return Ok(api.handle(&state, req).await);
+        return api.handle(&state, req).await;
     }
     let path = req.uri().path();
     let known = matches!(
@@ -302,16 +366,16 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp, In
         "/" | "/metrics" | "/-/healthy" | "/health" | "/-/ready"
     );
     if !known {
-        return Ok(text(StatusCode::NOT_FOUND, "Not found\n"));
+        return text(StatusCode::NOT_FOUND, "Not found\n");
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n");
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return Ok(r);
+        return r;
     }
-    Ok(match path {
-        "/metrics" => metrics(state, &req).await,
+    match path {
+        "/metrics" => metrics(state, req).await,
         "/-/healthy" | "/health" => text(StatusCode::OK, "Healthy\n"),
         "/-/ready" if state.store.ready() => text(StatusCode::OK, "Ready\n"),
         "/-/ready" => text(
@@ -319,7 +383,7 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp, In
             "Not ready: the first collection of every account has not finished\n",
         ),
         _ => html(crate::overview::render(&state)),
-    })
+    }
 }
 
 async fn metrics(state: Arc<AppState>, req: &Request<Incoming>) -> Resp {

@@ -860,3 +860,184 @@ fn connections_over_the_cap_wait_until_one_closes() {
     drop(third);
     assert_eq!(status(get(a, "/metrics", &[])), 200);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Protocol details
+
+/// Writes `request` as is and reads whatever comes back until the server closes or 10 s pass.
+fn raw(addr: &str, request: &[u8]) -> String {
+    let mut s = connect(addr);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+const API_TOKEN: &str = "a-long-enough-api-token";
+
+fn with_api(tag: &str) -> Web {
+    Web::start_in(
+        scratch_dir(tag),
+        "",
+        "",
+        &format!("[api]\nenabled = true\nbearer_tokens = [\"{API_TOKEN}\"]\n"),
+    )
+}
+
+#[test]
+fn an_http11_request_without_host_gets_400() {
+    let d = with_api("web-host");
+    let a = d.addr.as_str();
+    let answer = raw(a, b"GET /-/healthy HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    // Two Host headers are as bad (RFC 9112, section 3.2).
+    let answer = raw(
+        a,
+        b"GET /-/healthy HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    // The API answers in JSON.
+    let answer = raw(
+        a,
+        b"GET /api/audit/status/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert!(answer.contains("{\"error\":"), "{answer:?}");
+    // HTTP/1.0 has no Host requirement.
+    let answer = raw(a, b"GET /-/healthy HTTP/1.0\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer:?}");
+}
+
+#[test]
+fn expect_100_continue_with_too_large_a_body_gets_413_at_once() {
+    let d = with_api("web-expect");
+    // api.max_body_bytes is 16 KiB by default.
+    let request = format!(
+        "POST /v1/iam/old-access-keys/credential-report HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n"
+    );
+    // The body is never sent: the answer must come without it.
+    let answer = raw(&d.addr, request.as_bytes());
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "not an immediate 413: {answer:?}"
+    );
+    assert!(!answer.contains("100 Continue"), "{answer:?}");
+    assert!(answer.contains("{\"error\":"), "{answer:?}");
+}
+
+#[test]
+fn rejected_http2_posts_with_bodies_end_cleanly() {
+    let yml = format!("basic_auth_users:\n  alice: {}\n", hash("wonderland", 4));
+    let d = Web::start_in(
+        scratch_dir("web-h2-reject"),
+        &yml,
+        "",
+        &format!("[api]\nenabled = true\nbearer_tokens = [\"{API_TOKEN}\"]\n"),
+    );
+    let bearer = format!("Bearer {API_TOKEN}");
+    let alice = basic("alice", "wonderland");
+    // (path, Authorization, expected status): the API without a token, a GET-only API path,
+    // basic auth missing, and a method /metrics does not take.
+    let cases = [
+        ("/api/audit/start", None, 401),
+        ("/v1/iam/old-access-keys/list-users", Some(bearer), 405),
+        ("/metrics", None, 401),
+        ("/metrics", Some(alice), 405),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let failures = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&d.addr).await.unwrap();
+        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut failures = Vec::new();
+        // A stream's reset (RST_STREAM) has reached the client by the time the next stream's
+        // answer has: the server writes them in that order.
+        let mut previous: Option<(String, h2::SendStream<bytes::Bytes>)> = None;
+        for round in 0..50 {
+            for (path, auth, want) in &cases {
+                let mut req = hyper::Request::post(format!("http://{}{path}", d.addr));
+                if let Some(auth) = auth {
+                    req = req.header("authorization", auth.as_str());
+                }
+                let req = req.body(()).unwrap();
+                let what = format!("round {round} POST {path}");
+                let (answer, mut body) = client.send_request(req, false).unwrap();
+                // 12 KiB (within api.max_body_bytes) in 1 KiB frames, each written on its own
+                // turn as a client streaming a file does, while the answer is awaited: a
+                // server that answers at once answers while the body is still on its way.
+                let send = async {
+                    for i in 0..12 {
+                        let chunk = bytes::Bytes::from(vec![b'{'; 1024]);
+                        if let Err(e) = body.send_data(chunk, i == 11) {
+                            return Err(format!("sending the body: {e}"));
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    Ok(())
+                };
+                let (sent, answer) = tokio::join!(send, answer);
+                if let Err(e) = sent {
+                    failures.push(format!("{what}: {e}"));
+                }
+                match answer {
+                    Ok(r) if r.status().as_u16() == *want => {
+                        let mut data = r.into_body();
+                        while let Some(chunk) = data.data().await {
+                            if let Err(e) = chunk {
+                                failures.push(format!("{what}: response body: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                    Ok(r) => failures.push(format!("{what}: {}, want {want}", r.status())),
+                    Err(e) => failures.push(format!("{what}: {e}")),
+                }
+                if let Some((what, mut stream)) = previous.replace((what, body)) {
+                    reset_of(&mut stream, &what, &mut failures);
+                }
+                client = client.ready().await.unwrap();
+            }
+        }
+        // One more exchange, so that the last POST's reset (if any) has arrived too.
+        let (answer, _) = client
+            .send_request(
+                hyper::Request::get(format!("http://{}/-/healthy", d.addr))
+                    .body(())
+                    .unwrap(),
+                true,
+            )
+            .unwrap();
+        answer.await.unwrap();
+        if let Some((what, mut stream)) = previous {
+            reset_of(&mut stream, &what, &mut failures);
+        }
+        failures
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} POSTs did not end cleanly, e.g. {:?}",
+        failures.len(),
+        50 * cases.len(),
+        &failures[..failures.len().min(3)]
+    );
+}
+
+/// Records a reset of `stream` by the server, whatever its reason: a client still sending the
+/// request body takes even NO_ERROR as a failed upload (curl: "Stream error in the HTTP/2
+/// framing layer").
+fn reset_of(stream: &mut h2::SendStream<bytes::Bytes>, what: &str, failures: &mut Vec<String>) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if let std::task::Poll::Ready(Ok(reason)) = stream.poll_reset(&mut cx) {
+        failures.push(format!("{what}: the server reset the stream ({reason:?})"));
+    }
+}
