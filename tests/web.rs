@@ -815,50 +815,146 @@ fn oversize_headers_get_431() {
     assert_eq!(status(get(&d.addr, "/metrics", &[("X-Fine", &fine)])), 200);
 }
 
+/// Whether the server closed `s` (a read returns at once) rather than leaving it open.
+fn closed(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+    }
+}
+
 #[test]
-fn connections_over_the_cap_wait_until_one_closes() {
-    let d = Web::start("web-cap", "", "max_connections = 2");
+fn connections_that_send_no_request_are_closed_at_the_head_deadline() {
+    let auto = Web::start("web-silent", "", "");
+    let h1 = Web::start("web-silent-h1", "http_server_config:\n  http2: false\n", "");
+    // Nothing at all, where the server tells HTTP/1 from HTTP/2 by the first bytes.
+    let mut silent = connect(&auto.addr);
+    // Half the HTTP/2 preface: still telling.
+    let mut preface = connect(&auto.addr);
+    preface.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    // Nothing at all on an HTTP/1-only server.
+    let mut silent_h1 = connect(&h1.addr);
+    let waits = [
+        std::thread::spawn(move || wait_for_close(&mut silent)),
+        std::thread::spawn(move || wait_for_close(&mut preface)),
+        std::thread::spawn(move || wait_for_close(&mut silent_h1)),
+    ];
+    for (what, wait) in ["silent", "half a preface", "silent, HTTP/1 only"]
+        .into_iter()
+        .zip(waits)
+    {
+        let took = wait.join().unwrap();
+        eprintln!("{what}: closed after {took:?}");
+        // The deadline is 10 s from the accept.
+        assert!(
+            took < Duration::from_secs(15),
+            "{what}: closed after {took:?}"
+        );
+    }
+}
+
+#[test]
+fn at_the_cap_the_oldest_connection_waiting_for_a_request_makes_room() {
+    let d = Web::start("web-cap", "", "max_connections = 8");
     let a = d.addr.as_str();
-    // Two connections take both slots (an idle one holds its slot for up to 10 s).
-    let first = connect(a);
-    let second = connect(a);
-    // A third is queued, not served. The other two were accepted first: the server takes
-    // connections in order, so once this one is queued they hold the slots.
-    let mut third = connect(a);
-    third
-        .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    third
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
+    // Strangers take every slot: silent ones and slow ones (half a head each). The server takes
+    // connections in order, so they are in before the scraper's.
+    let mut strangers: Vec<TcpStream> = (0..8)
+        .map(|i| {
+            let mut s = connect(a);
+            if i % 2 == 1 {
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    .unwrap();
+            }
+            s
+        })
+        .collect();
+    // The scraper is served at once, each time.
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_eq!(status(get(a, "/metrics", &[])), 200);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "served after {took:?}");
+    }
+    // The first scrape made room by closing one stranger (the one waiting longest: see the
+    // unit test in src/http.rs); its slot was free for the next two.
+    let closed: Vec<usize> = (0..strangers.len())
+        .filter(|&i| closed(&mut strangers[i]))
+        .collect();
+    assert_eq!(closed.len(), 1, "closed strangers: {closed:?}");
+}
+
+#[test]
+fn at_the_cap_with_every_request_in_flight_a_new_connection_waits() {
+    let d = Web::start_in(
+        scratch_dir("web-cap-busy"),
+        "",
+        "max_connections = 1",
+        &format!("[api]\nenabled = true\nbearer_tokens = [\"{API_TOKEN}\"]\n"),
+    );
+    let a = d.addr.as_str();
+    // A request in flight: its handler waits for the body. It asks for `100 Continue`, which
+    // hyper sends when the handler starts reading: then the request is in flight for sure.
+    let mut busy = connect(a);
+    busy.write_all(
+        format!(
+            "POST /api/audit/start HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     let mut buf = [0u8; 256];
-    match third.read(&mut buf) {
+    let n = busy.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The next connection is not served meanwhile, nor is the busy one closed for it.
+    let mut next = connect(a);
+    next.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    next.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    match next.read(&mut buf) {
         Err(e)
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) => {}
-        other => panic!("the third connection was served at once: {other:?}"),
+        other => panic!("served while every slot had a request in flight: {other:?}"),
     }
-    drop(first);
-    let started = Instant::now();
-    third
-        .set_read_timeout(Some(Duration::from_secs(20)))
+    // The body's end: the busy request is answered and its connection waits for the next
+    // request, so it makes room.
+    busy.write_all(b"{}}}").unwrap();
+    busy.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let n = third.read(&mut buf).unwrap();
+    let n = busy.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 4"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let started = Instant::now();
+    next.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let n = next.read(&mut buf).unwrap();
     assert!(
         String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
         "{:?}",
         String::from_utf8_lossy(&buf[..n])
     );
+    let took = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "served only after {:?}: not when a slot freed",
-        started.elapsed()
+        took < Duration::from_secs(3),
+        "served {took:?} after a slot could be freed"
     );
-    drop(second);
-    drop(third);
-    assert_eq!(status(get(a, "/metrics", &[])), 200);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1040,4 +1136,70 @@ fn reset_of(stream: &mut h2::SendStream<bytes::Bytes>, what: &str, failures: &mu
     if let std::task::Poll::Ready(Ok(reason)) = stream.poll_reset(&mut cx) {
         failures.push(format!("{what}: the server reset the stream ({reason:?})"));
     }
+}
+
+/// The daemon under `sh -c 'ulimit ...; exec infraaudit'`, until it serves; its log.
+fn start_with_ulimit(tag: &str, ulimit: &str) -> (Child, PathBuf) {
+    let dir = scratch_dir(tag);
+    let addr = format!("127.0.0.1:{}", free_port());
+    std::fs::write(dir.join("config.toml"), toml(&addr, "")).unwrap();
+    let log = dir.join("infraaudit.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut child = aws_test_env(&mut Command::new("sh"))
+        .arg("-c")
+        .arg(format!("{ulimit} && exec \"$0\" --config \"$1\""))
+        .arg(env!("CARGO_BIN_EXE_infraaudit"))
+        .arg(dir.join("config.toml"))
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    poll(Duration::from_secs(30), "the daemon to serve", || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("exited with {status}: {}", common::read(&log));
+        }
+        common::read(&log)
+            .contains("serving /metrics")
+            .then_some(())
+    });
+    (child, log)
+}
+
+/// (soft, hard) "Max open files" of a process.
+fn nofile(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut n = line
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok());
+    (n.next().unwrap(), n.next().unwrap())
+}
+
+#[test]
+fn the_file_descriptor_limit_is_raised_and_the_cap_kept_below_it() {
+    // A low soft limit under a higher hard one, as systemd sets them (1024 / 524288): raised.
+    let (mut child, log) = start_with_ulimit("web-nofile", "ulimit -Sn 256");
+    let (soft, hard) = nofile(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        hard > 256,
+        "the hard limit here is {hard}: nothing to raise"
+    );
+    assert_eq!(soft, hard, "{}", common::read(&log));
+    // A hard limit below what the default cap needs: the cap is lowered, with a warning.
+    let (mut child, log) = start_with_ulimit("web-nofile-low", "ulimit -n 1500");
+    let (soft, _) = nofile(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(soft, 1500);
+    let text = common::read(&log);
+    let warning = text
+        .lines()
+        .find(|l| l.contains("server.max_connections is above"))
+        .unwrap_or_else(|| panic!("no warning:\n{text}"));
+    assert!(warning.contains("using=750"), "{warning}");
 }
