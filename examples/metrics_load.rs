@@ -8,7 +8,8 @@
 //! recorded run: of K collector data replaced more than 30 s ago, M are still alive. Only scrapes
 //! in flight may hold an old snapshot, so an M above 0 is a leak.
 //!
-//! `scripts/bench-scrape.sh` also uses it: `--accounts` sizes the snapshot (10, 97, 970 make about
+//! `scripts/bench-abuse.sh` serves it to idle and slow strangers beside one scraper
+//! (`--max-connections` sets the cap). `scripts/bench-scrape.sh` also uses it: `--accounts` sizes the snapshot (10, 97, 970 make about
 //! 10k, 100k, 1M series), `--memory` prints `memory ...` (RSS and live heap bytes with the
 //! accounts but no data, then with the whole snapshot), and `--churn-cycles N` refreshes every
 //! (account, collector) N times as fast as it can, with a render after each cycle, prints
@@ -65,6 +66,9 @@ struct Args {
     /// Run this many full refresh cycles back to back, report memory every 100, and exit.
     #[arg(long, default_value_t = 0)]
     churn_cycles: u64,
+    /// `server.max_connections` (default: the daemon's default).
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 /// Resident set size of this process, in KiB (0 where /proc is missing).
@@ -401,7 +405,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             count_api_calls(&api, &account.id, collector);
         }
     }
-    let config = Config::default();
+    let mut config = Config::default();
+    if let Some(max) = args.max_connections {
+        config.server.max_connections = max;
+    }
     let exporter = Exporter::new(
         store.clone(),
         api.clone(),

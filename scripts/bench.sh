@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-all=(load scrape api prowler fleet)
+all=(load abuse scrape api prowler fleet)
 read -r -a which <<<"${BENCH_ONLY:-${all[*]}}"
 out=target/bench-results
 mkdir -p "$out"

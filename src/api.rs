@@ -11,7 +11,7 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::{StreamExt, stream};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -118,14 +118,12 @@ impl Api {
         }
     }
 
-    pub async fn handle(self: &Arc<Self>, state: &AppState, req: Request<Incoming>) -> Resp {
+    /// Answers `req`; a body it leaves unread is the caller's to drain (src/http.rs).
+    pub async fn handle(self: &Arc<Self>, state: &AppState, req: &mut Request<Incoming>) -> Resp {
         match self.route(state, req).await {
             Ok((status, body)) => json_response(status, &body),
             Err(Fail(status, message)) => {
-                let mut r = json_response(status, &json!({ "error": message }));
-                // The request's body may be unread: the connection cannot carry another one.
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                let mut r = error(status, &message);
                 if status == StatusCode::UNAUTHORIZED {
                     r.headers_mut()
                         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -147,7 +145,7 @@ impl Api {
     async fn route(
         self: &Arc<Self>,
         state: &AppState,
-        req: Request<Incoming>,
+        req: &mut Request<Incoming>,
     ) -> Result<(StatusCode, Value), Fail> {
         let path = req.uri().path().to_owned();
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
@@ -178,7 +176,7 @@ impl Api {
             (_, Some(_)) => only(get, "GET")?,
             _ => return Err(fail(StatusCode::NOT_FOUND, "no such endpoint")),
         }
-        self.authorize(&req)?;
+        self.authorize(req)?;
         match (path.as_str(), status_id) {
             ("/v1/iam/old-access-keys/credential-report", _) => {
                 let body = self.body(req).await?;
@@ -221,17 +219,25 @@ impl Api {
     }
 
     /// The body as a JSON object, within the size limit.
-    async fn body(&self, req: Request<Incoming>) -> Result<Map<String, Value>, Fail> {
+    async fn body(&self, req: &mut Request<Incoming>) -> Result<Map<String, Value>, Fail> {
         let limit = self.config.api.max_body_bytes;
-        let bytes = Limited::new(req.into_body(), limit)
+        let too_large = || {
+            fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {limit} bytes"),
+            )
+        };
+        // Checked before the body is first read, which is when hyper sends `100 Continue`: a
+        // client that announced too much gets 413 without sending it.
+        if req.body().size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+            return Err(too_large());
+        }
+        let bytes = Limited::new(req.body_mut(), limit)
             .collect()
             .await
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
-                    fail(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("the body is larger than {limit} bytes"),
-                    )
+                    too_large()
                 } else {
                     fail(StatusCode::BAD_REQUEST, "the body could not be read")
                 }
@@ -732,6 +738,11 @@ async fn live_keys(
             ))
     });
     Ok(old)
+}
+
+/// An error answer, `{"error": message}`.
+pub fn error(status: StatusCode, message: &str) -> Resp {
+    json_response(status, &json!({ "error": message }))
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Resp {

@@ -159,7 +159,10 @@ pub struct ServerConfig {
     /// TLS and basic auth, in the exporter-toolkit's web configuration format (the file
     /// node_exporter takes with `--web.config.file`, which overrides this).
     pub web_config_file: Option<PathBuf>,
-    /// Connections served at once; more wait in the listen queue until one closes.
+    /// Connections open at once (1 to 65536). At the cap, a new connection closes the one that
+    /// has waited longest (at least 1 s) for a request; when every connection has a request in
+    /// flight, it waits in the listen queue. Kept below the file descriptor limit, whose soft
+    /// value is raised to the hard one at start. About 17 KiB per idle connection.
     pub max_connections: usize,
 }
 
@@ -168,7 +171,7 @@ impl Default for ServerConfig {
         Self {
             listen_address: SocketAddr::from(([0, 0, 0, 0], 10025)),
             web_config_file: None,
-            max_connections: 512,
+            max_connections: 8192,
         }
     }
 }

@@ -354,3 +354,62 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
     let inactive_old = format!("{BASE_ACCOUNT}/{}", key("dave", 0));
     assert!(!got.contains(&fresh) && !got.contains(&inactive_old));
 }
+
+/// The Accept header of the installed Prometheus (Debian's 2.42: before 2.49, one fixed header),
+/// read off the wire of a scrape, and the format it gets from us.
+#[test]
+fn the_installed_prometheus_gets_openmetrics() {
+    use std::io::Read;
+    let dir = scratch_dir("stack-accept");
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let prom_port = free_port().to_string();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: capture\n    static_configs:\n      - targets: ['{}']\n",
+            target.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let _prom = spawn(
+        "prometheus",
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ],
+        &dir,
+        "prometheus",
+    );
+    let (mut scrape, _) = poll(Duration::from_secs(30), "Prometheus to scrape", || {
+        target.accept().ok()
+    });
+    scrape.set_nonblocking(false).unwrap();
+    scrape
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = scrape.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before a whole request head");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let accept = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("accept").then(|| value.trim())
+        })
+        .unwrap_or_else(|| panic!("no Accept header in {head:?}"));
+    assert_eq!(
+        accept,
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    );
+    assert_eq!(
+        infraaudit::metrics::Format::negotiate(Some(accept)),
+        infraaudit::metrics::Format::OpenMetrics
+    );
+}

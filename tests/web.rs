@@ -815,48 +815,391 @@ fn oversize_headers_get_431() {
     assert_eq!(status(get(&d.addr, "/metrics", &[("X-Fine", &fine)])), 200);
 }
 
+/// Whether the server closed `s` (a read returns at once) rather than leaving it open.
+fn closed(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+    }
+}
+
 #[test]
-fn connections_over_the_cap_wait_until_one_closes() {
-    let d = Web::start("web-cap", "", "max_connections = 2");
+fn connections_that_send_no_request_are_closed_at_the_head_deadline() {
+    let auto = Web::start("web-silent", "", "");
+    let h1 = Web::start("web-silent-h1", "http_server_config:\n  http2: false\n", "");
+    // Nothing at all, where the server tells HTTP/1 from HTTP/2 by the first bytes.
+    let mut silent = connect(&auto.addr);
+    // Half the HTTP/2 preface: still telling.
+    let mut preface = connect(&auto.addr);
+    preface.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    // Nothing at all on an HTTP/1-only server.
+    let mut silent_h1 = connect(&h1.addr);
+    let waits = [
+        std::thread::spawn(move || wait_for_close(&mut silent)),
+        std::thread::spawn(move || wait_for_close(&mut preface)),
+        std::thread::spawn(move || wait_for_close(&mut silent_h1)),
+    ];
+    for (what, wait) in ["silent", "half a preface", "silent, HTTP/1 only"]
+        .into_iter()
+        .zip(waits)
+    {
+        let took = wait.join().unwrap();
+        eprintln!("{what}: closed after {took:?}");
+        // The deadline is 10 s from the accept.
+        assert!(
+            took < Duration::from_secs(15),
+            "{what}: closed after {took:?}"
+        );
+    }
+}
+
+#[test]
+fn at_the_cap_the_oldest_connection_waiting_for_a_request_makes_room() {
+    let d = Web::start("web-cap", "", "max_connections = 8");
     let a = d.addr.as_str();
-    // Two connections take both slots (an idle one holds its slot for up to 10 s).
-    let first = connect(a);
-    let second = connect(a);
-    // A third is queued, not served. The other two were accepted first: the server takes
-    // connections in order, so once this one is queued they hold the slots.
-    let mut third = connect(a);
-    third
-        .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    third
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
+    // Strangers take every slot: silent ones and slow ones (half a head each). The server takes
+    // connections in order, so they are in before the scraper's.
+    let mut strangers: Vec<TcpStream> = (0..8)
+        .map(|i| {
+            let mut s = connect(a);
+            if i % 2 == 1 {
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    .unwrap();
+            }
+            s
+        })
+        .collect();
+    // The scraper is served at once, each time.
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_eq!(status(get(a, "/metrics", &[])), 200);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "served after {took:?}");
+    }
+    // The first scrape made room by closing one stranger (the one waiting longest: see the
+    // unit test in src/http.rs); its slot was free for the next two.
+    let closed: Vec<usize> = (0..strangers.len())
+        .filter(|&i| closed(&mut strangers[i]))
+        .collect();
+    assert_eq!(closed.len(), 1, "closed strangers: {closed:?}");
+}
+
+#[test]
+fn at_the_cap_with_every_request_in_flight_a_new_connection_waits() {
+    let d = Web::start_in(
+        scratch_dir("web-cap-busy"),
+        "",
+        "max_connections = 1",
+        &format!("[api]\nenabled = true\nbearer_tokens = [\"{API_TOKEN}\"]\n"),
+    );
+    let a = d.addr.as_str();
+    // A request in flight: its handler waits for the body. It asks for `100 Continue`, which
+    // hyper sends when the handler starts reading: then the request is in flight for sure.
+    let mut busy = connect(a);
+    busy.write_all(
+        format!(
+            "POST /api/audit/start HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     let mut buf = [0u8; 256];
-    match third.read(&mut buf) {
+    let n = busy.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The next connection is not served meanwhile, nor is the busy one closed for it.
+    let mut next = connect(a);
+    next.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    next.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    match next.read(&mut buf) {
         Err(e)
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) => {}
-        other => panic!("the third connection was served at once: {other:?}"),
+        other => panic!("served while every slot had a request in flight: {other:?}"),
     }
-    drop(first);
-    let started = Instant::now();
-    third
-        .set_read_timeout(Some(Duration::from_secs(20)))
+    // The body's end: the busy request is answered and its connection waits for the next
+    // request, so it makes room.
+    busy.write_all(b"{}}}").unwrap();
+    busy.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let n = third.read(&mut buf).unwrap();
+    let n = busy.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 4"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let started = Instant::now();
+    next.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let n = next.read(&mut buf).unwrap();
     assert!(
         String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
         "{:?}",
         String::from_utf8_lossy(&buf[..n])
     );
+    let took = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "served only after {:?}: not when a slot freed",
-        started.elapsed()
+        took < Duration::from_secs(3),
+        "served {took:?} after a slot could be freed"
     );
-    drop(second);
-    drop(third);
-    assert_eq!(status(get(a, "/metrics", &[])), 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Protocol details
+
+/// Writes `request` as is and reads whatever comes back until the server closes or 10 s pass.
+fn raw(addr: &str, request: &[u8]) -> String {
+    let mut s = connect(addr);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+const API_TOKEN: &str = "a-long-enough-api-token";
+
+fn with_api(tag: &str) -> Web {
+    Web::start_in(
+        scratch_dir(tag),
+        "",
+        "",
+        &format!("[api]\nenabled = true\nbearer_tokens = [\"{API_TOKEN}\"]\n"),
+    )
+}
+
+#[test]
+fn an_http11_request_without_host_gets_400() {
+    let d = with_api("web-host");
+    let a = d.addr.as_str();
+    let answer = raw(a, b"GET /-/healthy HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    // Two Host headers are as bad (RFC 9112, section 3.2).
+    let answer = raw(
+        a,
+        b"GET /-/healthy HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    // The API answers in JSON.
+    let answer = raw(
+        a,
+        b"GET /api/audit/status/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert!(answer.contains("{\"error\":"), "{answer:?}");
+    // HTTP/1.0 has no Host requirement.
+    let answer = raw(a, b"GET /-/healthy HTTP/1.0\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer:?}");
+}
+
+#[test]
+fn expect_100_continue_with_too_large_a_body_gets_413_at_once() {
+    let d = with_api("web-expect");
+    // api.max_body_bytes is 16 KiB by default.
+    let request = format!(
+        "POST /v1/iam/old-access-keys/credential-report HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n"
+    );
+    // The body is never sent: the answer must come without it.
+    let answer = raw(&d.addr, request.as_bytes());
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "not an immediate 413: {answer:?}"
+    );
+    assert!(!answer.contains("100 Continue"), "{answer:?}");
+    assert!(answer.contains("{\"error\":"), "{answer:?}");
+}
+
+#[test]
+fn rejected_http2_posts_with_bodies_end_cleanly() {
+    let yml = format!("basic_auth_users:\n  alice: {}\n", hash("wonderland", 4));
+    let d = Web::start_in(
+        scratch_dir("web-h2-reject"),
+        &yml,
+        "",
+        &format!("[api]\nenabled = true\nbearer_tokens = [\"{API_TOKEN}\"]\n"),
+    );
+    let bearer = format!("Bearer {API_TOKEN}");
+    let alice = basic("alice", "wonderland");
+    // (path, Authorization, expected status): the API without a token, a GET-only API path,
+    // basic auth missing, and a method /metrics does not take.
+    let cases = [
+        ("/api/audit/start", None, 401),
+        ("/v1/iam/old-access-keys/list-users", Some(bearer), 405),
+        ("/metrics", None, 401),
+        ("/metrics", Some(alice), 405),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let failures = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&d.addr).await.unwrap();
+        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut failures = Vec::new();
+        // A stream's reset (RST_STREAM) has reached the client by the time the next stream's
+        // answer has: the server writes them in that order.
+        let mut previous: Option<(String, h2::SendStream<bytes::Bytes>)> = None;
+        for round in 0..50 {
+            for (path, auth, want) in &cases {
+                let mut req = hyper::Request::post(format!("http://{}{path}", d.addr));
+                if let Some(auth) = auth {
+                    req = req.header("authorization", auth.as_str());
+                }
+                let req = req.body(()).unwrap();
+                let what = format!("round {round} POST {path}");
+                let (answer, mut body) = client.send_request(req, false).unwrap();
+                // 12 KiB (within api.max_body_bytes) in 1 KiB frames, each written on its own
+                // turn as a client streaming a file does, while the answer is awaited: a
+                // server that answers at once answers while the body is still on its way.
+                let send = async {
+                    for i in 0..12 {
+                        let chunk = bytes::Bytes::from(vec![b'{'; 1024]);
+                        if let Err(e) = body.send_data(chunk, i == 11) {
+                            return Err(format!("sending the body: {e}"));
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    Ok(())
+                };
+                let (sent, answer) = tokio::join!(send, answer);
+                if let Err(e) = sent {
+                    failures.push(format!("{what}: {e}"));
+                }
+                match answer {
+                    Ok(r) if r.status().as_u16() == *want => {
+                        let mut data = r.into_body();
+                        while let Some(chunk) = data.data().await {
+                            if let Err(e) = chunk {
+                                failures.push(format!("{what}: response body: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                    Ok(r) => failures.push(format!("{what}: {}, want {want}", r.status())),
+                    Err(e) => failures.push(format!("{what}: {e}")),
+                }
+                if let Some((what, mut stream)) = previous.replace((what, body)) {
+                    reset_of(&mut stream, &what, &mut failures);
+                }
+                client = client.ready().await.unwrap();
+            }
+        }
+        // One more exchange, so that the last POST's reset (if any) has arrived too.
+        let (answer, _) = client
+            .send_request(
+                hyper::Request::get(format!("http://{}/-/healthy", d.addr))
+                    .body(())
+                    .unwrap(),
+                true,
+            )
+            .unwrap();
+        answer.await.unwrap();
+        if let Some((what, mut stream)) = previous {
+            reset_of(&mut stream, &what, &mut failures);
+        }
+        failures
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} POSTs did not end cleanly, e.g. {:?}",
+        failures.len(),
+        50 * cases.len(),
+        &failures[..failures.len().min(3)]
+    );
+}
+
+/// Records a reset of `stream` by the server, whatever its reason: a client still sending the
+/// request body takes even NO_ERROR as a failed upload (curl: "Stream error in the HTTP/2
+/// framing layer").
+fn reset_of(stream: &mut h2::SendStream<bytes::Bytes>, what: &str, failures: &mut Vec<String>) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if let std::task::Poll::Ready(Ok(reason)) = stream.poll_reset(&mut cx) {
+        failures.push(format!("{what}: the server reset the stream ({reason:?})"));
+    }
+}
+
+/// The daemon under `sh -c 'ulimit ...; exec infraaudit'`, until it serves; its log.
+fn start_with_ulimit(tag: &str, ulimit: &str) -> (Child, PathBuf) {
+    let dir = scratch_dir(tag);
+    let addr = format!("127.0.0.1:{}", free_port());
+    std::fs::write(dir.join("config.toml"), toml(&addr, "")).unwrap();
+    let log = dir.join("infraaudit.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut child = aws_test_env(&mut Command::new("sh"))
+        .arg("-c")
+        .arg(format!("{ulimit} && exec \"$0\" --config \"$1\""))
+        .arg(env!("CARGO_BIN_EXE_infraaudit"))
+        .arg(dir.join("config.toml"))
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    poll(Duration::from_secs(30), "the daemon to serve", || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("exited with {status}: {}", common::read(&log));
+        }
+        common::read(&log)
+            .contains("serving /metrics")
+            .then_some(())
+    });
+    (child, log)
+}
+
+/// (soft, hard) "Max open files" of a process.
+fn nofile(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut n = line
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok());
+    (n.next().unwrap(), n.next().unwrap())
+}
+
+#[test]
+fn the_file_descriptor_limit_is_raised_and_the_cap_kept_below_it() {
+    // A low soft limit under a higher hard one, as systemd sets them (1024 / 524288): raised.
+    let (mut child, log) = start_with_ulimit("web-nofile", "ulimit -Sn 256");
+    let (soft, hard) = nofile(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        hard > 256,
+        "the hard limit here is {hard}: nothing to raise"
+    );
+    assert_eq!(soft, hard, "{}", common::read(&log));
+    // A hard limit below what the default cap needs: the cap is lowered, with a warning.
+    let (mut child, log) = start_with_ulimit("web-nofile-low", "ulimit -n 1500");
+    let (soft, _) = nofile(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(soft, 1500);
+    let text = common::read(&log);
+    let warning = text
+        .lines()
+        .find(|l| l.contains("server.max_connections is above"))
+        .unwrap_or_else(|| panic!("no warning:\n{text}"));
+    assert!(warning.contains("using=750"), "{warning}");
 }

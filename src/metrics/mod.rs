@@ -220,23 +220,38 @@ pub enum Format {
 }
 
 impl Format {
-    /// OpenMetrics when the Accept header names it with a non-zero weight, else text 0.0.4.
+    /// The format the `Accept` header prefers, by q-value (RFC 9110, section 12.5.1):
+    /// OpenMetrics when the header names `application/openmetrics-text` with a q above 0 and at
+    /// least the text format's q, else text 0.0.4. Text's q is that of the most specific range
+    /// that matches it: `text/plain` (any version: Prometheus 3 offers 1.0.0, a superset of what
+    /// we write), then `text/*`, then `*/*`. A tie goes to OpenMetrics, as Prometheus' own
+    /// default order asks. Like client_golang, `*/*` alone or no header at all gets text.
     pub fn negotiate(accept: Option<&str>) -> Self {
-        let wants_om = accept.is_some_and(|accept| {
-            accept.split(',').any(|range| {
-                let mut parts = range.split(';').map(str::trim);
-                let media = parts.next().unwrap_or_default();
-                let q = parts
-                    .filter_map(|p| p.strip_prefix("q="))
-                    .find_map(|q| q.parse::<f32>().ok())
-                    .unwrap_or(1.0);
-                media.eq_ignore_ascii_case("application/openmetrics-text") && q > 0.0
-            })
-        });
-        if wants_om {
-            Format::OpenMetrics
-        } else {
-            Format::Text
+        let mut openmetrics: Option<f32> = None;
+        // The highest q of text/plain, text/* and */* ranges, most specific first.
+        let mut text: [Option<f32>; 3] = [None; 3];
+        let ranges = mediatype::MediaTypeList::new(accept.unwrap_or_default());
+        for range in ranges.filter_map(Result::ok) {
+            let Some(q) = qvalue(&range) else { continue };
+            // Names compare case-insensitively.
+            let (ty, sub) = (range.ty, range.subty);
+            let slot = if ty == "application" && sub == "openmetrics-text" {
+                &mut openmetrics
+            } else if ty == "text" && sub == "plain" {
+                &mut text[0]
+            } else if ty == "text" && sub == "*" {
+                &mut text[1]
+            } else if ty == "*" && sub == "*" {
+                &mut text[2]
+            } else {
+                continue;
+            };
+            *slot = Some(slot.map_or(q, |seen| seen.max(q)));
+        }
+        let text_q = text.into_iter().flatten().next().unwrap_or(0.0);
+        match openmetrics {
+            Some(q) if q > 0.0 && q >= text_q => Format::OpenMetrics,
+            _ => Format::Text,
         }
     }
 
@@ -246,6 +261,19 @@ impl Format {
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
         }
     }
+}
+
+/// A range's `q` parameter (1 when absent); None when it is not a number from 0 to 1, which
+/// makes the range malformed, so it is ignored.
+fn qvalue(range: &mediatype::MediaType<'_>) -> Option<f32> {
+    use mediatype::ReadParams as _;
+    let Some(q) = range.get_param(mediatype::names::Q) else {
+        return Some(1.0);
+    };
+    q.unquoted_str()
+        .parse::<f32>()
+        .ok()
+        .filter(|q| (0.0..=1.0).contains(q))
 }
 
 /// Encoded series per (account, collector), with the data they were encoded from.
@@ -569,20 +597,110 @@ mod tests {
     use crate::snapshot::{AccountInfo, Outcome};
 
     #[test]
-    fn negotiation() {
-        assert_eq!(Format::negotiate(None), Format::Text);
-        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
-        assert_eq!(
-            Format::negotiate(Some("text/plain;version=0.0.4")),
-            Format::Text
-        );
-        // What Prometheus 2.x sends.
-        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert_eq!(Format::negotiate(Some(prom)), Format::OpenMetrics);
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text; q=0")),
-            Format::Text
-        );
+    fn negotiation_follows_q_values() {
+        use Format::{OpenMetrics as Om, Text};
+        let cases = [
+            // No header, and curl's default: text, as client_golang answers them.
+            (None, Text),
+            (Some("*/*"), Text),
+            (Some("text/plain;version=0.0.4"), Text),
+            (Some("application/openmetrics-text"), Om),
+            (Some("application/openmetrics-text; q=0"), Text),
+            (
+                Some("text/plain;q=1.0, application/openmetrics-text;q=0.1"),
+                Text,
+            ),
+            (
+                Some("text/*;q=0.9, application/openmetrics-text;q=0.8"),
+                Text,
+            ),
+            // A tie goes to OpenMetrics.
+            (
+                Some("Application/OpenMetrics-Text;q=0.5, text/plain;q=0.5"),
+                Om,
+            ),
+            (Some("application/json"), Text),
+            // A malformed q makes its range malformed: ignored.
+            (
+                Some("application/openmetrics-text;q=2, text/plain;q=0.5"),
+                Text,
+            ),
+            // Prometheus 2.0 to 2.48: one fixed header.
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                ),
+                Om,
+            ),
+            // Prometheus 2.49 to 2.55 (acceptHeader over four ScrapeProtocolsHeaders: q from
+            // 0.5 down), default scrape_protocols [OpenMetricsText1.0.0, OpenMetricsText0.0.1,
+            // PrometheusText0.0.4].
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+                ),
+                Om,
+            ),
+            // 2.49 to 2.55, scrape_protocols [PrometheusText0.0.4, OpenMetricsText1.0.0].
+            (
+                Some(
+                    "text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,*/*;q=0.3",
+                ),
+                Text,
+            ),
+            // 2.49 to 2.55 with native histograms: [PrometheusProto, OpenMetricsText1.0.0,
+            // OpenMetricsText0.0.1, PrometheusText0.0.4]; we do not serve protobuf.
+            (
+                Some(
+                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,application/openmetrics-text;version=0.0.1;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+                ),
+                Om,
+            ),
+            // Prometheus 3.0 (five ScrapeProtocolsHeaders: q from 0.6 down; with the default
+            // utf8 validation every entry gets escaping=allow-utf-8), default scrape_protocols
+            // [OpenMetricsText1.0.0, OpenMetricsText0.0.1, PrometheusText1.0.0, PrometheusText0.0.4].
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;escaping=allow-utf-8;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;escaping=allow-utf-8;q=0.3,*/*;q=0.2",
+                ),
+                Om,
+            ),
+            // Later 3.x (escaping=<metric_name_escaping_scheme> on the 1.0.0 formats only),
+            // the same default order.
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+                ),
+                Om,
+            ),
+            // Later 3.x, scrape_protocols [PrometheusText0.0.4, OpenMetricsText1.0.0] with
+            // metric_name_escaping_scheme underscores.
+            (
+                Some(
+                    "text/plain;version=0.0.4;q=0.6,application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.5,*/*;q=0.4",
+                ),
+                Text,
+            ),
+            // Later 3.x, [PrometheusText1.0.0, OpenMetricsText1.0.0]: text/plain of another
+            // version still says "the text format first".
+            (
+                Some(
+                    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,*/*;q=0.4",
+                ),
+                Text,
+            ),
+            // Later 3.x, [OpenMetricsText1.0.0] and [PrometheusText0.0.4] alone.
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,*/*;q=0.5",
+                ),
+                Om,
+            ),
+            (Some("text/plain;version=0.0.4;q=0.6,*/*;q=0.5"), Text),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(Format::negotiate(accept), want, "Accept: {accept:?}");
+        }
     }
 
     fn iam(user: &str, created: i64) -> Outcome {
