@@ -884,11 +884,13 @@ fn at_the_cap_the_oldest_connection_waiting_for_a_request_makes_room() {
         assert!(took < Duration::from_secs(3), "served after {took:?}");
     }
     // The first scrape made room by closing one stranger (the one waiting longest: see the
-    // unit test in src/http.rs); its slot was free for the next two.
+    // unit test in src/http.rs); its slot is free for the next two once the server has seen
+    // the previous scrape's connection close, which may come after the next connect: each of
+    // those may close one more. The others are still open.
     let closed: Vec<usize> = (0..strangers.len())
         .filter(|&i| closed(&mut strangers[i]))
         .collect();
-    assert_eq!(closed.len(), 1, "closed strangers: {closed:?}");
+    assert!((1..=3).contains(&closed.len()), "closed strangers: {closed:?}");
 }
 
 #[test]
