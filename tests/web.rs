@@ -890,7 +890,10 @@ fn at_the_cap_the_oldest_connection_waiting_for_a_request_makes_room() {
     let closed: Vec<usize> = (0..strangers.len())
         .filter(|&i| closed(&mut strangers[i]))
         .collect();
-    assert!((1..=3).contains(&closed.len()), "closed strangers: {closed:?}");
+    assert!(
+        (1..=3).contains(&closed.len()),
+        "closed strangers: {closed:?}"
+    );
 }
 
 #[test]

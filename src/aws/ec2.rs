@@ -66,11 +66,13 @@ impl Ec2Client {
 
 impl Ec2Api for Ec2Client {
     async fn enabled_regions(&self) -> Result<Vec<String>, Error> {
-        let _permit = self.limiter.acquire().await;
         let out = self
-            .client(home_region(&self.sdk))
-            .describe_regions()
-            .send()
+            .limiter
+            .run(|| {
+                self.client(home_region(&self.sdk))
+                    .describe_regions()
+                    .send()
+            })
             .await
             .map_err(|e| aws_error("ec2", "DescribeRegions", e))?;
         let mut regions: Vec<String> = out
@@ -92,13 +94,15 @@ impl Ec2Api for Ec2Client {
         let mut token: Option<String> = None;
         loop {
             let out = {
-                let _permit = self.limiter.acquire().await;
-                client
-                    .describe_instances()
-                    .filters(state_filter.clone())
-                    .max_results(1000)
-                    .set_next_token(token.take())
-                    .send()
+                self.limiter
+                    .run(|| {
+                        client
+                            .describe_instances()
+                            .filters(state_filter.clone())
+                            .max_results(1000)
+                            .set_next_token(token.take())
+                            .send()
+                    })
                     .await
                     .map_err(|e| aws_error("ec2", "DescribeInstances", e))?
             };

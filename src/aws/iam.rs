@@ -90,11 +90,9 @@ impl IamClient {
     }
 
     pub async fn generate_credential_report(&self) -> Result<ReportState, Error> {
-        let _permit = self.limiter.acquire().await;
         let out = self
-            .client
-            .generate_credential_report()
-            .send()
+            .limiter
+            .run(|| self.client.generate_credential_report().send())
             .await
             .map_err(|e| aws_error("iam", "GenerateCredentialReport", e))?;
         Ok(match out.state() {
@@ -104,11 +102,9 @@ impl IamClient {
     }
 
     pub async fn get_credential_report(&self) -> Result<FetchedReport, Error> {
-        let _permit = self.limiter.acquire().await;
         let out = self
-            .client
-            .get_credential_report()
-            .send()
+            .limiter
+            .run(|| self.client.get_credential_report().send())
             .await
             .map_err(|e| aws_error("iam", "GetCredentialReport", e))?;
         let generated_at = out
@@ -126,11 +122,8 @@ impl IamClient {
         let mut marker: Option<String> = None;
         loop {
             let out = {
-                let _permit = self.limiter.acquire().await;
-                self.client
-                    .list_users()
-                    .set_marker(marker.take())
-                    .send()
+                self.limiter
+                    .run(|| self.client.list_users().set_marker(marker.take()).send())
                     .await
                     .map_err(|e| aws_error("iam", "ListUsers", e))?
             };
@@ -144,12 +137,14 @@ impl IamClient {
 
     /// When the key was last used; None when never.
     pub async fn access_key_last_used(&self, key_id: &str) -> Result<Option<DateTime<Utc>>, Error> {
-        let _permit = self.limiter.acquire().await;
         let out = self
-            .client
-            .get_access_key_last_used()
-            .access_key_id(key_id)
-            .send()
+            .limiter
+            .run(|| {
+                self.client
+                    .get_access_key_last_used()
+                    .access_key_id(key_id)
+                    .send()
+            })
             .await
             .map_err(|e| aws_error("iam", "GetAccessKeyLastUsed", e))?;
         Ok(out
@@ -164,12 +159,14 @@ impl IamClient {
         let mut marker: Option<String> = None;
         loop {
             let out = {
-                let _permit = self.limiter.acquire().await;
-                self.client
-                    .list_access_keys()
-                    .user_name(user)
-                    .set_marker(marker.take())
-                    .send()
+                self.limiter
+                    .run(|| {
+                        self.client
+                            .list_access_keys()
+                            .user_name(user)
+                            .set_marker(marker.take())
+                            .send()
+                    })
                     .await
                     .map_err(|e| aws_error("iam", "ListAccessKeys", e))?
             };
@@ -199,8 +196,11 @@ impl IamClient {
 impl AccountApi for IamClient {
     /// The password policy; None when the account has none (NoSuchEntity).
     async fn password_policy(&self) -> Result<Option<PasswordPolicy>, Error> {
-        let _permit = self.limiter.acquire().await;
-        let out = match self.client.get_account_password_policy().send().await {
+        let out = match self
+            .limiter
+            .run(|| self.client.get_account_password_policy().send())
+            .await
+        {
             Ok(out) => out,
             Err(e) => {
                 let e = aws_error("iam", "GetAccountPasswordPolicy", e);
@@ -228,11 +228,9 @@ impl AccountApi for IamClient {
     /// GetAccountSummary's AccountPasswordPresent: whether the root user has a password. None
     /// when the summary does not say (older partitions, emulators).
     async fn account_password_present(&self) -> Result<Option<bool>, Error> {
-        let _permit = self.limiter.acquire().await;
         let out = self
-            .client
-            .get_account_summary()
-            .send()
+            .limiter
+            .run(|| self.client.get_account_summary().send())
             .await
             .map_err(|e| aws_error("iam", "GetAccountSummary", e))?;
         Ok(out
@@ -345,13 +343,15 @@ impl AccessAdvisorApi for IamClient {
     }
 
     async fn generate_job(&self, arn: &str) -> Result<String, Error> {
-        let _permit = self.limiter.acquire().await;
         let out = self
-            .client
-            .generate_service_last_accessed_details()
-            .arn(arn)
-            .granularity(AccessAdvisorUsageGranularityType::ServiceLevel)
-            .send()
+            .limiter
+            .run(|| {
+                self.client
+                    .generate_service_last_accessed_details()
+                    .arn(arn)
+                    .granularity(AccessAdvisorUsageGranularityType::ServiceLevel)
+                    .send()
+            })
             .await
             .map_err(|e| aws_error("iam", "GenerateServiceLastAccessedDetails", e))?;
         out.job_id()
@@ -366,13 +366,15 @@ impl AccessAdvisorApi for IamClient {
     }
 
     async fn job_page(&self, job_id: &str, marker: Option<&str>) -> Result<JobPage, Error> {
-        let _permit = self.limiter.acquire().await;
         let out = self
-            .client
-            .get_service_last_accessed_details()
-            .job_id(job_id)
-            .set_marker(marker.map(str::to_owned))
-            .send()
+            .limiter
+            .run(|| {
+                self.client
+                    .get_service_last_accessed_details()
+                    .job_id(job_id)
+                    .set_marker(marker.map(str::to_owned))
+                    .send()
+            })
             .await
             .map_err(|e| aws_error("iam", "GetServiceLastAccessedDetails", e))?;
         Ok(match out.job_status() {

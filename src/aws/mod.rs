@@ -185,10 +185,10 @@ impl AccountSession {
         if self.account.role_arn.is_some() || self.counter.identity.lock().verified {
             return Ok(());
         }
-        let found = {
-            let _permit = self.limiter.acquire().await;
-            caller_account_with(&self.sts).await?
-        };
+        let found = self
+            .limiter
+            .run(|| caller_account_with(&self.sts))
+            .await?;
         let identity = &self.counter.identity;
         if found != identity.account_id {
             return Err(identity.mismatch(&found, "STS GetCallerIdentity"));
@@ -263,6 +263,14 @@ impl Limiter {
             total: None,
             identity: AccountIdentity::detached(account_id),
         }
+    }
+
+    /// Runs the call that `call` makes (an SDK `send()`) within a slot. The call's future is
+    /// boxed and made once the slot is had: an SDK call's future is kilobytes, and the many
+    /// calls that wait for a slot should not each hold one (BENCHMARKS.md, "Fleet refresh").
+    pub async fn run<F: Future>(&self, call: impl FnOnce() -> F) -> F::Output {
+        let _permit = self.acquire().await;
+        Box::pin(call()).await
     }
 
     /// Waits for a slot of the account, then one of the process: a call never holds a

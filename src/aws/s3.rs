@@ -184,14 +184,16 @@ impl S3Api for S3Client {
         let mut token: Option<String> = None;
         loop {
             let out = {
-                let _permit = self.limiter.acquire().await;
                 // A page size makes AWS paginate (required above 10,000 buckets) and include
                 // each bucket's region, which saves a GetBucketLocation per bucket.
-                client
-                    .list_buckets()
-                    .max_buckets(10_000)
-                    .set_continuation_token(token.take())
-                    .send()
+                self.limiter
+                    .run(|| {
+                        client
+                            .list_buckets()
+                            .max_buckets(10_000)
+                            .set_continuation_token(token.take())
+                            .send()
+                    })
                     .await
                     .map_err(|e| aws_error("s3", "ListBuckets", e))?
             };
@@ -208,12 +210,9 @@ impl S3Api for S3Client {
     }
 
     async fn bucket_region(&self, bucket: &str) -> Result<String, Error> {
-        let _permit = self.limiter.acquire().await;
         let out = self
-            .home()
-            .get_bucket_location()
-            .bucket(bucket)
-            .send()
+            .limiter
+            .run(|| self.home().get_bucket_location().bucket(bucket).send())
             .await
             .map_err(|e| aws_error("s3", "GetBucketLocation", e))?;
         // Legacy answers: none for us-east-1, "EU" for eu-west-1.
@@ -229,12 +228,14 @@ impl S3Api for S3Client {
         bucket: &str,
         region: &str,
     ) -> Result<PublicAccessBlock, Error> {
-        let _permit = self.limiter.acquire().await;
         let block = self
-            .client(region)
-            .get_public_access_block()
-            .bucket(bucket)
-            .send()
+            .limiter
+            .run(|| {
+                self.client(region)
+                    .get_public_access_block()
+                    .bucket(bucket)
+                    .send()
+            })
             .await
             .map(|out| out.public_access_block_configuration().map(block_of!()))
             .map_err(|e| aws_error("s3", "GetPublicAccessBlock", e));
@@ -242,12 +243,14 @@ impl S3Api for S3Client {
     }
 
     async fn bucket_policy_public(&self, bucket: &str, region: &str) -> Result<bool, Error> {
-        let _permit = self.limiter.acquire().await;
         let public = self
-            .client(region)
-            .get_bucket_policy_status()
-            .bucket(bucket)
-            .send()
+            .limiter
+            .run(|| {
+                self.client(region)
+                    .get_bucket_policy_status()
+                    .bucket(bucket)
+                    .send()
+            })
             .await
             .map(|out| {
                 out.policy_status()
@@ -259,12 +262,9 @@ impl S3Api for S3Client {
     }
 
     async fn bucket_acl_public(&self, bucket: &str, region: &str) -> Result<bool, Error> {
-        let _permit = self.limiter.acquire().await;
         let out = self
-            .client(region)
-            .get_bucket_acl()
-            .bucket(bucket)
-            .send()
+            .limiter
+            .run(|| self.client(region).get_bucket_acl().bucket(bucket).send())
             .await
             .map_err(|e| aws_error("s3", "GetBucketAcl", e))?;
         Ok(out.grants().iter().any(|g| {
@@ -275,12 +275,14 @@ impl S3Api for S3Client {
     }
 
     async fn bucket_encryption(&self, bucket: &str, region: &str) -> Result<Encryption, Error> {
-        let _permit = self.limiter.acquire().await;
         let out = self
-            .client(region)
-            .get_bucket_encryption()
-            .bucket(bucket)
-            .send()
+            .limiter
+            .run(|| {
+                self.client(region)
+                    .get_bucket_encryption()
+                    .bucket(bucket)
+                    .send()
+            })
             .await
             .map(Some)
             .map_err(|e| aws_error("s3", "GetBucketEncryption", e));
@@ -306,12 +308,14 @@ impl S3Api for S3Client {
     }
 
     async fn account_public_access_block(&self) -> Result<PublicAccessBlock, Error> {
-        let _permit = self.limiter.acquire().await;
         let block = self
-            .control
-            .get_public_access_block()
-            .account_id(&self.account_id)
-            .send()
+            .limiter
+            .run(|| {
+                self.control
+                    .get_public_access_block()
+                    .account_id(&self.account_id)
+                    .send()
+            })
             .await
             .map(|out| out.public_access_block_configuration().map(block_of!()))
             .map_err(|e| aws_error("s3control", "GetPublicAccessBlock", e));
