@@ -30,24 +30,7 @@ else
   bin=target/release/examples/metrics_load
 fi
 
-work=$(mktemp -d -t infraaudit-abuse.XXXXXX)
-pid=""
-failed=""
-cleanup() {
-  trap - EXIT INT TERM
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  if [ -n "$failed" ]; then echo "bench-abuse: output kept in $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'failed=1; cleanup; exit 130' INT TERM
-fail() {
-  failed=1
-  echo "bench-abuse: FAILED: $*" >&2
-  exit 1
-}
+bench_workdir bench-abuse
 
 # The server's own file descriptor limit is what it raises at start (soft to hard); the client
 # raises its own. No in-process encoder timings (--measure 0): they are bench-load's.

@@ -29,24 +29,7 @@ command -v curl >/dev/null || missing+=(curl)
 cargo build --release --locked --example metrics_load
 bin=target/release/examples/metrics_load
 
-work=$(mktemp -d -t infraaudit-bench.XXXXXX)
-pid=""
-failed=""
-cleanup() {
-  trap - EXIT INT TERM
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  if [ -n "$failed" ]; then echo "bench-load: output kept in $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'failed=1; cleanup; exit 130' INT TERM
-fail() {
-  failed=1
-  echo "bench-load: FAILED: $*" >&2
-  exit 1
-}
+bench_workdir bench-load
 
 # The server stops by itself after --max-runtime should this script be killed without cleanup.
 "$bin" ${BENCH_ACCOUNTS:+--accounts "$BENCH_ACCOUNTS"} --max-runtime 10m >"$work/server.out" 2>"$work/server.err" &

@@ -1,4 +1,5 @@
-# Shared by the scripts in scripts/: source it, then call apt_install PACKAGE...
+# Shared by the scripts in scripts/: source it, then call apt_install PACKAGE... or
+# bench_workdir NAME.
 # Installs Debian packages, with sudo when not root; the caller decides what is missing.
 apt_install() {
   local sudo=""
@@ -6,4 +7,29 @@ apt_install() {
   echo "$(basename "$0" .sh): installing Debian packages: $*" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# bench_workdir NAME: sets `work` to a new temporary directory and, at exit, kills the process
+# `pid` (when set) and removes the directory, unless `fail MESSAGE` (which exits 1) or an
+# interrupt kept it for a look.
+bench_workdir() {
+  bench_name=$1
+  work=$(mktemp -d -t "infraaudit-$1.XXXXXX")
+  pid=""
+  failed=""
+  trap bench_cleanup EXIT
+  trap 'failed=1; bench_cleanup; exit 130' INT TERM
+}
+bench_cleanup() {
+  trap - EXIT INT TERM
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  if [ -n "$failed" ]; then echo "$bench_name: output kept in $work" >&2; else rm -rf "$work"; fi
+}
+fail() {
+  failed=1
+  echo "$bench_name: FAILED: $*" >&2
+  exit 1
 }

@@ -768,6 +768,20 @@ fn wait_for_close(s: &mut impl Read) -> Duration {
     }
 }
 
+/// Waits for the server to close every connection, all at once; each must close within 15 s.
+fn assert_all_closed_within_15s<const N: usize>(conns: [(&'static str, TcpStream); N]) {
+    let waits =
+        conns.map(|(what, mut s)| (what, std::thread::spawn(move || wait_for_close(&mut s))));
+    for (what, wait) in waits {
+        let took = wait.join().unwrap();
+        eprintln!("{what}: closed after {took:?}");
+        assert!(
+            took < Duration::from_secs(15),
+            "{what}: closed after {took:?}"
+        );
+    }
+}
+
 #[test]
 fn slow_clients_are_disconnected() {
     let dir = scratch_dir("web-slow");
@@ -784,24 +798,12 @@ fn slow_clients_are_disconnected() {
     idle.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     // A TLS client that never says hello.
-    let mut silent = connect(&tls.addr);
-    // All three wait at once.
-    let waits = [
-        std::thread::spawn(move || wait_for_close(&mut half)),
-        std::thread::spawn(move || wait_for_close(&mut idle)),
-        std::thread::spawn(move || wait_for_close(&mut silent)),
-    ];
-    for (what, wait) in ["half a header", "idle keep-alive", "no TLS hello"]
-        .into_iter()
-        .zip(waits)
-    {
-        let took = wait.join().unwrap();
-        eprintln!("{what}: closed after {took:?}");
-        assert!(
-            took < Duration::from_secs(15),
-            "{what}: closed after {took:?}"
-        );
-    }
+    let silent = connect(&tls.addr);
+    assert_all_closed_within_15s([
+        ("half a header", half),
+        ("idle keep-alive", idle),
+        ("no TLS hello", silent),
+    ]);
 }
 
 #[test]
@@ -835,29 +837,18 @@ fn connections_that_send_no_request_are_closed_at_the_head_deadline() {
     let auto = Web::start("web-silent", "", "");
     let h1 = Web::start("web-silent-h1", "http_server_config:\n  http2: false\n", "");
     // Nothing at all, where the server tells HTTP/1 from HTTP/2 by the first bytes.
-    let mut silent = connect(&auto.addr);
+    let silent = connect(&auto.addr);
     // Half the HTTP/2 preface: still telling.
     let mut preface = connect(&auto.addr);
     preface.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
     // Nothing at all on an HTTP/1-only server.
-    let mut silent_h1 = connect(&h1.addr);
-    let waits = [
-        std::thread::spawn(move || wait_for_close(&mut silent)),
-        std::thread::spawn(move || wait_for_close(&mut preface)),
-        std::thread::spawn(move || wait_for_close(&mut silent_h1)),
-    ];
-    for (what, wait) in ["silent", "half a preface", "silent, HTTP/1 only"]
-        .into_iter()
-        .zip(waits)
-    {
-        let took = wait.join().unwrap();
-        eprintln!("{what}: closed after {took:?}");
-        // The deadline is 10 s from the accept.
-        assert!(
-            took < Duration::from_secs(15),
-            "{what}: closed after {took:?}"
-        );
-    }
+    let silent_h1 = connect(&h1.addr);
+    // The deadline is 10 s from the accept.
+    assert_all_closed_within_15s([
+        ("silent", silent),
+        ("half a preface", preface),
+        ("silent, HTTP/1 only", silent_h1),
+    ]);
 }
 
 #[test]

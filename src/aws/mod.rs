@@ -185,10 +185,7 @@ impl AccountSession {
         if self.account.role_arn.is_some() || self.counter.identity.lock().verified {
             return Ok(());
         }
-        let found = self
-            .limiter
-            .run(|| caller_account_with(&self.sts))
-            .await?;
+        let found = self.limiter.run(|| caller_account_with(&self.sts)).await?;
         let identity = &self.counter.identity;
         if found != identity.account_id {
             return Err(identity.mismatch(&found, "STS GetCallerIdentity"));
