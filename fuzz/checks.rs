@@ -10,8 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use infraaudit::collector::NAMES;
-use infraaudit::collector::credential_report::{
+use infraaudit::collector::iam::credential_report::{
     self, CredentialReport, MAX_REPORT_BYTES, ParseError, ROOT_USER,
 };
 use infraaudit::config::{self, Settings};
@@ -151,7 +150,7 @@ pub fn config(data: &[u8]) {
     let vars: BTreeMap<&str, &str> = env.lines().filter_map(|l| l.split_once('=')).collect();
     let env = |name: &str| vars.get(name).map(|v| (*v).to_owned());
 
-    let settings = match config::load_str(text, &env) {
+    let settings = match config::load_str(text, &env, &infraaudit::collector::sections()) {
         Ok(settings) => settings,
         Err(e) => {
             let line = e.to_string();
@@ -185,7 +184,7 @@ pub fn config(data: &[u8]) {
 
     let written = toml::to_string(&settings.config)
         .unwrap_or_else(|e| panic!("a loaded configuration cannot be written as TOML: {e}"));
-    let again = config::load_str(&written, &env)
+    let again = config::load_str(&written, &env, &infraaudit::collector::sections())
         .unwrap_or_else(|e| panic!("a loaded configuration does not load again: {e}\n{written}"));
     assert_eq!(summary(&again), summary(&settings), "{written}");
     let rewritten = toml::to_string(&again.config).unwrap_or_default();
@@ -199,8 +198,9 @@ fn check_settings(s: &Settings) {
         assert!(a.id.len() == 12 && a.id.bytes().all(|b| b.is_ascii_digit()));
         assert!(ids.insert(a.id.as_str()), "account {} twice", a.id);
         assert!(a.external_id.is_none() || a.role_arn.is_some());
-        let canonical: Vec<&str> = NAMES
+        let canonical: Vec<&str> = infraaudit::collector::ALL
             .into_iter()
+            .map(|spec| spec.name)
             .filter(|n| a.collectors.contains(n))
             .collect();
         assert_eq!(a.collectors, canonical, "unknown, repeated or unordered");

@@ -16,10 +16,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::AccountSession;
+use crate::aws::counters::ApiMetrics;
 use crate::collector;
 use crate::config::{Account, Config, Organizations};
 use crate::discovery::Discovered;
-use crate::metrics::ApiMetrics;
 use crate::scheduler::{self, Job};
 use crate::snapshot::{AccountInfo, SnapshotStore};
 

@@ -23,12 +23,14 @@ use tokio::sync::Semaphore;
 use crate::accounts::Active;
 use crate::audit;
 use crate::aws::AccountSession;
-use crate::checks::{self, Check};
+use crate::aws::counters::ApiMetrics;
+use crate::checks;
+use crate::collector::Check;
+use crate::collector::iam::{self, IamData};
 use crate::config::{Account, Config, Secret, is_account_id};
 use crate::http::{AppState, Resp};
-use crate::metrics::ApiMetrics;
-use crate::scheduler::unix_now;
 use crate::snapshot::{AccountInfo, SnapshotStore};
+use crate::time::unix_now;
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -273,7 +275,7 @@ impl Api {
         let mut keys = Vec::new();
         for id in &accounts {
             // An empty list would read as "no old keys": say that the data is missing.
-            let (Some(iam), _, _) = checks::account_data(&snap, id) else {
+            let Some(iam) = snap.data::<IamData>(id, iam::NAME) else {
                 return Err(fail(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
@@ -476,9 +478,8 @@ impl Api {
                 }
             }
             let snap = store.load();
-            let (iam, s3, ec2) = checks::account_data(&snap, &account_id);
             let results: Vec<AuditResult> =
-                checks::findings(&account_id, iam, s3, ec2, unix_now(), &config.checks)
+                checks::findings(&snap, &account_id, unix_now(), &config.checks)
                     .into_iter()
                     .filter(|f| checks.is_empty() || checks.contains(&f.check))
                     .map(|f| AuditResult {
@@ -632,7 +633,7 @@ fn account_field(v: Option<&Value>, required: bool) -> Result<Option<String>, Fa
 fn checks_field(v: Option<&Value>) -> Result<Vec<Check>, Fail> {
     let Some(v) = v else { return Ok(Vec::new()) };
     let bad = || {
-        let names: Vec<&str> = Check::ALL.iter().map(|c| c.name()).collect();
+        let names: Vec<&str> = Check::all().map(Check::name).collect();
         fail(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(

@@ -6,17 +6,18 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 
 use crate::aws::AccountSession;
-use crate::checks::Check;
-use crate::collector;
+use crate::collector::{self, Check};
 use crate::config::Config;
 use crate::error::Error;
-use crate::scheduler::{self, Job, unix_now};
+use crate::scheduler::{self, Job};
 use crate::snapshot::{Outcome, SnapshotStore};
+use crate::time::unix_now;
 
 /// The collectors that feed `checks` (all of the account's when `checks` is empty).
 pub fn collectors_for(checks: &[Check]) -> Vec<&'static str> {
-    collector::NAMES
+    collector::ALL
         .into_iter()
+        .map(|spec| spec.name)
         .filter(|name| checks.is_empty() || checks.iter().any(|c| c.collector() == *name))
         .collect()
 }
@@ -42,7 +43,11 @@ pub async fn run_once(
         });
     let mut failures = Vec::new();
     for (name, result, duration) in join_all(runs).await {
-        let outcome = match result {
+        let recorded = match result {
+            Ok(data) => scheduler::record(&session.account.id, name, data).await,
+            Err(e) => Err(e),
+        };
+        let outcome = match recorded {
             Ok(data) => Outcome::Success(data),
             Err(e) => {
                 tracing::warn!(account_id = %session.account.id, collector = name, error = %e, "audit run failed");

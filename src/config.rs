@@ -3,8 +3,10 @@
 //! Everything is validated here, before the runtime starts, so that a typo is an exit code 64 with
 //! one line naming the key, never a daemon that runs with half a configuration.
 
+use std::any::Any;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::error::Kind;
@@ -218,65 +220,130 @@ impl Default for AwsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+/// The `[collectors.*]` sections. Configuration names no collector: each collector module gives
+/// a [`SectionSpec`] (its name, defaults and how to read its section), and loading takes the list.
+#[derive(Debug, Clone, Default)]
 pub struct CollectorsConfig {
-    /// IAM: the credential report, access keys and the password policy.
-    pub iam: IamCollectorConfig,
-    /// S3: buckets' public access, public access blocks and encryption.
-    pub s3: CollectorConfig,
-    /// EC2: instances' metadata options and public IPs, per region.
-    pub ec2: CollectorConfig,
-    /// Access Advisor: when each user and role last used each service it may use. Off by
-    /// default: it costs one asynchronous IAM job per principal.
-    pub access_advisor: AccessAdvisorCollectorConfig,
+    /// Every section as merged from defaults, file and environment, for `show-config`.
+    raw: Dict,
+    /// Each known section, read and checked by its collector's [`SectionSpec::load`].
+    sections: Vec<(&'static str, Section)>,
 }
 
-impl Default for CollectorsConfig {
-    fn default() -> Self {
-        let minutes = |m: u64| Duration::from_secs(m * 60);
-        Self {
-            iam: IamCollectorConfig::default(),
-            s3: CollectorConfig {
-                enabled: true,
-                interval: minutes(60),
-                timeout: minutes(10),
-            },
-            ec2: CollectorConfig {
-                enabled: true,
-                interval: minutes(15),
-                timeout: minutes(5),
-            },
-            access_advisor: AccessAdvisorCollectorConfig::default(),
-        }
+impl Serialize for CollectorsConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CollectorsConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self {
+            raw: Dict::deserialize(d)?,
+            sections: Vec::new(),
+        })
     }
 }
 
 impl CollectorsConfig {
-    /// The settings every collector has, by collector name.
-    pub fn get(&self, name: &str) -> Option<CollectorConfig> {
-        use crate::collector::{access_advisor, ec2, iam, s3};
-        match name {
-            iam::NAME => Some(CollectorConfig {
-                enabled: self.iam.enabled,
-                interval: self.iam.interval,
-                timeout: self.iam.timeout,
-            }),
-            s3::NAME => Some(self.s3.clone()),
-            ec2::NAME => Some(self.ec2.clone()),
-            access_advisor::NAME => Some(CollectorConfig {
-                enabled: self.access_advisor.enabled,
-                interval: self.access_advisor.interval,
-                timeout: self.access_advisor.timeout,
-            }),
-            _ => None,
-        }
+    /// The section of collector `name`, once loaded; None for a name no collector has.
+    pub fn get(&self, name: &str) -> Option<&Section> {
+        self.sections
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, section)| section)
+    }
+
+    /// The collectors with a section, in the order of the list loading was given.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.sections.iter().map(|(name, _)| *name)
     }
 }
 
-/// Settings every collector has. No struct-level default: [`load`] starts from
-/// [`CollectorsConfig::default`], which differs per collector.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// What configuration knows of one collector, given by the collector module.
+#[derive(Clone, Copy)]
+pub struct SectionSpec {
+    /// The collector's name: its section is `[collectors.<name>]`.
+    pub name: &'static str,
+    /// The section with every key at its default.
+    pub defaults: fn() -> Value,
+    /// Reads the section (the figment focused on it) strictly and checks it.
+    pub load: fn(&Figment) -> Result<Section, SectionError>,
+}
+
+/// One collector's section, read: the settings every collector has, and the whole section as
+/// the collector's own type.
+#[derive(Clone)]
+pub struct Section {
+    pub common: CollectorConfig,
+    typed: Arc<dyn Any + Send + Sync>,
+}
+
+impl Section {
+    pub fn new<T: Any + Send + Sync>(common: CollectorConfig, typed: T) -> Self {
+        Self {
+            common,
+            typed: Arc::new(typed),
+        }
+    }
+
+    /// The section as the collector's type; None for another type.
+    pub fn typed<T: Any>(&self) -> Option<&T> {
+        self.typed.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for Section {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Section")
+            .field("common", &self.common)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a section was refused: figment's error (it knows the key and its source), or a check of
+/// the collector's, as (key within the section, message).
+#[derive(Debug)]
+pub enum SectionError {
+    Figment(Box<figment::Error>),
+    Invalid(String, String),
+}
+
+impl From<figment::Error> for SectionError {
+    fn from(e: figment::Error) -> Self {
+        SectionError::Figment(Box::new(e))
+    }
+}
+
+/// The [`SectionSpec::defaults`] of a section typed `T`.
+pub fn defaults_of<T: Serialize>(section: &T) -> Value {
+    Value::serialize(section).unwrap_or_else(|_| Value::from(Dict::new()))
+}
+
+/// [`SectionSpec::load`] for a collector with no settings of its own.
+pub fn load_common_section(figment: &Figment) -> Result<Section, SectionError> {
+    let common: CollectorConfig = figment.extract()?;
+    check_common(&common)?;
+    Ok(Section::new(common.clone(), common))
+}
+
+/// The checks every section gets: interval and timeout from 1s to 30d (an interval of centuries
+/// would overflow the scheduler's clock).
+pub fn check_common(c: &CollectorConfig) -> Result<(), SectionError> {
+    let range = Duration::from_secs(1)..=Duration::from_secs(30 * 86_400);
+    for (field, d) in [("interval", c.interval), ("timeout", c.timeout)] {
+        if !range.contains(&d) {
+            return Err(SectionError::Invalid(
+                field.to_owned(),
+                "must be between 1s and 30d".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Settings every collector has, and all of a section for collectors without settings of their own.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorConfig {
     /// Run this collector for accounts without their own `collectors` list.
@@ -288,74 +355,6 @@ pub struct CollectorConfig {
     /// A run that takes longer is abandoned and counts as failed.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IamCollectorConfig {
-    /// Run this collector for accounts without their own `collectors` list.
-    pub enabled: bool,
-    /// Time from the start of one run for an account to the start of the next (plus a little
-    /// jitter); a run that takes longer is followed at once.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    /// A run that takes longer is abandoned and counts as failed.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// How long one run waits in total for AWS to generate the credential report.
-    #[serde(with = "humantime_serde")]
-    pub report_wait: Duration,
-    /// While the last report fetched is younger than this (by its GeneratedTime), a run only
-    /// fetches it again, without GenerateCredentialReport: AWS regenerates a report only once it
-    /// is 4 hours old. 0 asks AWS to generate on every run.
-    #[serde(with = "humantime_serde")]
-    pub report_max_age: Duration,
-}
-
-impl Default for IamCollectorConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            interval: Duration::from_secs(3600),
-            timeout: Duration::from_secs(600),
-            report_wait: Duration::from_secs(300),
-            report_max_age: Duration::from_secs(4 * 3600),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AccessAdvisorCollectorConfig {
-    /// Run this collector for accounts without their own `collectors` list. Off by default:
-    /// each run costs one GenerateServiceLastAccessedDetails job per user and role.
-    pub enabled: bool,
-    /// Time from the start of one run for an account to the start of the next (plus a little
-    /// jitter). Long by default: AWS's own data lags by up to about 4 hours.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    /// A run that takes longer is abandoned and counts as failed.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// How long one principal's job may stay IN_PROGRESS before that principal counts as failed.
-    #[serde(with = "humantime_serde")]
-    pub job_wait: Duration,
-    /// A granted service not used within this long counts in
-    /// `infraaudit_iam_principal_unused_services`.
-    #[serde(with = "humantime_serde")]
-    pub unused_window: Duration,
-}
-
-impl Default for AccessAdvisorCollectorConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            interval: Duration::from_secs(86_400),
-            timeout: Duration::from_secs(3600),
-            job_wait: Duration::from_secs(300),
-            unused_window: Duration::from_secs(90 * 86_400),
-        }
-    }
 }
 
 /// Thresholds of the checks. Defaults follow the CIS AWS Foundations Benchmark v3.0.
@@ -535,18 +534,20 @@ pub struct Account {
     pub name: String,
     pub role_arn: Option<String>,
     pub external_id: Option<Secret>,
-    /// The collectors that run for this account, by name, in the order of [`crate::collector::NAMES`].
+    /// The collectors that run for this account, by name, in the order of the collector list.
     pub collectors: Vec<&'static str>,
     /// EC2 regions; empty: the account's enabled regions.
     pub regions: Vec<String>,
 }
 
 /// Loads defaults, then `path` (which must exist), then the environment; validates the result.
+/// `sections` are the collectors' sections (`collector::sections()`).
 pub fn load(
     path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
+    sections: &[SectionSpec],
 ) -> Result<Settings, ConfigError> {
-    load_with(path, env, ShardFlags::default())
+    load_with(path, env, ShardFlags::default(), sections)
 }
 
 /// [`load`], with `--shard`/`--total-shards` over everything else.
@@ -554,9 +555,10 @@ pub fn load_with(
     path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
     flags: ShardFlags,
+    sections: &[SectionSpec],
 ) -> Result<Settings, ConfigError> {
     let Some(path) = path else {
-        return load_sources(None, "defaults", process_vars(), env, flags);
+        return load_sources(None, "defaults", process_vars(), env, flags, sections);
     };
     let source_name = path.display().to_string();
     // Read here, not by figment: it ignores a missing file (a daemon started with a typo in its
@@ -568,17 +570,29 @@ pub fn load_with(
             format!("cannot read the file: {e}"),
         )
     })?;
-    load_sources(Some(&text), &source_name, process_vars(), env, flags)
+    load_sources(
+        Some(&text),
+        &source_name,
+        process_vars(),
+        env,
+        flags,
+        sections,
+    )
 }
 
 /// [`load`] from a TOML text instead of a file (the fuzz target and tests use it).
-pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+pub fn load_str(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    sections: &[SectionSpec],
+) -> Result<Settings, ConfigError> {
     load_sources(
         Some(text),
         "config",
         process_vars(),
         env,
         ShardFlags::default(),
+        sections,
     )
 }
 
@@ -601,8 +615,14 @@ fn load_sources(
     vars: Vec<(String, String)>,
     env: &dyn Fn(&str) -> Option<String>,
     flags: ShardFlags,
+    sections: &[SectionSpec],
 ) -> Result<Settings, ConfigError> {
-    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    let defaults: Dict = sections
+        .iter()
+        .map(|s| (s.name.to_owned(), (s.defaults)()))
+        .collect();
+    let mut figment = Figment::from(Serialized::defaults(Config::default()))
+        .merge(Serialized::default("collectors", defaults));
     if let Some(text) = text {
         check_toml(text).map_err(|(at, message)| ConfigError::new(source_name, at, message))?;
         figment = figment.merge(TomlText { source_name, text });
@@ -610,16 +630,60 @@ fn load_sources(
     for var in vars.into_iter().filter_map(EnvVar::parse) {
         figment = figment.merge(var);
     }
+    let blame = |e: ConfigError| match origin(&figment, &e.key) {
+        Some(var_or_file) => ConfigError::new(&var_or_file, e.key, e.message),
+        None => e,
+    };
     let mut config: Config = figment
         .extract()
         .map_err(|e| from_figment(&figment, source_name, e))?;
+    config.collectors.sections = read_sections(&figment, &config.collectors.raw, sections)
+        .map_err(|e| match e {
+            SectionError::Figment(e) => from_figment(&figment, source_name, *e),
+            SectionError::Invalid(key, message) => {
+                blame(ConfigError::new(source_name, key, message))
+            }
+        })?;
     flags.apply(&mut config.sharding);
     validate(config, source_name, env)
-        .map_err(|e| match origin(&figment, &e.key) {
-            Some(var_or_file) => ConfigError::new(&var_or_file, e.key, e.message),
-            None => e,
-        })
+        .map_err(blame)
         .map_err(|e| flags.blame(e))
+}
+
+/// Each collector's section, read by its spec; a section no collector has is refused.
+fn read_sections(
+    figment: &Figment,
+    raw: &Dict,
+    specs: &[SectionSpec],
+) -> Result<Vec<(&'static str, Section)>, SectionError> {
+    if let Some(unknown) = raw.keys().find(|k| !specs.iter().any(|s| s.name == *k)) {
+        let known: Vec<&str> = specs.iter().map(|s| s.name).collect();
+        let message = format!("unknown field; known fields: {}", known.join(", "));
+        return Err(SectionError::Invalid(
+            format!("collectors.{unknown}"),
+            message,
+        ));
+    }
+    specs
+        .iter()
+        .map(|spec| {
+            let path = format!("collectors.{}", spec.name);
+            match (spec.load)(&figment.focus(&path)) {
+                Ok(section) => Ok((spec.name, section)),
+                Err(SectionError::Invalid(key, m)) => {
+                    Err(SectionError::Invalid(format!("{path}.{key}"), m))
+                }
+                Err(SectionError::Figment(mut e)) => {
+                    let within = std::mem::take(&mut e.path);
+                    e.path = ["collectors".to_owned(), spec.name.to_owned()]
+                        .into_iter()
+                        .chain(within)
+                        .collect();
+                    Err(SectionError::Figment(e))
+                }
+            }
+        })
+        .collect()
 }
 
 /// The TOML text, read and checked already, under the name of its file.
@@ -857,49 +921,6 @@ fn validate(
         ));
     }
     validate_regions(&config.aws.regions).map_err(|m| bad("aws.regions", m))?;
-    let c = &config.collectors;
-    // Bounded above too: an interval of centuries would overflow the scheduler's clock.
-    let longest = Duration::from_secs(30 * 86_400);
-    for name in crate::collector::NAMES {
-        let Some(collector) = c.get(name) else {
-            continue;
-        };
-        for (field, d) in [
-            ("interval", collector.interval),
-            ("timeout", collector.timeout),
-        ] {
-            if !(Duration::from_secs(1)..=longest).contains(&d) {
-                return Err(bad(
-                    &format!("collectors.{name}.{field}"),
-                    "must be between 1s and 30d".into(),
-                ));
-            }
-        }
-    }
-    let iam = &c.iam;
-    if iam.report_wait >= iam.timeout {
-        return Err(bad(
-            "collectors.iam.report_wait",
-            "must be shorter than collectors.iam.timeout".into(),
-        ));
-    }
-    let aa = &c.access_advisor;
-    if !(Duration::from_secs(1)..aa.timeout).contains(&aa.job_wait) {
-        return Err(bad(
-            "collectors.access_advisor.job_wait",
-            "must be at least 1s and shorter than collectors.access_advisor.timeout".into(),
-        ));
-    }
-    // Up to ten years: past AWS's tracking period (400 days) only never-used services count.
-    if !(Duration::from_secs(86_400)..=Duration::from_secs(3650 * 86_400))
-        .contains(&aa.unused_window)
-    {
-        return Err(bad(
-            "collectors.access_advisor.unused_window",
-            "must be between 1d and 3650d".into(),
-        ));
-    }
-
     let checks = &config.checks;
     for (key, d) in [
         ("checks.access_key_max_age", checks.access_key_max_age),
@@ -980,7 +1001,8 @@ fn validate(
             }
         }
         let collectors = match &a.collectors {
-            Some(names) => resolve_collectors(names).map_err(|m| bad(&key("collectors"), m))?,
+            Some(names) => resolve_collectors(names, &config.collectors)
+                .map_err(|m| bad(&key("collectors"), m))?,
             None => config.enabled_collectors(),
         };
         let regions = match &a.regions {
@@ -1242,9 +1264,11 @@ fn api_tokens(
 impl Config {
     /// The collectors switched on in `[collectors.*]`: those of accounts without their own list.
     pub fn enabled_collectors(&self) -> Vec<&'static str> {
-        crate::collector::NAMES
-            .into_iter()
-            .filter(|name| self.collectors.get(name).is_some_and(|c| c.enabled))
+        self.collectors
+            .sections
+            .iter()
+            .filter(|(_, section)| section.common.enabled)
+            .map(|(name, _)| *name)
             .collect()
     }
 
@@ -1262,20 +1286,24 @@ impl Config {
 }
 
 /// Collector names as known `&'static str`s in canonical order; unknown names and repeats refused.
-fn resolve_collectors(names: &[String]) -> Result<Vec<&'static str>, String> {
+fn resolve_collectors(
+    names: &[String],
+    collectors: &CollectorsConfig,
+) -> Result<Vec<&'static str>, String> {
     for (i, n) in names.iter().enumerate() {
-        if !crate::collector::NAMES.contains(&n.as_str()) {
+        if collectors.get(n).is_none() {
+            let known: Vec<&str> = collectors.names().collect();
             return Err(format!(
                 "unknown collector {n:?} (known: {})",
-                crate::collector::NAMES.join(", ")
+                known.join(", ")
             ));
         }
         if names[..i].contains(n) {
             return Err(format!("collector {n:?} is listed twice"));
         }
     }
-    Ok(crate::collector::NAMES
-        .into_iter()
+    Ok(collectors
+        .names()
         .filter(|known| names.iter().any(|n| n == known))
         .collect())
 }
@@ -1365,6 +1393,10 @@ pub fn is_role_name(path_and_name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sections() -> Vec<SectionSpec> {
+        crate::collector::sections()
+    }
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> PathBuf {
@@ -1378,7 +1410,7 @@ mod tests {
     }
 
     fn load_err(name: &str) -> String {
-        match load(Some(&fixture(name)), &no_env) {
+        match load(Some(&fixture(name)), &no_env, &sections()) {
             Ok(_) => panic!("{name} should have been refused"),
             Err(e) => e.to_string(),
         }
@@ -1386,11 +1418,14 @@ mod tests {
 
     #[test]
     fn defaults_without_file() {
-        let s = load(None, &no_env).unwrap();
+        let s = load(None, &no_env, &sections()).unwrap();
         assert_eq!(s.config.server.listen_address.to_string(), "0.0.0.0:10025");
         assert_eq!(s.config.aws.region, "us-east-1");
         assert_eq!(s.config.aws.max_concurrency, 5);
-        assert_eq!(s.config.collectors.iam.interval, Duration::from_secs(3600));
+        assert_eq!(
+            s.config.collectors.get("iam").unwrap().common.interval,
+            Duration::from_secs(3600)
+        );
         assert!(s.accounts.is_empty());
     }
 
@@ -1400,7 +1435,7 @@ mod tests {
         let env = |k: &str| {
             (k == "INFRAAUDIT_STAGING_EXTERNAL_ID").then(|| "staging-external-id".to_owned())
         };
-        let s = load(Some(&path), &env).unwrap();
+        let s = load(Some(&path), &env, &sections()).unwrap();
         assert_eq!(s.accounts.len(), 2);
         assert_eq!(
             s.accounts[1].external_id.as_ref().map(Secret::expose),
@@ -1427,7 +1462,7 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
     fn external_id_from_a_file_is_trimmed() {
         let path = secret_file("external-id", "from-a-file-123\n");
         let text = format!("{ROLE_ACCOUNT}external_id_file = {:?}\n", path);
-        let s = load_str(&text, &no_env).unwrap();
+        let s = load_str(&text, &no_env, &sections()).unwrap();
         assert_eq!(
             s.accounts[0].external_id.as_ref().map(Secret::expose),
             Some("from-a-file-123")
@@ -1437,7 +1472,9 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
     #[test]
     fn external_id_file_errors_name_the_key_not_the_content() {
         let missing = format!("{ROLE_ACCOUNT}external_id_file = \"/nonexistent/infraaudit-id\"\n");
-        let e = load_str(&missing, &no_env).unwrap_err().to_string();
+        let e = load_str(&missing, &no_env, &sections())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("accounts[0].external_id_file") && e.contains("/nonexistent/infraaudit-id"),
             "{e}"
@@ -1445,7 +1482,9 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
 
         let path = secret_file("bad-external-id", "not valid because of spaces\n");
         let bad = format!("{ROLE_ACCOUNT}external_id_file = {:?}\n", path);
-        let e = load_str(&bad, &no_env).unwrap_err().to_string();
+        let e = load_str(&bad, &no_env, &sections())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("accounts[0].external_id_file"), "{e}");
         assert!(!e.contains("spaces"), "the error shows the secret: {e}");
 
@@ -1453,6 +1492,7 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
         let e = load_str(
             &format!("{ROLE_ACCOUNT}external_id_file = {:?}\n", empty),
             &no_env,
+            &sections(),
         )
         .unwrap_err()
         .to_string();
@@ -1462,7 +1502,9 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
             "{ROLE_ACCOUNT}external_id = \"abc-123\"\nexternal_id_file = {:?}\n",
             path
         );
-        let e = load_str(&both, &no_env).unwrap_err().to_string();
+        let e = load_str(&both, &no_env, &sections())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("set only one of"), "{e}");
     }
 
@@ -1473,7 +1515,7 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
             "# rotated 2026-11\nfirst-token-0123456789\n\n  second-token-0123456789  \n",
         );
         let text = format!("[api]\nenabled = true\nbearer_tokens_file = {:?}\n", path);
-        let s = load_str(&text, &no_env).unwrap();
+        let s = load_str(&text, &no_env, &sections()).unwrap();
         let tokens: Vec<&str> = s.api_tokens.iter().map(Secret::expose).collect();
         assert_eq!(
             tokens,
@@ -1482,7 +1524,9 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
 
         let short = secret_file("short-tokens", "short\n");
         let text = format!("[api]\nenabled = true\nbearer_tokens_file = {:?}\n", short);
-        let e = load_str(&text, &no_env).unwrap_err().to_string();
+        let e = load_str(&text, &no_env, &sections())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("api.bearer_tokens") && !e.contains("short\n"),
             "{e}"
@@ -1498,7 +1542,7 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
              {ROLE_ACCOUNT}external_id_file = {id_file:?}\n\
              [[accounts]]\nid = \"333333333333\"\nrole_arn = \"arn:aws:iam::333333333333:role/A\"\nexternal_id = \"id-inline-0123\"\n"
         );
-        let s = load_str(&text, &no_env).unwrap();
+        let s = load_str(&text, &no_env, &sections()).unwrap();
         let shown = format!("{s:?} {:#?}", s.config);
         for secret in [
             "id-from-file-0123",
@@ -1513,9 +1557,9 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
 
     #[test]
     fn good_fixture() {
-        let s = load(Some(&fixture("ok.toml")), &no_env).unwrap();
+        let s = load(Some(&fixture("ok.toml")), &no_env, &sections()).unwrap();
         assert_eq!(
-            s.config.collectors.iam.interval,
+            s.config.collectors.get("iam").unwrap().common.interval,
             Duration::from_secs(90 * 60)
         );
         assert_eq!(s.accounts[0].name, "prod");
@@ -1529,13 +1573,22 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
 
     #[test]
     fn collectors_regions_and_checks() {
-        let s = load(Some(&fixture("ok.toml")), &no_env).unwrap();
+        let s = load(Some(&fixture("ok.toml")), &no_env, &sections()).unwrap();
         let c = &s.config;
         // A partial table keeps the other defaults of that collector.
-        assert!(!c.collectors.ec2.enabled);
-        assert_eq!(c.collectors.ec2.interval, Duration::from_secs(300));
-        assert_eq!(c.collectors.ec2.timeout, Duration::from_secs(300));
-        assert_eq!(c.collectors.s3.interval, Duration::from_secs(3600));
+        assert!(!c.collectors.get("ec2").unwrap().common.enabled);
+        assert_eq!(
+            c.collectors.get("ec2").unwrap().common.interval,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            c.collectors.get("ec2").unwrap().common.timeout,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            c.collectors.get("s3").unwrap().common.interval,
+            Duration::from_secs(3600)
+        );
         assert_eq!(c.enabled_collectors(), ["iam", "s3"]);
         // The first account follows [collectors.*]; the second has its own list, in our order,
         // which runs ec2 although it is disabled for the others.
@@ -1575,7 +1628,7 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
             (k == "INFRAAUDIT_TEST_API_TOKENS")
                 .then(|| " env-token-a-0123456789 , env-token-b-0123456789,".to_owned())
         };
-        let s = load(Some(&fixture("api_env_tokens.toml")), &env).unwrap();
+        let s = load(Some(&fixture("api_env_tokens.toml")), &env, &sections()).unwrap();
         let tokens: Vec<&str> = s.api_tokens.iter().map(Secret::expose).collect();
         assert_eq!(
             tokens,
@@ -1589,7 +1642,7 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
             !format!("{s:?}").contains("env-token-a"),
             "tokens are redacted"
         );
-        let e = match load(Some(&fixture("api_env_tokens.toml")), &no_env) {
+        let e = match load(Some(&fixture("api_env_tokens.toml")), &no_env, &sections()) {
             Ok(_) => panic!("the variable is not set"),
             Err(e) => e.to_string(),
         };
@@ -1650,25 +1703,38 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
 
     #[test]
     fn access_advisor_is_off_by_default_and_its_keys_are_named() {
-        let s = load(None, &no_env).unwrap();
+        let s = load(None, &no_env, &sections()).unwrap();
         assert!(!s.config.enabled_collectors().contains(&"access_advisor"));
-        let aa = &s.config.collectors.access_advisor;
+        let aa = s
+            .config
+            .collectors
+            .get("access_advisor")
+            .unwrap()
+            .typed::<crate::collector::access_advisor::AccessAdvisorConfig>()
+            .unwrap();
         assert_eq!(aa.interval, Duration::from_secs(86_400));
         assert_eq!(aa.unused_window, Duration::from_secs(90 * 86_400));
 
         let on = "[collectors.access_advisor]\nenabled = true\nunused_window = \"30d\"\n";
-        let s = load_str(on, &no_env).unwrap();
+        let s = load_str(on, &no_env, &sections()).unwrap();
         assert_eq!(
             s.config.enabled_collectors(),
             ["iam", "s3", "ec2", "access_advisor"]
         );
         assert_eq!(
-            s.config.collectors.access_advisor.unused_window,
+            s.config
+                .collectors
+                .get("access_advisor")
+                .unwrap()
+                .typed::<crate::collector::access_advisor::AccessAdvisorConfig>()
+                .unwrap()
+                .unused_window,
             Duration::from_secs(30 * 86_400)
         );
         let e = load_str(
             "[collectors.access_advisor]\ntimeout = \"5m\"\njob_wait = \"5m\"\n",
             &no_env,
+            &sections(),
         )
         .unwrap_err()
         .to_string();
@@ -1676,13 +1742,18 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
         let e = load_str(
             "[collectors.access_advisor]\nunused_window = \"12h\"\n",
             &no_env,
+            &sections(),
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("collectors.access_advisor.unused_window"), "{e}");
-        let e = load_str("[collectors.access_advisor]\ninterval = \"31d\"\n", &no_env)
-            .unwrap_err()
-            .to_string();
+        let e = load_str(
+            "[collectors.access_advisor]\ninterval = \"31d\"\n",
+            &no_env,
+            &sections(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("collectors.access_advisor.interval"), "{e}");
     }
 
@@ -1759,16 +1830,16 @@ role_arn = "arn:aws:iam::222222222222:role/Audit"
             "[[accounts]]\nid = \"111111111111\"\nrole_arn = \"arn:aws:iam::111111111111:role/x\"\nexternal_id_env = \"A\\nB\"\n",
             "[api]\nbearer_tokens_env = \"X\\rY\"\n",
         ] {
-            let e = load_str(text, &none).unwrap_err().to_string();
+            let e = load_str(text, &none, &sections()).unwrap_err().to_string();
             assert!(!e.contains(['\n', '\r']), "{e:?}");
         }
-        let e = load_str("[api]\nbearer_tokens_env = \"X\\rY\"\n", &none).unwrap_err();
+        let e = load_str("[api]\nbearer_tokens_env = \"X\\rY\"\n", &none, &sections()).unwrap_err();
         assert_eq!(e.message, "environment variable X\\rY is not set or empty");
     }
 
     #[test]
     fn organizations_are_off_by_default_and_read_when_on() {
-        let s = load(None, &no_env).unwrap();
+        let s = load(None, &no_env, &sections()).unwrap();
         assert!(s.organizations.is_none());
         assert_eq!(
             (s.config.sharding.shard, s.config.sharding.total_shards),
@@ -1790,7 +1861,7 @@ shard = 2
 total_shards = 3
 "#;
         let env = |k: &str| (k == "ORG_EXTERNAL_ID").then(|| "org-external-id".to_owned());
-        let s = load_str(text, &env).unwrap();
+        let s = load_str(text, &env, &sections()).unwrap();
         let o = s.organizations.unwrap();
         assert_eq!(o.role_name, "audit/InfraAuditRole");
         assert_eq!(
@@ -1868,7 +1939,7 @@ total_shards = 3
             ("[sharding]\nshard = -1\n".to_owned(), "sharding.shard"),
         ];
         for (text, key) in cases {
-            let e = load_str(&text, &no_env)
+            let e = load_str(&text, &no_env, &sections())
                 .err()
                 .unwrap_or_else(|| panic!("{text} should have been refused"))
                 .to_string();
@@ -1876,7 +1947,14 @@ total_shards = 3
             assert!(!e.contains("has spaces"), "the error shows the secret: {e}");
         }
         // Keys of a disabled [organizations] are not checked: it is off.
-        assert!(load_str("[organizations]\nrole_name = \"bad name\"\n", &no_env).is_ok());
+        assert!(
+            load_str(
+                "[organizations]\nrole_name = \"bad name\"\n",
+                &no_env,
+                &sections()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -1894,6 +1972,7 @@ total_shards = 3
                     shard,
                     total_shards,
                 },
+                &sections(),
             )
         };
         let e = load(None, None).unwrap_err().to_string();
@@ -1952,7 +2031,7 @@ total_shards = 3
             ),
         ];
         for (text, key, expected) in cases {
-            let e = load_str(&text, &no_env).unwrap_err();
+            let e = load_str(&text, &no_env, &sections()).unwrap_err();
             let line = e.to_string();
             assert_eq!(e.key, key, "{line}");
             assert!(e.message.contains(expected), "{line}");
@@ -1962,7 +2041,7 @@ total_shards = 3
             );
         }
         // Other keys keep the value: it helps, and it is no secret.
-        let e = load_str("[aws]\nmax_concurrency = \"lots\"\n", &no_env).unwrap_err();
+        let e = load_str("[aws]\nmax_concurrency = \"lots\"\n", &no_env, &sections()).unwrap_err();
         assert!(e.message.contains("\"lots\""), "{e}");
     }
 
@@ -1971,29 +2050,32 @@ total_shards = 3
         let e = load_str(
             "[organizations]\nenabled = true\nexternal_id = \"SECRET-unterminated\n",
             &no_env,
+            &sections(),
         )
         .unwrap_err();
         let line = e.to_string();
         assert!(line.starts_with("config: line 3, column "), "{line}");
         assert!(!line.contains(SHOWN), "the error shows the secret: {line}");
         // On a line without a secret the parser's short message stays, without the snippet.
-        let e = load_str("[aws]\nregion = \"eu-west-1\n", &no_env).unwrap_err();
+        let e = load_str("[aws]\nregion = \"eu-west-1\n", &no_env, &sections()).unwrap_err();
         let line = e.to_string();
         assert!(line.starts_with("config: line 2, column "), "{line}");
         assert!(line.contains("invalid basic string"), "{line}");
         assert!(!line.contains("eu-west-1") && !line.contains('|'), "{line}");
         // A multi-line message of the parser becomes one line, without escapes.
-        let e = load_str("[aws\n", &no_env).unwrap_err().to_string();
+        let e = load_str("[aws\n", &no_env, &sections())
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains(['\n', '\r']) && !e.contains("\\n"), "{e}");
     }
 
     #[test]
     fn figment_errors_read_like_validation_errors() {
         // Paths as validation writes them.
-        let e = load_str("[[accounts]]\nid = 5\n", &no_env).unwrap_err();
+        let e = load_str("[[accounts]]\nid = 5\n", &no_env, &sections()).unwrap_err();
         assert_eq!(e.key, "accounts[0].id", "{e}");
         // Unknown fields: the key names the field; the known ones are a plain list.
-        let e = load(Some(&fixture("bad_unknown_key.toml")), &no_env).unwrap_err();
+        let e = load(Some(&fixture("bad_unknown_key.toml")), &no_env, &sections()).unwrap_err();
         assert_eq!(e.key, "server.listen_adress", "{e}");
         assert_eq!(
             e.message,
@@ -2013,6 +2095,7 @@ total_shards = 3
             vars,
             &no_env,
             ShardFlags::default(),
+            &sections(),
         )
     }
 
@@ -2099,7 +2182,7 @@ total_shards = 3
         )
         .unwrap();
         assert_eq!(s.config.aws.max_concurrency, 7);
-        assert!(!s.config.collectors.ec2.enabled);
+        assert!(!s.config.collectors.get("ec2").unwrap().common.enabled);
         assert_eq!(s.config.aws.regions, ["eu-west-1", "us-east-2"]);
     }
 

@@ -20,12 +20,12 @@ use aws_sdk_organizations::types::{Account as OrgAccount, AccountState, AccountS
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{Registry, merge};
+use crate::aws::counters::ApiMetrics;
 use crate::aws::{AccountSession, aws_error, caller_account};
 use crate::config::{Account, Config, Organizations, parse_role_arn};
 use crate::error::Error;
-use crate::metrics::ApiMetrics;
-use crate::scheduler::unix_now;
 use crate::snapshot::SnapshotStore;
+use crate::time::unix_now;
 
 /// The calls discovery makes, in the management or delegated-administrator account (not in
 /// the audit role of each account: see README, AWS setup).

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use crate::collector::credential_report::ParseError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An AWS call failed after the SDK's retries. `code` is AWS's error code, or a transport
@@ -15,8 +13,9 @@ pub enum Error {
         code: String,
         message: String,
     },
+    /// The credential report did not parse; the message says where (never a whole row).
     #[error("malformed credential report: {0}")]
-    Report(#[from] ParseError),
+    Report(String),
     #[error("the credential report was not ready within {0:?}")]
     ReportTimeout(Duration),
     #[error("the run did not finish within {0:?}")]
@@ -32,6 +31,9 @@ pub enum Error {
     AccessAdvisorJobTimeout(String, Duration),
     #[error("the collector is not enabled for this account")]
     Disabled,
+    /// Encoding a run's series panicked: a bug, counted as a failed run.
+    #[error("the run's series could not be encoded")]
+    Encode,
     /// AWS answered for another account than the one configured: an `account_id` that is not
     /// the credentials' account, or an endpoint or proxy answering for another account. Nothing
     /// of the run is recorded.
@@ -56,6 +58,7 @@ impl Error {
             Error::AccessAdvisorJobFailed { .. } => "access_advisor_job_failed",
             Error::AccessAdvisorJobTimeout(..) => "access_advisor_job_timeout",
             Error::Disabled => "collector_disabled",
+            Error::Encode => "encode",
             Error::AccountMismatch { .. } => "account_mismatch",
         }
     }

@@ -12,11 +12,13 @@ pub mod collector;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod expo;
 pub mod http;
 pub mod metrics;
 pub mod overview;
 pub mod scheduler;
 pub mod snapshot;
+pub mod time;
 pub mod web;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

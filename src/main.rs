@@ -11,11 +11,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use infraaudit::aws::counters::ApiMetrics;
 use infraaudit::config::{self, Settings};
 use infraaudit::http::{self, AppState};
-use infraaudit::metrics::{ApiMetrics, Exporter};
+use infraaudit::metrics::Exporter;
 use infraaudit::snapshot::SnapshotStore;
-use infraaudit::{REVISION, VERSION, accounts, aws, discovery, scheduler, web};
+use infraaudit::{REVISION, VERSION, accounts, aws, discovery, web};
 
 mod cli;
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         args.config.as_deref(),
         &|name| std::env::var(name).ok(),
         flags,
+        &infraaudit::collector::sections(),
     ) {
         Ok(s) => s,
         Err(e) => return cli::config_error(format_args!("bad configuration: {e}")),
@@ -199,7 +201,7 @@ async fn run(settings: Settings, web: Option<Arc<web::Live>>) -> Result<(), Stri
         cfg,
         VERSION,
         REVISION,
-        scheduler::unix_now,
+        infraaudit::time::unix_now,
     );
 
     tokio::spawn(on_signal(shutdown.clone())?);

@@ -5,11 +5,13 @@
 
 use std::fmt::Write as _;
 
-use crate::checks::{self, Check, Finding};
-use crate::collector::iam::IamData;
+use crate::checks;
+use crate::collector::iam::{self, IamData};
+use crate::collector::{Check, Finding, ec2, s3};
 use crate::config::ChecksConfig;
 use crate::http::AppState;
 use crate::snapshot::{AccountInfo, RunStatus, Snapshot};
+use crate::time::{unix, whole_days};
 
 /// Rows per list of worst findings; the rest is counted, and is in `/metrics` and the API.
 const WORST: usize = 10;
@@ -29,7 +31,7 @@ pub fn render(state: &AppState) -> String {
         &snapshot,
         &state.config.checks,
         state.api.is_some(),
-        crate::scheduler::unix_now(),
+        crate::time::unix_now(),
     )
 }
 
@@ -84,27 +86,24 @@ fn account_section(
         id = escape(&account.id),
         name = escape(&account.name),
     );
-    let (iam, s3, ec2) = checks::account_data(snapshot, &account.id);
+    let iam = snapshot.data::<IamData>(&account.id, iam::NAME);
     collectors(out, snapshot, &account.id, iam, now);
-    failing_checks(out, iam, s3, ec2, c, now);
+    failing_checks(out, snapshot, &account.id, c, now);
     if let Some(iam) = iam {
         oldest_keys(out, iam, c, now);
     }
-    let found = checks::findings(&account.id, iam, s3, ec2, now, c);
-    if s3.is_some() {
-        failed_findings(
-            out,
-            &found,
-            Check::S3PublicAccess,
-            "Public buckets",
-            "bucket",
-        );
+    let found = checks::findings(snapshot, &account.id, now, c);
+    if snapshot.data::<s3::S3Data>(&account.id, s3::NAME).is_some() {
+        failed_findings(out, &found, s3::PUBLIC_ACCESS, "Public buckets", "bucket");
     }
-    if ec2.is_some() {
+    if snapshot
+        .data::<ec2::Ec2Data>(&account.id, ec2::NAME)
+        .is_some()
+    {
         failed_findings(
             out,
             &found,
-            Check::Ec2Imdsv2,
+            ec2::IMDSV2,
             "Instances allowing IMDSv1",
             "region/instance",
         );
@@ -149,7 +148,7 @@ fn collectors(
         let _ = writeln!(
             out,
             "<p>IAM credential report generated {}.</p>",
-            ago(now, checks::unix(t))
+            ago(now, unix(t))
         );
     }
 }
@@ -166,21 +165,20 @@ fn health(s: &RunStatus) -> String {
 /// Failing checks with their counts, then the passing and the unknown ones by name.
 fn failing_checks(
     out: &mut String,
-    iam: Option<&IamData>,
-    s3: Option<&crate::collector::s3::S3Data>,
-    ec2: Option<&crate::collector::ec2::Ec2Data>,
+    snapshot: &Snapshot,
+    account_id: &str,
     c: &ChecksConfig,
     now: f64,
 ) {
     out.push_str("<h3>Failing checks</h3>\n");
     let (mut failing, mut passing, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
-    for check in Check::ALL {
-        match checks::failed_resources(check, iam, s3, ec2, now, c) {
+    for check in Check::all() {
+        match checks::failed_resources(check, snapshot, account_id, now, c) {
             Some(0) => passing.push(check.name()),
             Some(n) => failing.push(vec![
                 td(&format!("<span class=\"bad\">{}</span>", check.name())),
                 td_n(&n.to_string()),
-                td(&describe(check, c)),
+                td(&check.describe(c)),
             ]),
             None => unknown.push(check.name()),
         }
@@ -201,29 +199,6 @@ fn failing_checks(
     }
 }
 
-/// What fails a check, with the configured thresholds.
-fn describe(check: Check, c: &ChecksConfig) -> String {
-    let days = |d: std::time::Duration| d.as_secs() / 86_400;
-    match check {
-        Check::IamAccessKeyAge => format!(
-            "an active access key is older than {} days",
-            days(c.access_key_max_age)
-        ),
-        Check::IamAccessKeyUnused => format!(
-            "an active access key was not used for {} days",
-            days(c.access_key_max_unused)
-        ),
-        Check::IamRootAccessKey => "the root user has an active access key".into(),
-        Check::IamRootMfa => "the root user can sign in without MFA".into(),
-        Check::IamUserConsoleMfa => "a console user has no MFA".into(),
-        Check::IamPasswordPolicy => "the password policy is missing or weak".into(),
-        Check::S3PublicAccess => "a bucket is public".into(),
-        Check::S3Encryption => "a bucket has no default encryption".into(),
-        Check::Ec2Imdsv2 => "an instance allows IMDSv1".into(),
-        Check::Ec2PublicIp => "an instance has a public IPv4 address".into(),
-    }
-}
-
 /// The oldest active access keys, those over the age limit in red.
 fn oldest_keys(out: &mut String, iam: &IamData, c: &ChecksConfig, now: f64) {
     out.push_str("<h3>Oldest active access keys</h3>\n");
@@ -237,9 +212,9 @@ fn oldest_keys(out: &mut String, iam: &IamData, c: &ChecksConfig, now: f64) {
         .iter()
         .take(WORST)
         .map(|k| {
-            let n = checks::whole_days(now - checks::unix(k.created));
+            let n = whole_days(now - unix(k.created));
             let age = format!("{n} day{}", if n == 1 { "" } else { "s" });
-            let age = if checks::key_too_old(k, now, c) {
+            let age = if iam::checks::key_too_old(k, now, c) {
                 format!("<span class=\"bad\">{age}</span>")
             } else {
                 age
@@ -250,7 +225,7 @@ fn oldest_keys(out: &mut String, iam: &IamData, c: &ChecksConfig, now: f64) {
                 td_n(&age),
                 td(&k
                     .last_used
-                    .map_or_else(|| "never".to_owned(), |t| ago(now, checks::unix(t)))),
+                    .map_or_else(|| "never".to_owned(), |t| ago(now, unix(t)))),
             ]
         })
         .collect();
@@ -342,7 +317,7 @@ fn ago(now: f64, t: f64) -> String {
     } else if s < 2.0 * 86_400.0 {
         ((s / 3600.0).floor() as i64, "hour")
     } else {
-        (checks::whole_days(s), "day")
+        (whole_days(s), "day")
     };
     let plural = if n == 1 { "" } else { "s" };
     format!(
@@ -363,10 +338,9 @@ mod tests {
     use super::*;
     use crate::aws::ec2::Instance;
     use crate::aws::s3::{Encryption, PublicAccessBlock};
-    use crate::collector::CollectorData;
-    use crate::collector::credential_report;
     use crate::collector::ec2::{Ec2Data, RegionRecord};
     use crate::collector::iam::AccessKeyRecord;
+    use crate::collector::iam::credential_report;
     use crate::collector::s3::{BucketRecord, S3Data};
     use crate::snapshot::{Outcome, SnapshotStore};
 
@@ -464,21 +438,21 @@ mod tests {
         store.record(
             PROD,
             "iam",
-            Outcome::Success(CollectorData::Iam(iam())),
+            Outcome::Success(iam::SPEC.record(PROD, Arc::new(iam()))),
             1.25,
             NOW - 600.0,
         );
         store.record(
             PROD,
             "s3",
-            Outcome::Success(CollectorData::S3(s3())),
+            Outcome::Success(s3::SPEC.record(PROD, Arc::new(s3()))),
             2.5,
             NOW - 3.0 * 3600.0,
         );
         store.record(
             PROD,
             "ec2",
-            Outcome::Success(CollectorData::Ec2(ec2())),
+            Outcome::Success(ec2::SPEC.record(PROD, Arc::new(ec2()))),
             0.75,
             NOW - 120.0,
         );

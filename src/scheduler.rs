@@ -3,16 +3,17 @@
 //! run has a timeout, and pairs never wait for each other.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::aws::AccountSession;
-use crate::collector::{Collector, Schedule};
+use crate::collector::{self, Collector, Data, Recorded, Schedule};
 use crate::error::Error;
 use crate::snapshot::{Outcome, SnapshotStore};
+use crate::time::unix_now;
 
 #[derive(Clone)]
 pub struct Job {
@@ -51,6 +52,10 @@ pub async fn run_once(job: &Job, store: &SnapshotStore) -> Result<(), Error> {
         .await
         .unwrap_or(Err(Error::Timeout(timeout)));
     let duration = started.elapsed().as_secs_f64();
+    let result = match result {
+        Ok(data) => record(&job.account_id, job.collector.name(), data).await,
+        Err(e) => Err(e),
+    };
     let (outcome, failure) = match result {
         Ok(data) => {
             tracing::info!(duration_seconds = duration, "run succeeded");
@@ -76,9 +81,23 @@ pub async fn run_once(job: &Job, store: &SnapshotStore) -> Result<(), Error> {
 pub async fn collect_verified(
     session: &AccountSession,
     collector: &dyn Collector,
-) -> Result<crate::collector::CollectorData, Error> {
+) -> Result<Arc<Data>, Error> {
     session.verify_identity().await?;
     collector.collect().await
+}
+
+/// A run's data with its series encoded, off the async threads: a large account's series take
+/// milliseconds. Encoding that panicked (a bug) fails the run instead of taking the pair down.
+pub async fn record(
+    account_id: &str,
+    collector: &'static str,
+    data: Arc<Data>,
+) -> Result<Recorded, Error> {
+    let spec = collector::find(collector).ok_or(Error::Encode)?;
+    let account_id = account_id.to_owned();
+    tokio::task::spawn_blocking(move || spec.record(&account_id, data))
+        .await
+        .map_err(|_| Error::Encode)
 }
 
 pub fn spawn(
@@ -123,12 +142,6 @@ async fn run_forever(job: Job, store: Arc<SnapshotStore>, shutdown: Cancellation
 fn with_jitter(interval: Duration) -> Duration {
     let max = (interval / 20).min(Duration::from_secs(60));
     interval + max.mul_f64(fastrand::f64())
-}
-
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

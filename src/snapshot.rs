@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::collector::CollectorData;
+use crate::collector::Recorded;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct AccountInfo {
@@ -35,7 +35,15 @@ pub struct RunStatus {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub status: RunStatus,
-    pub data: Option<Arc<CollectorData>>,
+    /// The data of the last successful run, with its series encoded.
+    pub data: Option<Arc<Recorded>>,
+}
+
+impl Entry {
+    /// The data of the last successful run, as the collector's own type.
+    pub fn data<T: std::any::Any>(&self) -> Option<&T> {
+        self.data.as_ref()?.data.downcast_ref()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -45,9 +53,18 @@ pub struct Snapshot {
     pub entries: BTreeMap<(String, &'static str), Entry>,
 }
 
+impl Snapshot {
+    /// The data of one (account, collector), as the collector's own type.
+    pub fn data<T: std::any::Any>(&self, account_id: &str, collector: &'static str) -> Option<&T> {
+        self.entries
+            .get(&(account_id.to_owned(), collector))?
+            .data()
+    }
+}
+
 /// The outcome of one run, as the scheduler hands it over.
 pub enum Outcome {
-    Success(CollectorData),
+    Success(Recorded),
     Failure,
 }
 
@@ -194,13 +211,14 @@ impl SnapshotStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collector::iam::IamData;
+    use crate::collector::iam::{self, IamData};
 
-    fn iam(keys_generated: i64) -> CollectorData {
-        CollectorData::Iam(IamData {
+    fn iam(keys_generated: i64) -> Recorded {
+        let data = IamData {
             report_generated_at: chrono::DateTime::from_timestamp(keys_generated, 0),
             ..IamData::default()
-        })
+        };
+        iam::SPEC.record("1", Arc::new(data))
     }
 
     fn accounts(ids: &[&str]) -> Vec<AccountInfo> {
@@ -225,12 +243,8 @@ mod tests {
         assert_eq!(e.status.last_success, Some(1000.0));
         assert_eq!(e.status.consecutive_failures, 1);
         assert_eq!(e.status.duration_seconds, 0.5);
-        match e.data.as_deref() {
-            Some(CollectorData::Iam(d)) => {
-                assert_eq!(d.report_generated_at.map(|t| t.timestamp()), Some(100))
-            }
-            other => panic!("{other:?}"),
-        }
+        let d = e.data::<IamData>().expect("the last good data");
+        assert_eq!(d.report_generated_at.map(|t| t.timestamp()), Some(100));
         assert!(!store.ready());
         store.record("2", "iam", Outcome::Failure, 0.1, 2001.0);
         assert!(store.ready());

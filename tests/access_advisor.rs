@@ -355,7 +355,8 @@ fn the_collector_is_off_by_default() {
         );
     }
     // Nor is it in the default policy.
-    let settings = infraaudit::config::load_str("", &|_| None).unwrap();
+    let settings =
+        infraaudit::config::load_str("", &|_| None, &infraaudit::collector::sections()).unwrap();
     let policy = infraaudit::collector::permissions(settings.config.enabled_collectors());
     assert!(
         !policy.iter().any(|a| a.contains("LastAccessed")),

@@ -14,10 +14,10 @@ fn readme() -> String {
 
 #[test]
 fn readme_policy_is_what_the_collectors_declare() {
-    use infraaudit::collector::{NAMES, permissions, policy_json};
+    use infraaudit::collector::{ALL, permissions, policy_json};
     // The README shows the policy for all of them (access_advisor included, though it is off
     // by default), exactly as `infraaudit --print-policy` prints it with every collector on.
-    let want = policy_json(&permissions(NAMES));
+    let want = policy_json(&permissions(ALL.iter().map(|spec| spec.name)));
     assert!(
         readme().contains(&format!("```json\n{want}```")),
         "the README's permission policy differs from the collectors' declarations; it should be:\n{want}"

@@ -9,16 +9,16 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use infraaudit::aws::counters::ApiMetrics;
 use infraaudit::aws::ec2::Instance;
 use infraaudit::aws::iam::PasswordPolicy;
 use infraaudit::aws::s3::{Encryption, PublicAccessBlock};
-use infraaudit::collector::CollectorData;
-use infraaudit::collector::credential_report;
-use infraaudit::collector::ec2::{Ec2Data, RegionRecord};
-use infraaudit::collector::iam::{AccessKeyRecord, IamData};
-use infraaudit::collector::s3::{BucketRecord, S3Data};
+use infraaudit::collector::ec2::{self, Ec2Data, RegionRecord};
+use infraaudit::collector::iam::credential_report;
+use infraaudit::collector::iam::{self, AccessKeyRecord, IamData};
+use infraaudit::collector::s3::{self, BucketRecord, S3Data};
 use infraaudit::config::Config;
-use infraaudit::metrics::{ApiMetrics, Exporter, Format};
+use infraaudit::metrics::{Exporter, Format};
 use infraaudit::snapshot::{AccountInfo, Outcome, SnapshotStore};
 
 /// 2026-11-23T12:00:00Z: ages in the golden file are relative to this.
@@ -88,21 +88,21 @@ fn scenario() -> (Exporter, Arc<SnapshotStore>) {
     store.record(
         PROD,
         "iam",
-        Outcome::Success(CollectorData::Iam(iam)),
+        Outcome::Success(iam::SPEC.record(PROD, Arc::new(iam))),
         1.25,
         NOW - 600.0,
     );
     store.record(
         PROD,
         "s3",
-        Outcome::Success(CollectorData::S3(s3_data())),
+        Outcome::Success(s3::SPEC.record(PROD, Arc::new(s3_data()))),
         2.5,
         NOW - 900.0,
     );
     store.record(
         PROD,
         "ec2",
-        Outcome::Success(CollectorData::Ec2(ec2_data())),
+        Outcome::Success(ec2::SPEC.record(PROD, Arc::new(ec2_data()))),
         0.75,
         NOW - 120.0,
     );
@@ -117,10 +117,13 @@ fn scenario() -> (Exporter, Arc<SnapshotStore>) {
     store.record(
         STAGING,
         "s3",
-        Outcome::Success(CollectorData::S3(S3Data {
-            account_public_access_block: all_blocked,
-            buckets: Vec::new(),
-        })),
+        Outcome::Success(s3::SPEC.record(
+            STAGING,
+            Arc::new(S3Data {
+                account_public_access_block: all_blocked,
+                buckets: Vec::new(),
+            }),
+        )),
         0.5,
         NOW - 300.0,
     );
@@ -261,14 +264,13 @@ fn openmetrics_matches_golden() {
 
 #[test]
 fn failed_findings_number_the_summary() {
-    use infraaudit::checks::{account_data, findings, summary};
+    use infraaudit::checks::{findings, summary};
     let (_, store) = scenario();
     let snapshot = store.load();
     let config = Config::default();
     let mut compared = 0;
     for (account, check, failed) in summary(&snapshot, NOW, &config.checks) {
-        let (iam, s3, ec2) = account_data(&snapshot, account);
-        let all = findings(account, iam, s3, ec2, NOW, &config.checks);
+        let all = findings(&snapshot, account, NOW, &config.checks);
         let of_check: Vec<_> = all.iter().filter(|f| f.check == check).collect();
         assert!(!of_check.is_empty() || failed == 0, "{account} {check:?}");
         let n = of_check.iter().filter(|f| f.failed).count();
@@ -277,7 +279,6 @@ fn failed_findings_number_the_summary() {
     }
     assert!(compared >= 12, "{compared}");
     // Checks without a summary (unknown data) have no findings either.
-    let (iam, s3, ec2) = account_data(&snapshot, STAGING);
-    let staging = findings(STAGING, iam, s3, ec2, NOW, &config.checks);
+    let staging = findings(&snapshot, STAGING, NOW, &config.checks);
     assert!(staging.iter().all(|f| f.check.name().starts_with("s3_")));
 }

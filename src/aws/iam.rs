@@ -6,8 +6,15 @@ use aws_sdk_iam::types::{
 use chrono::{DateTime, Utc};
 
 use super::{Limiter, aws_error};
-use crate::collector::key_match::ListedKey;
 use crate::error::Error;
+
+/// One key as ListAccessKeys returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedKey {
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub active: bool,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportState {

@@ -1,6 +1,7 @@
 //! AWS sessions: one base configuration, and per account a credentials provider, a concurrency
 //! limit and a call counter, all built once at start-up.
 
+pub mod counters;
 pub mod ec2;
 pub mod error_code;
 pub mod iam;
@@ -36,7 +37,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Account, AwsConfig, Secret};
 use crate::error::Error;
-use crate::metrics::ApiMetrics;
+use counters::ApiMetrics;
 
 /// The session name that shows in the audited accounts' CloudTrail.
 pub const SESSION_NAME: &str = "infraaudit";

@@ -14,12 +14,13 @@ use futures_util::future::join_all;
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use infraaudit::checks::{self, Check, Finding};
+use infraaudit::aws::counters::ApiMetrics;
+use infraaudit::checks;
+use infraaudit::collector::{Check, Finding};
 use infraaudit::config::{Account, Settings};
 use infraaudit::error::Error;
-use infraaudit::metrics::ApiMetrics;
-use infraaudit::scheduler::unix_now;
 use infraaudit::snapshot::{AccountInfo, SnapshotStore};
+use infraaudit::time::unix_now;
 use infraaudit::{accounts, audit, aws, discovery};
 
 use super::{EXIT_FINDINGS, config_error, runtime, write_stdout};
@@ -97,7 +98,7 @@ pub fn main(settings: Settings, args: &AuditArgs, progress: &ProgressBar) -> Exi
             Some(c) if !selected.contains(&c) => selected.push(c),
             Some(_) => {}
             None => {
-                let known: Vec<&str> = Check::ALL.iter().map(|c| c.name()).collect();
+                let known: Vec<&str> = Check::all().map(Check::name).collect();
                 return config_error(format_args!(
                     "--checks: unknown check {name:?} (known: {})",
                     known.join(", ")
@@ -106,7 +107,7 @@ pub fn main(settings: Settings, args: &AuditArgs, progress: &ProgressBar) -> Exi
         }
     }
     if selected.is_empty() {
-        selected = Check::ALL.to_vec();
+        selected = Check::all().collect();
     }
     selected.sort();
     // Configured accounts can be refused before any AWS call (discovery may add others).
@@ -271,16 +272,16 @@ async fn collect(
     let mut findings = Vec::new();
     let mut summary = BTreeMap::new();
     for a in &accounts {
-        let (iam, s3, ec2) = checks::account_data(&snapshot, &a.id);
         findings.extend(
-            checks::findings(&a.id, iam, s3, ec2, now, &cfg.checks)
+            checks::findings(&snapshot, &a.id, now, &cfg.checks)
                 .into_iter()
                 .filter(|f| selected.contains(&f.check)),
         );
         let known: BTreeMap<&'static str, usize> = selected
             .iter()
             .filter_map(|&c| {
-                checks::failed_resources(c, iam, s3, ec2, now, &cfg.checks).map(|n| (c.name(), n))
+                checks::failed_resources(c, &snapshot, &a.id, now, &cfg.checks)
+                    .map(|n| (c.name(), n))
             })
             .collect();
         summary.insert(a.id.clone(), known);

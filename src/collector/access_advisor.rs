@@ -21,24 +21,179 @@ use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
 use tokio::time::Instant;
 
-use super::{Collector, CollectorData};
+use serde::{Deserialize, Serialize};
+
+use super::{Collector, Data, Spec};
 use crate::aws::AccountSession;
 use crate::aws::iam::{
     AccessAdvisorApi, IamClient, JobPage, Principal, PrincipalKind, ServiceAccess,
 };
-use crate::checks::unix;
-use crate::config::AccessAdvisorCollectorConfig;
+use crate::config::{CollectorConfig, Section, SectionError};
 use crate::error::Error;
+use crate::expo::{Family, Recorder, SECONDS};
+use crate::time::unix;
 
 pub const NAME: &str = "access_advisor";
 
-/// The IAM actions this collector calls, for the documented policy.
-pub const PERMISSIONS: &[&str] = &[
-    "iam:GenerateServiceLastAccessedDetails",
-    "iam:GetServiceLastAccessedDetails",
-    "iam:ListRoles",
-    "iam:ListUsers",
-];
+pub static SPEC: Spec = Spec {
+    name: NAME,
+    defaults: || crate::config::defaults_of(&AccessAdvisorConfig::default()),
+    load: load_section,
+    permissions: &[
+        "iam:GenerateServiceLastAccessedDetails",
+        "iam:GetServiceLastAccessedDetails",
+        "iam:ListRoles",
+        "iam:ListUsers",
+    ],
+    build: |session, section| {
+        let config = section
+            .typed::<AccessAdvisorConfig>()
+            .cloned()
+            .unwrap_or_default();
+        Arc::new(AccessAdvisorCollector::new(session, &config))
+    },
+    families: FAMILIES,
+    encode,
+    live_families: LIVE_FAMILIES,
+    encode_live,
+    checks: &[],
+    findings: |_, _, _, _, _| {},
+};
+
+/// `[collectors.access_advisor]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessAdvisorConfig {
+    /// Run this collector for accounts without their own `collectors` list. Off by default:
+    /// each run costs one GenerateServiceLastAccessedDetails job per user and role.
+    pub enabled: bool,
+    /// Time from the start of one run for an account to the start of the next (plus a little
+    /// jitter). Long by default: AWS's own data lags by up to about 4 hours.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A run that takes longer is abandoned and counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long one principal's job may stay IN_PROGRESS before that principal counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub job_wait: Duration,
+    /// A granted service not used within this long counts in
+    /// `infraaudit_iam_principal_unused_services`.
+    #[serde(with = "humantime_serde")]
+    pub unused_window: Duration,
+}
+
+impl Default for AccessAdvisorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: Duration::from_secs(86_400),
+            timeout: Duration::from_secs(3600),
+            job_wait: Duration::from_secs(300),
+            unused_window: Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
+fn load_section(figment: &figment::Figment) -> Result<Section, SectionError> {
+    let c: AccessAdvisorConfig = figment.extract()?;
+    let common = CollectorConfig {
+        enabled: c.enabled,
+        interval: c.interval,
+        timeout: c.timeout,
+    };
+    crate::config::check_common(&common)?;
+    if !(Duration::from_secs(1)..c.timeout).contains(&c.job_wait) {
+        return Err(SectionError::Invalid(
+            "job_wait".into(),
+            "must be at least 1s and shorter than collectors.access_advisor.timeout".into(),
+        ));
+    }
+    // Up to ten years: past AWS's tracking period (400 days) only never-used services count.
+    if !(Duration::from_secs(86_400)..=Duration::from_secs(3650 * 86_400))
+        .contains(&c.unused_window)
+    {
+        return Err(SectionError::Invalid(
+            "unused_window".into(),
+            "must be between 1d and 3650d".into(),
+        ));
+    }
+    Ok(Section::new(common, c))
+}
+
+macro_rules! refreshed {
+    () => {
+        "from IAM Access Advisor (GetServiceLastAccessedDetails), refreshed in the background every {every}; AWS's own data lags by up to about 4 hours"
+    };
+}
+
+const LAST_ACCESSED: Family<'static> = Family::gauge(
+    "iam_service_last_accessed_timestamp",
+    concat!(
+        "Unix time the user or role last authenticated to the service; only services used within AWS's tracking period (400 days). Values come ",
+        refreshed!(),
+        "."
+    ),
+    SECONDS,
+);
+const FAILED_PRINCIPALS: Family<'static> = Family::gauge(
+    "iam_access_advisor_failed_principals",
+    "Users and roles whose Access Advisor job failed in the run behind the data in use; their series are from the last run that had them. Refreshed every {every}.",
+    None,
+);
+// Live: "not used within the window" moves with the clock, not with the data.
+const UNUSED_SERVICES: Family<'static> = Family::gauge(
+    "iam_principal_unused_services",
+    concat!(
+        "Services the user's or role's policies allow that it has not used within collectors.access_advisor.unused_window (never used included), computed at scrape time; services come ",
+        refreshed!(),
+        "."
+    ),
+    None,
+);
+
+const FAMILIES: &[Family<'static>] = &[LAST_ACCESSED, FAILED_PRINCIPALS];
+const LIVE_FAMILIES: &[Family<'static>] = &[UNUSED_SERVICES];
+
+fn principal_labels<'a>(account: &'a str, p: &'a PrincipalRecord) -> [(&'static str, &'a str); 3] {
+    [
+        ("account_id", account),
+        ("principal_type", p.kind.as_str()),
+        ("principal", p.name.as_str()),
+    ]
+}
+
+fn encode(account: &str, data: &Data, r: &mut Recorder<'_>) {
+    let Some(d) = data.downcast_ref::<AccessAdvisorData>() else {
+        return;
+    };
+    r.series(
+        &LAST_ACCESSED,
+        d.principals.iter().flat_map(|p| {
+            let [acc, kind, name] = principal_labels(account, p);
+            p.used
+                .iter()
+                .map(move |(service, t)| ([acc, kind, name, ("service", service.as_str())], *t))
+        }),
+    );
+    r.series(
+        &FAILED_PRINCIPALS,
+        std::iter::once(([("account_id", account)], d.failed as f64)),
+    );
+}
+
+fn encode_live(account: &str, data: &Data, now: f64, r: &mut Recorder<'_>) {
+    let Some(d) = data.downcast_ref::<AccessAdvisorData>() else {
+        return;
+    };
+    let cutoff = now - d.unused_window.as_secs_f64();
+    r.series(
+        &UNUSED_SERVICES,
+        d.principals
+            .iter()
+            .map(|p| (principal_labels(account, p), p.unused_since(cutoff) as f64)),
+    );
+}
 
 /// The path under which AWS creates service-linked roles.
 const SERVICE_LINKED_PATH: &str = "/aws-service-role/";
@@ -122,7 +277,7 @@ pub struct AccessAdvisorCollector {
 }
 
 impl AccessAdvisorCollector {
-    pub fn new(session: &Arc<AccountSession>, cfg: &AccessAdvisorCollectorConfig) -> Self {
+    pub fn new(session: &Arc<AccountSession>, cfg: &AccessAdvisorConfig) -> Self {
         Self {
             client: session.iam(),
             settings: Settings {
@@ -268,10 +423,10 @@ impl Collector for AccessAdvisorCollector {
         NAME
     }
 
-    fn collect(&self) -> BoxFuture<'_, Result<CollectorData, Error>> {
+    fn collect(&self) -> BoxFuture<'_, Result<Arc<Data>, Error>> {
         Box::pin(async move {
-            let data = collect(&self.client, &self.last, self.settings).await?;
-            Ok(CollectorData::AccessAdvisor(data))
+            let data: Arc<Data> = Arc::new(collect(&self.client, &self.last, self.settings).await?);
+            Ok(data)
         })
     }
 }
@@ -394,7 +549,7 @@ mod tests {
             ou: String::new(),
         };
         let store = Arc::new(SnapshotStore::new(vec![account], 1));
-        let outcome = Outcome::Success(CollectorData::AccessAdvisor(data));
+        let outcome = Outcome::Success(SPEC.record("123456789012", Arc::new(data)));
         store.record("123456789012", NAME, outcome, 1.0, 0.0);
         // 2026-11-24: the window starts 2026-08-26. 2027-02-15: it starts 2026-11-17.
         fn early() -> f64 {

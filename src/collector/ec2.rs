@@ -11,15 +11,34 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
 
-use super::{Collector, CollectorData};
+use super::{Check, CheckSpec, Collector, Data, Finding, Spec};
 use crate::aws::AccountSession;
 use crate::aws::ec2::{Ec2Api, Ec2Client, Instance};
+use crate::config::{ChecksConfig, CollectorConfig};
 use crate::error::Error;
+use crate::expo::{Family, Recorder, flag};
 
 pub const NAME: &str = "ec2";
 
-/// The IAM actions this collector calls, for the documented policy.
-pub const PERMISSIONS: &[&str] = &["ec2:DescribeInstances", "ec2:DescribeRegions"];
+pub static SPEC: Spec = Spec {
+    name: NAME,
+    defaults: || {
+        crate::config::defaults_of(&CollectorConfig {
+            enabled: true,
+            interval: std::time::Duration::from_secs(15 * 60),
+            timeout: std::time::Duration::from_secs(5 * 60),
+        })
+    },
+    load: crate::config::load_common_section,
+    permissions: &["ec2:DescribeInstances", "ec2:DescribeRegions"],
+    build: |session, _| Arc::new(Ec2Collector::new(session)),
+    families: FAMILIES,
+    encode,
+    live_families: &[],
+    encode_live: |_, _, _, _| {},
+    checks: CHECKS,
+    findings,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegionRecord {
@@ -132,7 +151,7 @@ impl Collector for Ec2Collector {
         NAME
     }
 
-    fn collect(&self) -> BoxFuture<'_, Result<CollectorData, Error>> {
+    fn collect(&self) -> BoxFuture<'_, Result<Arc<Data>, Error>> {
         Box::pin(async move {
             let data = collect(
                 &self.client,
@@ -140,8 +159,180 @@ impl Collector for Ec2Collector {
                 &self.last,
                 self.max_concurrency,
             );
-            Ok(CollectorData::Ec2(data.await?))
+            let data: Arc<Data> = Arc::new(data.await?);
+            Ok(data)
         })
+    }
+}
+
+macro_rules! refreshed {
+    () => {
+        "Instances in every state but terminated, refreshed in the background every {every}"
+    };
+}
+
+const IMDSV2_REQUIRED: Family<'static> = Family::gauge(
+    "ec2_instance_imdsv2_required",
+    concat!(
+        "1 if the instance requires IMDSv2 (HttpTokens required, or metadata endpoint off), 0 if it allows IMDSv1. ",
+        refreshed!(),
+        "."
+    ),
+    None,
+);
+const PUBLIC_IP: Family<'static> = Family::gauge(
+    "ec2_instance_public_ip",
+    concat!(
+        "1 if the instance has a public IPv4 address, 0 if not. ",
+        refreshed!(),
+        "."
+    ),
+    None,
+);
+const INSTANCE: Family<'static> = Family::info(
+    "ec2_instance",
+    concat!(
+        "Name tag, state and type of the instance. ",
+        refreshed!(),
+        "."
+    ),
+);
+const REGION_SUCCESS: Family<'static> = Family::gauge(
+    "ec2_region_success",
+    "1 if the run behind the data in use listed the region's instances, 0 if it failed there (its instances are then from the last run that did). Refreshed every {every}; a run that fails in every region keeps all the previous data.",
+    None,
+);
+
+const FAMILIES: &[Family<'static>] = &[IMDSV2_REQUIRED, PUBLIC_IP, INSTANCE, REGION_SUCCESS];
+
+fn encode(account: &str, data: &Data, r: &mut Recorder<'_>) {
+    let Some(d) = data.downcast_ref::<Ec2Data>() else {
+        return;
+    };
+    let instances = || {
+        d.regions.iter().flat_map(|r| {
+            r.instances.iter().map(move |i| {
+                let labels = [
+                    ("account_id", account),
+                    ("region", r.region.as_str()),
+                    ("instance_id", i.instance_id.as_str()),
+                ];
+                (labels, i)
+            })
+        })
+    };
+    r.series(
+        &IMDSV2_REQUIRED,
+        instances().map(|(l, i)| (l, flag(i.imdsv2_required))),
+    );
+    r.series(&PUBLIC_IP, instances().map(|(l, i)| (l, flag(i.public_ip))));
+    r.series(
+        &INSTANCE,
+        instances().map(|(l, i)| {
+            let [acc, region, id] = l;
+            let labels = [
+                acc,
+                region,
+                id,
+                ("name", i.name.as_str()),
+                ("state", i.state.as_str()),
+                ("instance_type", i.instance_type.as_str()),
+            ];
+            (labels, 1u64)
+        }),
+    );
+    r.series(
+        &REGION_SUCCESS,
+        d.regions.iter().map(|r| {
+            (
+                [("account_id", account), ("region", r.region.as_str())],
+                flag(r.success),
+            )
+        }),
+    );
+}
+
+pub fn instance_allows_imdsv1(i: &Instance) -> bool {
+    !i.imdsv2_required
+}
+
+pub fn instance_has_public_ip(i: &Instance) -> bool {
+    i.public_ip
+}
+
+fn count_instances(d: &Data, rule: fn(&Instance) -> bool) -> Option<usize> {
+    let d = d.downcast_ref::<Ec2Data>()?;
+    Some(
+        d.regions
+            .iter()
+            .flat_map(|r| r.instances.iter())
+            .filter(|i| rule(i))
+            .count(),
+    )
+}
+
+const CHECKS: &[CheckSpec] = &[
+    CheckSpec {
+        name: "ec2_imdsv2",
+        collector: NAME,
+        describe: |_| "an instance allows IMDSv1".into(),
+        failed: |d, _, _| count_instances(d, instance_allows_imdsv1),
+    },
+    CheckSpec {
+        name: "ec2_public_ip",
+        collector: NAME,
+        describe: |_| "an instance has a public IPv4 address".into(),
+        failed: |d, _, _| count_instances(d, instance_has_public_ip),
+    },
+];
+
+pub const IMDSV2: Check = Check(&CHECKS[0]);
+pub const PUBLIC_IP_CHECK: Check = Check(&CHECKS[1]);
+
+/// Every instance on each EC2 check.
+fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &mut Vec<Finding>) {
+    let Some(d) = data.downcast_ref::<Ec2Data>() else {
+        return;
+    };
+    for r in &d.regions {
+        for i in r.instances.iter() {
+            let resource = format!("{}/{}", r.region, i.instance_id);
+            let name = if i.name.is_empty() {
+                String::new()
+            } else {
+                format!(" {:?},", i.name)
+            };
+            let imds = if i.imdsv2_required {
+                "required"
+            } else {
+                "optional"
+            };
+            let ip = if i.public_ip {
+                "public IPv4"
+            } else {
+                "no public IPv4"
+            };
+            for (check, failed, details) in [
+                (
+                    IMDSV2,
+                    instance_allows_imdsv1(i),
+                    format!("{name} {}, IMDSv2 {imds}", i.state),
+                ),
+                (
+                    PUBLIC_IP_CHECK,
+                    instance_has_public_ip(i),
+                    format!("{name} {}, {ip}", i.state),
+                ),
+            ] {
+                out.push(Finding {
+                    account_id: account_id.to_owned(),
+                    check,
+                    resource: resource.clone(),
+                    failed,
+                    details: details.trim_start().to_owned(),
+                });
+            }
+        }
     }
 }
 

@@ -1,70 +1,124 @@
 //! Collectors: each turns one account's AWS state into data for the snapshot.
 //!
-//! Adding one: a file here, a variant of [`CollectorData`], its name in [`NAMES`], and a line
-//! in [`for_account`] and in [`permissions_of`].
+//! A collector is one module that owns all of it: its name, its `[collectors.<name>]` section,
+//! the IAM actions it calls, its data, its run, its metric families and their encoding, and the
+//! checks that read its data. [`ALL`] lists them; nothing else names a collector (the recipe is
+//! in CONTRIBUTING.md).
 
 pub mod access_advisor;
-pub mod credential_report;
 pub mod ec2;
 pub mod iam;
-pub mod key_match;
 pub mod s3;
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
 use crate::aws::AccountSession;
-use crate::config::Config;
+use crate::config::{ChecksConfig, CollectorConfig, Config, Section, SectionSpec};
 use crate::error::Error;
+use crate::expo::{Family, Fragments, Recorder};
 
-/// Every collector, by the name used in configuration and in the `collector` label.
-pub const NAMES: [&str; 4] = [iam::NAME, s3::NAME, ec2::NAME, access_advisor::NAME];
+/// Every collector, in the order of their families in `/metrics` and of their checks.
+pub static ALL: [&Spec; 4] = [&iam::SPEC, &s3::SPEC, &ec2::SPEC, &access_advisor::SPEC];
 
-/// What one successful run produced.
-#[derive(Debug)]
-pub enum CollectorData {
-    Iam(iam::IamData),
-    S3(s3::S3Data),
-    Ec2(ec2::Ec2Data),
-    AccessAdvisor(access_advisor::AccessAdvisorData),
+/// What one successful run produced; each collector downcasts its own.
+pub type Data = dyn Any + Send + Sync;
+
+/// One collector, described.
+pub struct Spec {
+    /// The `collector` label value and the name of its `[collectors.<name>]` section.
+    pub name: &'static str,
+    /// Its section with every key at its default.
+    pub defaults: fn() -> figment::value::Value,
+    /// Reads its section strictly and checks it (see [`SectionSpec::load`]).
+    pub load: fn(&figment::Figment) -> Result<Section, crate::config::SectionError>,
+    /// The IAM actions it calls, for the documented policy.
+    pub permissions: &'static [&'static str],
+    /// Its collector for one account.
+    pub build: fn(&Arc<AccountSession>, &Section) -> Arc<dyn Collector>,
+    /// The families encoded when a run's data is recorded; help texts may hold `{every}`.
+    pub families: &'static [Family<'static>],
+    pub encode: fn(account: &str, &Data, &mut Recorder<'_>),
+    /// Families that move with the clock rather than the data, encoded at every scrape.
+    pub live_families: &'static [Family<'static>],
+    pub encode_live: fn(account: &str, &Data, now: f64, &mut Recorder<'_>),
+    /// The checks that read its data, in the order they are exported.
+    pub checks: &'static [CheckSpec],
+    /// Every resource's verdict on each of its checks.
+    pub findings: fn(account: &str, &Data, now: f64, &ChecksConfig, &mut Vec<Finding>),
 }
 
-impl CollectorData {
-    pub fn as_iam(&self) -> Option<&iam::IamData> {
-        match self {
-            CollectorData::Iam(d) => Some(d),
-            _ => None,
+impl Spec {
+    pub fn section(&self) -> SectionSpec {
+        SectionSpec {
+            name: self.name,
+            defaults: self.defaults,
+            load: self.load,
         }
     }
 
-    pub fn as_s3(&self) -> Option<&s3::S3Data> {
-        match self {
-            CollectorData::S3(d) => Some(d),
-            _ => None,
+    /// Its settings: from the loaded configuration, else its defaults.
+    pub fn settings(&self, config: &Config) -> Section {
+        if let Some(section) = config.collectors.get(self.name) {
+            return section.clone();
         }
+        let figment =
+            figment::Figment::from(figment::providers::Serialized::defaults((self.defaults)()));
+        (self.load)(&figment).unwrap_or_else(|_| {
+            // Defaults that fail their own checks are a bug the tests catch; never at run time.
+            Section::new(
+                CollectorConfig {
+                    enabled: false,
+                    interval: Duration::from_secs(3600),
+                    timeout: Duration::from_secs(600),
+                },
+                (),
+            )
+        })
     }
 
-    pub fn as_ec2(&self) -> Option<&ec2::Ec2Data> {
-        match self {
-            CollectorData::Ec2(d) => Some(d),
-            _ => None,
+    /// A run's data with its series encoded, as the snapshot keeps it.
+    pub fn record(&self, account: &str, data: Arc<Data>) -> Recorded {
+        let mut recorder = Recorder::new(self.families);
+        (self.encode)(account, data.as_ref(), &mut recorder);
+        Recorded {
+            data,
+            fragments: recorder.finish(),
         }
     }
+}
 
-    pub fn as_access_advisor(&self) -> Option<&access_advisor::AccessAdvisorData> {
-        match self {
-            CollectorData::AccessAdvisor(d) => Some(d),
-            _ => None,
-        }
+/// A collector by name.
+pub fn find(name: &str) -> Option<&'static Spec> {
+    ALL.into_iter().find(|spec| spec.name == name)
+}
+
+/// Every collector's section, for loading the configuration.
+pub fn sections() -> Vec<SectionSpec> {
+    ALL.iter().map(|spec| spec.section()).collect()
+}
+
+/// A run's data and its series, encoded once when recorded.
+pub struct Recorded {
+    pub data: Arc<Data>,
+    pub fragments: Fragments,
+}
+
+impl std::fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorded")
+            .field("fragment_bytes", &self.fragments.heap_bytes())
+            .finish_non_exhaustive()
     }
 }
 
 pub trait Collector: Send + Sync {
     /// The `collector` label value.
     fn name(&self) -> &'static str;
-    fn collect(&self) -> BoxFuture<'_, Result<CollectorData, Error>>;
+    fn collect(&self) -> BoxFuture<'_, Result<Arc<Data>, Error>>;
 }
 
 /// When a collector runs: its configuration, not its business.
@@ -81,41 +135,25 @@ pub fn for_account(
     config: &Config,
     session: &Arc<AccountSession>,
 ) -> Vec<(Arc<dyn Collector>, Schedule)> {
-    let c = &config.collectors;
     session
         .account
         .collectors
         .iter()
         .filter_map(|name| {
-            let collector: Arc<dyn Collector> = match *name {
-                iam::NAME => Arc::new(iam::IamCollector::new(session, &c.iam)),
-                s3::NAME => Arc::new(s3::S3Collector::new(session)),
-                ec2::NAME => Arc::new(ec2::Ec2Collector::new(session)),
-                access_advisor::NAME => Arc::new(access_advisor::AccessAdvisorCollector::new(
-                    session,
-                    &c.access_advisor,
-                )),
-                _ => return None,
-            };
-            let settings = c.get(name)?;
+            let spec = find(name)?;
+            let section = spec.settings(config);
             let schedule = Schedule {
-                interval: settings.interval,
-                timeout: settings.timeout,
+                interval: section.common.interval,
+                timeout: section.common.timeout,
             };
-            Some((collector, schedule))
+            Some(((spec.build)(session, &section), schedule))
         })
         .collect()
 }
 
 /// The IAM actions one collector calls.
 pub fn permissions_of(name: &str) -> &'static [&'static str] {
-    match name {
-        iam::NAME => iam::PERMISSIONS,
-        s3::NAME => s3::PERMISSIONS,
-        ec2::NAME => ec2::PERMISSIONS,
-        access_advisor::NAME => access_advisor::PERMISSIONS,
-        _ => &[],
-    }
+    find(name).map_or(&[], |spec| spec.permissions)
 }
 
 /// Every IAM action the named collectors call, sorted, each once.
@@ -130,7 +168,7 @@ pub fn permissions<'a>(collectors: impl IntoIterator<Item = &'a str>) -> Vec<&'s
     all
 }
 
-/// The identity policy the audit role needs for these actions, as the README shows it.
+/// The identity policy the audit role needs for these actions, as the docs show it.
 pub fn policy_json(actions: &[&str]) -> String {
     let list = actions
         .iter()
@@ -140,4 +178,130 @@ pub fn policy_json(actions: &[&str]) -> String {
     format!(
         "{{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [\n    {{\n      \"Sid\": \"InfraAuditReadOnly\",\n      \"Effect\": \"Allow\",\n      \"Action\": [\n{list}\n      ],\n      \"Resource\": \"*\"\n    }}\n  ]\n}}\n"
     )
+}
+
+/// One check, declared by the collector whose data it reads.
+pub struct CheckSpec {
+    /// The `check` label value.
+    pub name: &'static str,
+    pub collector: &'static str,
+    /// What a failure means, for people (the HTML overview).
+    pub describe: fn(&ChecksConfig) -> String,
+    /// How many resources of one account's data fail; None when the data cannot decide (no
+    /// root row, a denied call): unknown is not zero.
+    pub failed: fn(&Data, now: f64, &ChecksConfig) -> Option<usize>,
+}
+
+/// A check, by its spec; compares and prints by name.
+#[derive(Clone, Copy)]
+pub struct Check(pub &'static CheckSpec);
+
+impl Check {
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    /// The collector whose data the check reads.
+    pub fn collector(self) -> &'static str {
+        self.0.collector
+    }
+
+    pub fn describe(self, c: &ChecksConfig) -> String {
+        (self.0.describe)(c)
+    }
+
+    /// Every check, collector by collector.
+    pub fn all() -> impl Iterator<Item = Check> {
+        ALL.into_iter()
+            .flat_map(|spec| spec.checks.iter().map(Check))
+    }
+
+    pub fn from_name(name: &str) -> Option<Check> {
+        Check::all().find(|c| c.name() == name)
+    }
+}
+
+impl PartialEq for Check {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Check {}
+
+impl Check {
+    /// Position in [`Check::all`]: checks sort in their exported order.
+    fn rank(self) -> usize {
+        Check::all().position(|c| c == self).unwrap_or(usize::MAX)
+    }
+}
+
+impl PartialOrd for Check {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Check {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Check {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// One resource's verdict on one check, for people and scripts (API, CLI, HTML overview).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Finding {
+    pub account_id: String,
+    pub check: Check,
+    /// `user/AKIA...`, `root`, a user, `account`, a bucket, or `region/instance-id`.
+    pub resource: String,
+    pub failed: bool,
+    pub details: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sections_and_checks_are_each_once() {
+        let mut names: Vec<&str> = ALL.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        let mut checks: Vec<&str> = Check::all().map(Check::name).collect();
+        let n = checks.len();
+        checks.sort_unstable();
+        checks.dedup();
+        assert_eq!(checks.len(), n);
+        for spec in ALL {
+            for check in spec.checks {
+                assert_eq!(check.collector, spec.name, "{}", check.name);
+            }
+            // Every default section passes its own checks.
+            let figment =
+                figment::Figment::from(figment::providers::Serialized::defaults((spec.defaults)()));
+            assert!((spec.load)(&figment).is_ok(), "{}", spec.name);
+            for family in spec.families.iter().chain(spec.live_families) {
+                assert!(
+                    family.help.ends_with('.')
+                        && !family.help.contains("{every") == !family.help.contains("{every}"),
+                    "{}",
+                    family.name
+                );
+            }
+        }
+    }
 }

@@ -9,23 +9,42 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
 
-use super::{Collector, CollectorData};
+use super::{Check, CheckSpec, Collector, Data, Finding, Spec};
 use crate::aws::AccountSession;
 use crate::aws::s3::{Encryption, PublicAccessBlock, S3Api, S3Client};
+use crate::config::{ChecksConfig, CollectorConfig};
 use crate::error::Error;
+use crate::expo::{Family, Recorder, flag};
 
 pub const NAME: &str = "s3";
 
-/// The IAM actions this collector calls, for the documented policy.
-pub const PERMISSIONS: &[&str] = &[
-    "s3:GetAccountPublicAccessBlock",
-    "s3:GetBucketAcl",
-    "s3:GetBucketLocation",
-    "s3:GetBucketPolicyStatus",
-    "s3:GetBucketPublicAccessBlock",
-    "s3:GetEncryptionConfiguration",
-    "s3:ListAllMyBuckets",
-];
+pub static SPEC: Spec = Spec {
+    name: NAME,
+    defaults: || {
+        crate::config::defaults_of(&CollectorConfig {
+            enabled: true,
+            interval: std::time::Duration::from_secs(3600),
+            timeout: std::time::Duration::from_secs(600),
+        })
+    },
+    load: crate::config::load_common_section,
+    permissions: &[
+        "s3:GetAccountPublicAccessBlock",
+        "s3:GetBucketAcl",
+        "s3:GetBucketLocation",
+        "s3:GetBucketPolicyStatus",
+        "s3:GetBucketPublicAccessBlock",
+        "s3:GetEncryptionConfiguration",
+        "s3:ListAllMyBuckets",
+    ],
+    build: |session, _| Arc::new(S3Collector::new(session)),
+    families: FAMILIES,
+    encode,
+    live_families: &[],
+    encode_live: |_, _, _, _| {},
+    checks: CHECKS,
+    findings,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketRecord {
@@ -216,12 +235,215 @@ impl Collector for S3Collector {
         NAME
     }
 
-    fn collect(&self) -> BoxFuture<'_, Result<CollectorData, Error>> {
+    fn collect(&self) -> BoxFuture<'_, Result<Arc<Data>, Error>> {
         Box::pin(async move {
-            Ok(CollectorData::S3(
-                collect(&self.client, self.max_concurrency).await?,
-            ))
+            let data: Arc<Data> = Arc::new(collect(&self.client, self.max_concurrency).await?);
+            Ok(data)
         })
+    }
+}
+
+macro_rules! refreshed {
+    () => {
+        "refreshed in the background every {every}"
+    };
+}
+
+const PUBLIC: Family<'static> = Family::gauge(
+    "s3_bucket_public",
+    concat!(
+        "1 if the bucket is public by policy or ACL and no public access block (bucket or account) neutralises it, 0 if not; absent when a denied call leaves it open. ",
+        refreshed!(),
+        "."
+    ),
+    None,
+);
+const BUCKET_BLOCK: Family<'static> = Family::gauge(
+    "s3_bucket_public_access_block",
+    concat!(
+        "1 if the setting of the bucket's public access block is on, 0 if off or no block; absent when denied. ",
+        refreshed!(),
+        "."
+    ),
+    None,
+);
+const ACCOUNT_BLOCK: Family<'static> = Family::gauge(
+    "s3_account_public_access_block",
+    concat!(
+        "1 if the setting of the account-level public access block is on, 0 if off or no block. ",
+        refreshed!(),
+        "."
+    ),
+    None,
+);
+const ENCRYPTION_ENABLED: Family<'static> = Family::gauge(
+    "s3_bucket_encryption_enabled",
+    concat!(
+        "1 if default encryption is configured on the bucket, 0 if not; absent when denied. ",
+        refreshed!(),
+        "."
+    ),
+    None,
+);
+const ENCRYPTION: Family<'static> = Family::info(
+    "s3_bucket_encryption",
+    concat!(
+        "The default encryption algorithm of encrypted buckets. ",
+        refreshed!(),
+        "."
+    ),
+);
+const ACCESS_DENIED: Family<'static> = Family::gauge(
+    "s3_bucket_access_denied",
+    concat!(
+        "1 for each call about the bucket that AWS denied to the audit role; that call's answers are absent. ",
+        refreshed!(),
+        "."
+    ),
+    None,
+);
+
+const FAMILIES: &[Family<'static>] = &[
+    PUBLIC,
+    BUCKET_BLOCK,
+    ACCOUNT_BLOCK,
+    ENCRYPTION_ENABLED,
+    ENCRYPTION,
+    ACCESS_DENIED,
+];
+
+fn encode(account: &str, data: &Data, r: &mut Recorder<'_>) {
+    let Some(d) = data.downcast_ref::<S3Data>() else {
+        return;
+    };
+    let buckets = || {
+        d.buckets.iter().map(|b| {
+            let labels = [
+                ("account_id", account),
+                ("bucket", b.name.as_str()),
+                ("region", b.region.as_str()),
+            ];
+            (labels, b)
+        })
+    };
+    let account_block = &d.account_public_access_block;
+    r.series(
+        &PUBLIC,
+        buckets().filter_map(|(l, b)| Some((l, flag(b.public(account_block)?)))),
+    );
+    r.series(
+        &BUCKET_BLOCK,
+        buckets().flat_map(|(l, b)| {
+            let [acc, bucket, region] = l;
+            b.public_access_block
+                .into_iter()
+                .flat_map(|block| block.settings())
+                .map(move |(setting, on)| ([acc, bucket, region, ("setting", setting)], flag(on)))
+        }),
+    );
+    r.series(
+        &ACCOUNT_BLOCK,
+        account_block
+            .settings()
+            .map(|(setting, on)| ([("account_id", account), ("setting", setting)], flag(on)))
+            .into_iter(),
+    );
+    r.series(
+        &ENCRYPTION_ENABLED,
+        buckets().filter_map(|(l, b)| Some((l, flag(b.encrypted()?)))),
+    );
+    r.series(
+        &ENCRYPTION,
+        buckets().filter_map(|(l, b)| match b.encryption {
+            Some(Encryption::Algorithm(alg)) => {
+                let [acc, bucket, region] = l;
+                Some(([acc, bucket, region, ("algorithm", alg)], 1u64))
+            }
+            _ => None,
+        }),
+    );
+    r.series(
+        &ACCESS_DENIED,
+        buckets().flat_map(|(l, b)| {
+            let [acc, bucket, region] = l;
+            b.denied
+                .iter()
+                .map(move |op| ([acc, bucket, region, ("operation", *op)], 1.0))
+        }),
+    );
+}
+
+const CHECKS: &[CheckSpec] = &[
+    CheckSpec {
+        name: "s3_public_access",
+        collector: NAME,
+        describe: |_| "a bucket is public".into(),
+        failed: |d, _, _| {
+            let d = d.downcast_ref::<S3Data>()?;
+            let account = &d.account_public_access_block;
+            Some(
+                d.buckets
+                    .iter()
+                    .filter(|b| b.public(account) == Some(true))
+                    .count(),
+            )
+        },
+    },
+    CheckSpec {
+        name: "s3_encryption",
+        collector: NAME,
+        describe: |_| "a bucket has no default encryption".into(),
+        failed: |d, _, _| {
+            let d = d.downcast_ref::<S3Data>()?;
+            Some(
+                d.buckets
+                    .iter()
+                    .filter(|b| b.encrypted() == Some(false))
+                    .count(),
+            )
+        },
+    },
+];
+
+pub const PUBLIC_ACCESS: Check = Check(&CHECKS[0]);
+pub const ENCRYPTION_CHECK: Check = Check(&CHECKS[1]);
+
+/// Every bucket on each S3 check whose answer is known.
+fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &mut Vec<Finding>) {
+    let Some(d) = data.downcast_ref::<S3Data>() else {
+        return;
+    };
+    let mut add = |check, resource: &str, failed, details: String| {
+        out.push(Finding {
+            account_id: account_id.to_owned(),
+            check,
+            resource: resource.to_owned(),
+            failed,
+            details,
+        });
+    };
+    for b in &d.buckets {
+        if let Some(public) = b.public(&d.account_public_access_block) {
+            let how = match (b.policy_public, b.acl_public) {
+                _ if !public => "not public".to_owned(),
+                (Some(true), Some(true)) => "public by policy and ACL".to_owned(),
+                (Some(true), _) => "public by policy".to_owned(),
+                _ => "public by ACL".to_owned(),
+            };
+            add(
+                PUBLIC_ACCESS,
+                &b.name,
+                public,
+                format!("{how} ({})", b.region),
+            );
+        }
+        if let Some(encrypted) = b.encrypted() {
+            let details = match &b.encryption {
+                Some(Encryption::Algorithm(a)) => format!("default encryption {a}"),
+                _ => "no default encryption".to_owned(),
+            };
+            add(ENCRYPTION_CHECK, &b.name, !encrypted, details);
+        }
     }
 }
 

@@ -4,171 +4,40 @@
 //! every scrape until it changes again (see [`expo`]); a scrape writes the headers, splices
 //! those bytes, computes the ages and encodes the few small families that move on their own.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::collector::CollectorData;
+use crate::aws::counters::ApiMetrics;
+use crate::collector::{self, Spec};
 use crate::config::{ChecksConfig, Config};
-use crate::snapshot::{Entry, Snapshot, SnapshotStore};
-use expo::{Encoder, Family, Fragments, Value};
+use crate::expo::{Family, Recorder, SECONDS, Value, Writer, flag};
+use crate::snapshot::{Snapshot, SnapshotStore};
 
-mod expo;
-mod posture;
+pub use crate::expo::{Format, PREFIX};
 
-pub use expo::PREFIX;
-
-/// (account_id, service, operation)
-type ApiKey = (String, &'static str, String);
-
-/// AWS calls, counted per attempt by the SDK interceptor in `aws`. Sorted maps, so that the
-/// exposition is in a stable order.
-#[derive(Debug, Default)]
-pub struct ApiMetrics {
-    requests: Mutex<BTreeMap<ApiKey, u64>>,
-    errors: Mutex<BTreeMap<(ApiKey, &'static str), u64>>,
-    /// (account_id, code) -> assumed-role credentials dropped after AWS rejected them.
-    dropped: Mutex<BTreeMap<(String, &'static str), u64>>,
-    /// account_id -> seconds its calls waited for a concurrency slot.
-    waited: Mutex<BTreeMap<String, f64>>,
-}
-
-impl ApiMetrics {
-    /// One attempt whose answer was read (`error`: its code when it failed), for callers
-    /// without an account that can leave the set (tests, benchmarks).
-    pub fn record(
-        &self,
-        account_id: &str,
-        service: &'static str,
-        operation: &str,
-        error: Option<&'static str>,
-    ) {
-        let counted = AtomicBool::new(true);
-        self.record_request(&counted, account_id, service, operation);
-        if let Some(code) = error {
-            self.record_error(&counted, account_id, service, operation, code);
-        }
-    }
-
-    /// One attempt handed to the network, counted before its answer (an attempt whose caller
-    /// went away, such as an AssumeRole whose waiters all timed out, was still sent), while
-    /// `counted` holds. It is read under the lock: once `counted` is false and
-    /// [`ApiMetrics::forget`] has run, no late call brings a series back.
-    pub fn record_request(
-        &self,
-        counted: &AtomicBool,
-        account_id: &str,
-        service: &'static str,
-        operation: &str,
-    ) {
-        if let Ok(mut requests) = self.requests.lock()
-            && counted.load(Ordering::Acquire)
-        {
-            let key = (account_id.to_owned(), service, operation.to_owned());
-            *requests.entry(key).or_default() += 1;
-        }
-    }
-
-    /// The error code of an attempt whose failure was read, while `counted` holds, as
-    /// [`ApiMetrics::record_request`].
-    pub fn record_error(
-        &self,
-        counted: &AtomicBool,
-        account_id: &str,
-        service: &'static str,
-        operation: &str,
-        code: &'static str,
-    ) {
-        if let Ok(mut errors) = self.errors.lock()
-            && counted.load(Ordering::Acquire)
-        {
-            let key = (account_id.to_owned(), service, operation.to_owned());
-            *errors.entry((key, code)).or_default() += 1;
-        }
-    }
-
-    /// The account's assumed-role credentials were dropped: AWS rejected them with `code`, or
-    /// data of another account came back, while `counted` holds.
-    pub fn record_credentials_dropped(
-        &self,
-        counted: &AtomicBool,
-        account_id: &str,
-        code: &'static str,
-    ) {
-        if let Ok(mut dropped) = self.dropped.lock()
-            && counted.load(Ordering::Acquire)
-        {
-            *dropped.entry((account_id.to_owned(), code)).or_default() += 1;
-        }
-    }
-
-    /// One call of the account waited `seconds` for a concurrency slot, while `counted` holds.
-    pub fn record_slot_wait(&self, counted: &AtomicBool, account_id: &str, seconds: f64) {
-        if let Ok(mut waited) = self.waited.lock()
-            && counted.load(Ordering::Acquire)
-        {
-            match waited.get_mut(account_id) {
-                Some(total) => *total += seconds,
-                None => {
-                    waited.insert(account_id.to_owned(), seconds);
-                }
-            }
-        }
-    }
-
-    /// How many times the account's credentials were dropped for `code`.
-    pub fn dropped_count(&self, account_id: &str, code: &str) -> Option<u64> {
-        let dropped = self.dropped.lock().ok()?;
-        dropped
-            .iter()
-            .find(|((a, c), _)| a == account_id && *c == code)
-            .map(|(_, n)| *n)
-    }
-
-    /// Seconds the account's calls waited for a concurrency slot.
-    pub fn waited_seconds(&self, account_id: &str) -> Option<f64> {
-        self.waited.lock().ok()?.get(account_id).copied()
-    }
-
-    /// Drops every series of an account that is no longer audited: no stale series.
-    pub fn forget(&self, account_id: &str) {
-        if let Ok(mut dropped) = self.dropped.lock() {
-            dropped.retain(|(account, _), _| account != account_id);
-        }
-        if let Ok(mut waited) = self.waited.lock() {
-            waited.remove(account_id);
-        }
-        if let Ok(mut requests) = self.requests.lock() {
-            requests.retain(|(account, _, _), _| account != account_id);
-        }
-        if let Ok(mut errors) = self.errors.lock() {
-            errors.retain(|((account, _, _), _), _| account != account_id);
-        }
-    }
-
-    fn encode(&self, encoder: &mut Encoder<'_>) {
-        let requests = self.requests.lock().map(|m| m.clone()).unwrap_or_default();
-        let errors = self.errors.lock().map(|m| m.clone()).unwrap_or_default();
-        encoder.live(
-            Family::counter(
-                "aws_api_requests",
-                "AWS API requests sent, retries included, since the exporter started.",
-            ),
-            requests.iter().map(|((account, service, operation), n)| {
-                (
-                    [
-                        ("account_id", account.as_str()),
-                        ("service", *service),
-                        ("operation", operation.as_str()),
-                    ],
-                    Value::U64(*n),
-                )
-            }),
-        );
-        encoder.live(
+/// The AWS call counters of [`ApiMetrics`].
+fn encode_api(api: &ApiMetrics, encoder: &mut Writer<'_>) {
+    let requests = api.requests();
+    let errors = api.errors();
+    encoder.live(
+        Family::counter(
+            "aws_api_requests",
+            "AWS API requests sent, retries included, since the exporter started.",
+        ),
+        requests.iter().map(|((account, service, operation), n)| {
+            (
+                [
+                    ("account_id", account.as_str()),
+                    ("service", *service),
+                    ("operation", operation.as_str()),
+                ],
+                Value::U64(*n),
+            )
+        }),
+    );
+    encoder.live(
             Family::counter(
                 "aws_api_errors",
                 "AWS API requests that failed, retries included, by error code (a bounded set: other_4xx and other_5xx stand for the rest).",
@@ -185,8 +54,8 @@ impl ApiMetrics {
                 )
             }),
         );
-        let dropped = self.dropped.lock().map(|m| m.clone()).unwrap_or_default();
-        encoder.live(
+    let dropped = api.dropped();
+    encoder.live(
             Family::counter(
                 "aws_credentials_dropped",
                 "Assumed-role credentials dropped so that the next attempt assumes the role again: AWS rejected them (code: its error code), or data of another account came back (code: account_mismatch).",
@@ -198,8 +67,8 @@ impl ApiMetrics {
                 )
             }),
         );
-        let waited = self.waited.lock().map(|m| m.clone()).unwrap_or_default();
-        encoder.live(
+    let waited = api.waited();
+    encoder.live(
             Family::counter_with_unit(
                 "aws_concurrency_wait",
                 "Time the account's AWS calls waited for a concurrency slot (aws.max_concurrency per account, then aws.max_concurrency_total), summed over calls.",
@@ -209,14 +78,6 @@ impl ApiMetrics {
                 .iter()
                 .map(|(account, s)| ([("account_id", account.as_str())], Value::F64(*s))),
         );
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Prometheus text format 0.0.4.
-    Text,
-    OpenMetrics,
 }
 
 impl Format {
@@ -276,8 +137,12 @@ fn qvalue(range: &mediatype::MediaType<'_>) -> Option<f32> {
         .filter(|q| (0.0..=1.0).contains(q))
 }
 
-/// Encoded series per (account, collector), with the data they were encoded from.
-type FragmentCache = HashMap<(String, &'static str), (Weak<CollectorData>, Arc<Fragments>)>;
+/// Each collector's family help texts, its interval put in.
+struct Helps {
+    spec: &'static Spec,
+    recorded: Vec<String>,
+    live: Vec<String>,
+}
 
 /// What `/metrics` serves.
 pub struct Exporter {
@@ -285,14 +150,15 @@ pub struct Exporter {
     api: Arc<ApiMetrics>,
     version: &'static str,
     revision: &'static str,
-    every: posture::Every,
+    helps: Vec<Helps>,
+    /// "iam every 1h, s3 every 1h, ...": the collectors that run, for the status help texts.
+    every: String,
     checks: ChecksConfig,
     /// (collector, configured interval in seconds), for staleness alerts.
     intervals: Vec<(&'static str, f64)>,
     /// `[sharding]` shard and total_shards, as label values.
     shard: (String, String),
     clock: fn() -> f64,
-    fragments: Mutex<FragmentCache>,
     /// Size of the last exposition, so the next one is allocated once.
     last_len: AtomicUsize,
     /// Turns to render, one per CPU, handed out in arrival order. Renders are CPU-bound: more
@@ -309,33 +175,50 @@ impl Exporter {
         revision: &'static str,
         clock: fn() -> f64,
     ) -> Self {
-        let every = |d: Duration| humantime::format_duration(d).to_string();
-        let c = &config.collectors;
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let every = |spec: &Spec| {
+            humantime::format_duration(spec.settings(config).common.interval).to_string()
+        };
+        let helps = collector::ALL
+            .into_iter()
+            .map(|spec| {
+                let fill = |f: &Family<'_>| f.help.replace("{every}", &every(spec));
+                Helps {
+                    spec,
+                    recorded: spec.families.iter().map(fill).collect(),
+                    live: spec.live_families.iter().map(fill).collect(),
+                }
+            })
+            .collect();
+        // Of the collectors that run for some account: one that is off has no series at all.
+        let running: Vec<&Spec> = collector::ALL
+            .into_iter()
+            .filter(|spec| runs_somewhere(config, spec))
+            .collect();
         Self {
             store,
             api,
             version,
             revision,
-            every: posture::Every {
-                iam: every(c.iam.interval),
-                s3: every(c.s3.interval),
-                ec2: every(c.ec2.interval),
-                access_advisor: every(c.access_advisor.interval),
-            },
+            helps,
+            every: running
+                .iter()
+                .map(|spec| format!("{} every {}", spec.name, every(spec)))
+                .collect::<Vec<_>>()
+                .join(", "),
             checks: config.checks.clone(),
             shard: (
                 config.sharding.shard.to_string(),
                 config.sharding.total_shards.to_string(),
             ),
-            // Of the collectors that run for some account: one that is off has no series at all.
-            intervals: crate::collector::NAMES
-                .into_iter()
-                .filter(|name| runs_somewhere(config, name))
-                .filter_map(|name| Some((name, c.get(name)?.interval.as_secs_f64())))
+            intervals: running
+                .iter()
+                .map(|spec| {
+                    let interval = spec.settings(config).common.interval;
+                    (spec.name, interval.as_secs_f64())
+                })
                 .collect(),
             clock,
-            fragments: Mutex::default(),
             last_len: AtomicUsize::new(64 * 1024),
             renders: Arc::new(Semaphore::new(cpus)),
         }
@@ -353,61 +236,63 @@ impl Exporter {
     pub fn render(&self, format: Format) -> String {
         let snap = self.store.load();
         let now = (self.clock)();
-        let fragments = self.fragments_of(&snap);
         let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 4096);
-        let mut encoder = Encoder::write(&mut out, format, &fragments, now);
-        self.encode(&mut encoder, &snap, now);
-        encoder.finish();
+        let mut writer = Writer::new(&mut out, format, now);
+        self.encode(&mut writer, &snap, now);
+        writer.finish();
         self.last_len.store(out.len(), Ordering::Relaxed);
         out
     }
 
     /// Bytes held by the encoded series, for memory figures.
     pub fn cached_bytes(&self) -> usize {
-        let cache = self
-            .fragments
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        cache.values().map(|(_, f)| f.heap_bytes()).sum()
+        let snap = self.store.load();
+        snap.entries
+            .values()
+            .filter_map(|e| e.data.as_ref())
+            .map(|d| d.fragments.heap_bytes())
+            .sum()
     }
 
-    /// The encoded series of each entry with data, in the snapshot's order: reused while the
-    /// entry's data is the same allocation, encoded again when a run replaced it. Entries gone
-    /// from the snapshot leave the cache.
-    fn fragments_of(&self, snap: &Snapshot) -> Vec<Arc<Fragments>> {
-        let mut cache = self
-            .fragments
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut next = HashMap::with_capacity(snap.entries.len());
-        let mut ordered = Vec::with_capacity(snap.entries.len());
-        for (key, entry) in &snap.entries {
-            let Some(data) = &entry.data else { continue };
-            let fragments = match cache.remove(key) {
-                Some((from, f)) if std::ptr::eq(from.as_ptr(), Arc::as_ptr(data)) => f,
-                _ => Arc::new(self.record(key, entry)),
-            };
-            next.insert(key.clone(), (Arc::downgrade(data), fragments.clone()));
-            ordered.push(fragments);
+    /// Each collector's families: the recorded parts of every entry spliced in family order,
+    /// then the families computed now.
+    fn encode_collectors(&self, w: &mut Writer<'_>, snap: &Snapshot, now: f64) {
+        for helps in &self.helps {
+            let spec = helps.spec;
+            let entries: Vec<(&str, &collector::Recorded)> = snap
+                .entries
+                .iter()
+                .filter(|((_, c), _)| *c == spec.name)
+                .filter_map(|((a, _), e)| Some((a.as_str(), e.data.as_deref()?)))
+                .collect();
+            for (i, (family, help)) in spec.families.iter().zip(&helps.recorded).enumerate() {
+                w.header(family, help);
+                for (_, recorded) in &entries {
+                    w.splice(&recorded.fragments, i);
+                }
+            }
+            if spec.live_families.is_empty() {
+                continue;
+            }
+            let live: Vec<_> = entries
+                .iter()
+                .map(|(account, recorded)| {
+                    let mut r = Recorder::new(spec.live_families);
+                    (spec.encode_live)(account, recorded.data.as_ref(), now, &mut r);
+                    r.finish()
+                })
+                .collect();
+            for (i, (family, help)) in spec.live_families.iter().zip(&helps.live).enumerate() {
+                w.header(family, help);
+                for fragments in &live {
+                    w.splice(fragments, i);
+                }
+            }
         }
-        *cache = next;
-        ordered
-    }
-
-    /// Encodes one entry's posture series.
-    fn record(&self, key: &(String, &'static str), entry: &Entry) -> Fragments {
-        let one = Snapshot {
-            accounts: Vec::new(),
-            entries: BTreeMap::from([(key.clone(), entry.clone())]),
-        };
-        let mut fragments = Fragments::default();
-        let mut encoder = Encoder::record(&mut fragments);
-        posture::encode(&mut encoder, &one, 0.0, &self.every, &self.checks);
-        fragments
     }
 
     /// Every family, in order; `now` is the scrape's one reading of the clock (the ages use it too).
-    fn encode(&self, encoder: &mut Encoder<'_>, snap: &Snapshot, now: f64) {
+    fn encode(&self, encoder: &mut Writer<'_>, snap: &Snapshot, now: f64) {
         encoder.live(
             Family::info(
                 "build",
@@ -418,7 +303,7 @@ impl Exporter {
                 Value::U64(1),
             )),
         );
-        self.api.encode(encoder);
+        encode_api(&self.api, encoder);
         encoder.live(
             Family::info(
                 "account",
@@ -436,15 +321,12 @@ impl Exporter {
             }),
         );
         self.encode_accounts_source(encoder);
-        posture::encode(encoder, snap, now, &self.every, &self.checks);
+        self.encode_collectors(encoder, snap, now);
+        encode_checks(encoder, snap, now, &self.checks);
 
-        let e = &self.every;
-        let status_help = |what: &str| {
-            format!(
-                "{what} of the last background run of each collector (iam every {}, s3 every {}, ec2 every {}).",
-                e.iam, e.s3, e.ec2
-            )
-        };
+        let every = &self.every;
+        let status_help =
+            |what: &str| format!("{what} of the last background run of each collector ({every}).");
         encoder.live(
             Family::gauge(
                 "collector_success",
@@ -464,10 +346,7 @@ impl Exporter {
         encoder.live(
             Family::gauge(
                 "collector_consecutive_failures",
-                &format!(
-                    "Failed runs of each collector in a row, 0 after a success (iam every {}, s3 every {}, ec2 every {}).",
-                    e.iam, e.s3, e.ec2
-                ),
+                &format!("Failed runs of each collector in a row, 0 after a success ({every})."),
                 None,
             ),
             snap.entries.iter().map(|((a, c), e)| {
@@ -500,13 +379,10 @@ impl Exporter {
     }
 }
 
-const SECONDS: Option<&str> = Some("seconds");
-
-/// Whether collector `name` is on in `[collectors.*]` or in some account's own list.
 impl Exporter {
     /// Where the account set comes from: this process's shard, and account discovery (no
     /// samples while discovery is off).
-    fn encode_accounts_source(&self, encoder: &mut Encoder<'_>) {
+    fn encode_accounts_source(&self, encoder: &mut Writer<'_>) {
         encoder.live(
             Family::info(
                 "shard",
@@ -551,49 +427,54 @@ impl Exporter {
     }
 }
 
-fn runs_somewhere(config: &Config, name: &str) -> bool {
-    config.collectors.get(name).is_some_and(|c| c.enabled)
+/// Whether the collector is on in `[collectors.*]` or in some account's own list.
+fn runs_somewhere(config: &Config, spec: &Spec) -> bool {
+    spec.settings(config).common.enabled
         || config.accounts.iter().any(|a| {
             a.collectors
                 .as_ref()
-                .is_some_and(|list| list.iter().any(|n| n == name))
+                .is_some_and(|list| list.iter().any(|n| n == spec.name))
         })
 }
 
-/// A gauge family of posture series, encoded once per data change.
-fn gauges<'a, const N: usize>(
-    encoder: &mut Encoder<'_>,
-    name: &str,
-    help: &str,
-    unit: Option<&'static str>,
-    series: impl Iterator<Item = ([(&'static str, &'a str); N], f64)>,
-) {
-    encoder.cached(Family::gauge(name, help, unit), series);
-}
-
-/// An info family (`_info` series of value 1) of posture series, like [`gauges`].
-fn infos<'a, const N: usize>(
-    encoder: &mut Encoder<'_>,
-    name: &str,
-    help: &str,
-    series: impl Iterator<Item = [(&'static str, &'a str); N]>,
-) {
-    let family = Family::info(name, help);
-    encoder.cached(family, series.map(|labels| (labels, Value::U64(1))));
+/// The check thresholds and the per-check summary, computed at every scrape: ages move.
+fn encode_checks(encoder: &mut Writer<'_>, snap: &Snapshot, now: f64, checks: &ChecksConfig) {
+    encoder.live(
+        Family::gauge(
+            "check_threshold",
+            "Thresholds of the time-based checks, from [checks], for alert rules to compare against.",
+            SECONDS,
+        ),
+        [
+            ("iam_access_key_age", checks.access_key_max_age),
+            ("iam_access_key_unused", checks.access_key_max_unused),
+        ]
+        .into_iter()
+        .map(|(check, d)| ([("check", check)], d.as_secs_f64())),
+    );
+    encoder.live(
+        Family::gauge(
+            "check_failed_resources",
+            "Resources failing each check, per account; absent while the data to decide is missing. Rules and thresholds: README, section Checks.",
+            None,
+        ),
+        crate::checks::summary(snap, now, checks).map(|(account, check, n)| {
+            ([("account_id", account), ("check", check.name())], n as f64)
+        }),
+    )
 }
 
 fn status_labels<'a>(account: &'a str, collector: &'static str) -> [(&'static str, &'a str); 2] {
     [("account_id", account), ("collector", collector)]
 }
 
-fn flag(b: bool) -> f64 {
-    if b { 1.0 } else { 0.0 }
-}
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::collector::iam::{AccessKeyRecord, IamData};
+    use crate::collector::iam::{self, AccessKeyRecord, IamData};
     use crate::snapshot::{AccountInfo, Outcome};
 
     #[test]
@@ -703,20 +584,23 @@ mod tests {
         }
     }
 
-    fn iam(user: &str, created: i64) -> Outcome {
+    fn iam(account: &str, user: &str, created: i64) -> Outcome {
         let t = |secs| chrono::DateTime::from_timestamp(secs, 0);
-        Outcome::Success(CollectorData::Iam(IamData {
-            report_generated_at: t(created),
-            keys: vec![AccessKeyRecord {
-                user: user.to_owned(),
-                access_key_id: format!("AKIA{user}"),
-                slot: 1,
-                created: t(created).unwrap_or_default(),
-                active: true,
-                last_used: None,
-            }],
-            ..IamData::default()
-        }))
+        Outcome::Success(iam::SPEC.record(
+            account,
+            Arc::new(IamData {
+                report_generated_at: t(created),
+                keys: vec![AccessKeyRecord {
+                    user: user.to_owned(),
+                    access_key_id: format!("AKIA{user}"),
+                    slot: 1,
+                    created: t(created).unwrap_or_default(),
+                    active: true,
+                    last_used: None,
+                }],
+                ..IamData::default()
+            }),
+        ))
     }
 
     #[test]
@@ -747,7 +631,9 @@ mod tests {
             ("2", None),
         ];
         for (i, (account, run)) in steps.into_iter().enumerate() {
-            let outcome = run.map_or(Outcome::Failure, |(user, created)| iam(user, created));
+            let outcome = run.map_or(Outcome::Failure, |(user, created)| {
+                iam(account, user, created)
+            });
             store.record(account, "iam", outcome, 1.0, 100.0 * i as f64);
             for format in [Format::Text, Format::OpenMetrics] {
                 let reused = long_lived.render(format);
@@ -759,8 +645,6 @@ mod tests {
         assert!(last.contains("user=\"carol\",access_key_id=\"AKIAcarol\",slot=\"1\"} 2000.0\n"));
         assert!(last.contains("user=\"bob\",access_key_id=\"AKIAbob\",slot=\"1\"} 3000.0\n"));
         assert!(!last.contains("alice"));
-        // Both entries cached, nothing else: a replaced run's series are not kept.
-        assert_eq!(long_lived.fragments.lock().map(|c| c.len()).ok(), Some(2));
     }
 
     #[tokio::test]

@@ -110,6 +110,12 @@ const SLOT_COLUMNS: [[&str; 5]; 2] = [
 /// parse and the snapshot, not the download.
 pub const MAX_REPORT_BYTES: usize = 16 * 1024 * 1024;
 
+impl From<ParseError> for crate::error::Error {
+    fn from(e: ParseError) -> Self {
+        crate::error::Error::Report(e.to_string())
+    }
+}
+
 pub fn parse(content: &[u8]) -> Result<CredentialReport, ParseError> {
     if content.len() > MAX_REPORT_BYTES {
         return Err(ParseError::TooLarge(content.len()));

@@ -2,15 +2,20 @@
 //! metadata lines (OpenMetrics has `# UNIT` and `# EOF`, and names counter and info families
 //! without their `_total` and `_info` sample suffixes).
 //!
-//! Most series only change when a collector's data does, so they are written once per data
-//! change into [`Fragments`] (one per (account, collector)), and a scrape splices those bytes
-//! under each family's header. Ages are the values that move between refreshes: their label
-//! text is kept, and the value is computed at scrape time.
+//! Most series only change when a collector's data does, so they are written once, when a run's
+//! data is recorded, into [`Fragments`] (one per (account, collector), one part per family of
+//! the collector's static list), and a scrape splices those bytes under each family's header.
+//! Ages are the values that move between refreshes: their label text is kept, and the value is
+//! computed at scrape time. A leaf module: collectors encode with it, `metrics` splices.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use super::Format;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    OpenMetrics,
+}
 
 pub const PREFIX: &str = "infraaudit";
 
@@ -21,7 +26,8 @@ pub enum Kind {
     Info,
 }
 
-/// A metric family: name without prefix and unit, help text, unit and kind.
+/// A metric family: name without prefix and unit, help text, unit and kind. Collectors declare
+/// theirs as constants; a help text may hold `{every}`, the collector's configured interval.
 #[derive(Debug, Clone, Copy)]
 pub struct Family<'a> {
     pub name: &'a str,
@@ -30,43 +36,54 @@ pub struct Family<'a> {
     pub kind: Kind,
 }
 
+/// A yes/no as a sample value.
+pub fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// The unit of time families.
+pub const SECONDS: Option<&str> = Some("seconds");
+
 impl<'a> Family<'a> {
-    pub fn gauge(name: &'a str, help: &'a str, unit: Option<&'static str>) -> Self {
-        let kind = Kind::Gauge;
+    pub const fn gauge(name: &'a str, help: &'a str, unit: Option<&'static str>) -> Self {
         Self {
             name,
             help,
             unit,
-            kind,
+            kind: Kind::Gauge,
         }
     }
 
-    pub fn counter(name: &'a str, help: &'a str) -> Self {
-        let (unit, kind) = (None, Kind::Counter);
+    pub const fn counter(name: &'a str, help: &'a str) -> Self {
         Self {
             name,
             help,
-            unit,
-            kind,
+            unit: None,
+            kind: Kind::Counter,
         }
     }
 
     /// A counter of a quantity with a base unit (`seconds`): `<name>_<unit>_total`.
-    pub fn counter_with_unit(name: &'a str, help: &'a str, unit: Option<&'static str>) -> Self {
-        Self {
-            unit,
-            ..Self::counter(name, help)
-        }
-    }
-
-    /// Series of value 1 whose labels are the information.
-    pub fn info(name: &'a str, help: &'a str) -> Self {
-        let (unit, kind) = (None, Kind::Info);
+    pub const fn counter_with_unit(
+        name: &'a str,
+        help: &'a str,
+        unit: Option<&'static str>,
+    ) -> Self {
         Self {
             name,
             help,
             unit,
-            kind,
+            kind: Kind::Counter,
+        }
+    }
+
+    /// Series of value 1 whose labels are the information.
+    pub const fn info(name: &'a str, help: &'a str) -> Self {
+        Self {
+            name,
+            help,
+            unit: None,
+            kind: Kind::Info,
         }
     }
 
@@ -90,7 +107,8 @@ impl<'a> Family<'a> {
         }
     }
 
-    fn write_header(&self, out: &mut String, format: Format) {
+    /// The `# HELP`/`# TYPE` (and `# UNIT`) lines, with `help` for the family's own text.
+    pub fn write_header(&self, out: &mut String, format: Format, help: &str) {
         let suffix = if format == Format::Text {
             self.suffix()
         } else {
@@ -106,7 +124,7 @@ impl<'a> Family<'a> {
             self.write_name(out);
             out.push_str(suffix);
             out.push(' ');
-            out.push_str(if line == "# HELP " { self.help } else { kind });
+            out.push_str(if line == "# HELP " { help } else { kind });
             out.push('\n');
         }
         if let (Format::OpenMetrics, Some(unit)) = (format, self.unit) {
@@ -168,6 +186,12 @@ impl From<f64> for Value {
     }
 }
 
+impl From<u64> for Value {
+    fn from(n: u64) -> Self {
+        Value::U64(n)
+    }
+}
+
 fn write_f64(out: &mut String, v: f64) {
     out.push(' ');
     out.push_str(dtoa::Buffer::new().format(v));
@@ -200,7 +224,8 @@ impl Fragment {
     }
 }
 
-/// The series of one (account, collector), per cached family in the order they are encoded.
+/// The recorded series of one (account, collector): one part per family of the collector's
+/// static list, at that family's index, whatever order the series were recorded in.
 #[derive(Debug, Default)]
 pub struct Fragments(Vec<Fragment>);
 
@@ -214,86 +239,74 @@ impl Fragments {
     }
 }
 
-/// Where families go: into one (account, collector)'s fragments, or out as a scrape.
-pub struct Encoder<'a> {
-    mode: Mode<'a>,
-    /// Index of the next cached family.
-    next: usize,
+/// Records one (account, collector)'s series, family by family, off the scrape path.
+pub struct Recorder<'f> {
+    families: &'f [Family<'static>],
+    parts: Vec<Fragment>,
 }
 
-enum Mode<'a> {
-    Record(&'a mut Fragments),
-    Write {
-        out: &'a mut String,
-        format: Format,
-        cached: &'a [Arc<Fragments>],
-        now: f64,
-    },
-}
-
-impl<'a> Encoder<'a> {
-    /// Records the cached families' series into `into`; live families are skipped.
-    pub fn record(into: &'a mut Fragments) -> Self {
+impl<'f> Recorder<'f> {
+    /// A recorder for the families of one collector's list.
+    pub fn new(families: &'f [Family<'static>]) -> Self {
         Self {
-            mode: Mode::Record(into),
-            next: 0,
+            families,
+            parts: families.iter().map(|_| Fragment::default()).collect(),
         }
     }
 
-    /// Writes a scrape to `out`: each cached family from `cached` (in the order of the
-    /// snapshot's entries), each live family from its series.
-    pub fn write(
-        out: &'a mut String,
-        format: Format,
-        cached: &'a [Arc<Fragments>],
-        now: f64,
-    ) -> Self {
-        Self {
-            mode: Mode::Write {
-                out,
-                format,
-                cached,
-                now,
-            },
-            next: 0,
-        }
-    }
-
-    /// A family whose series come from the snapshot's entries: encoded once per data change.
-    /// The series are read only when recording, never during a scrape.
-    pub fn cached<'s, const N: usize, V: Into<Value>>(
+    /// Appends series of `family`, which must be in the list (tests check every collector's).
+    pub fn series<'s, const N: usize, V: Into<Value>>(
         &mut self,
-        family: Family<'_>,
+        family: &Family<'_>,
         series: impl Iterator<Item = ([(&'static str, &'s str); N], V)>,
     ) {
-        let index = self.next;
-        self.next += 1;
-        match &mut self.mode {
-            Mode::Record(into) => {
-                let mut fragment = Fragment::default();
-                for (labels, value) in series {
-                    family.write_series(&mut fragment.text, &labels);
-                    match value.into() {
-                        Value::Since(since) => fragment.since.push((fragment.text.len(), since)),
-                        other => write_value(&mut fragment.text, other, 0.0),
-                    }
-                }
-                fragment.text.shrink_to_fit();
-                into.0.push(fragment);
+        let index = self
+            .families
+            .iter()
+            .position(|f| f.name == family.name && f.unit == family.unit);
+        debug_assert!(index.is_some(), "{} is not in the list", family.name);
+        let Some(fragment) = index.and_then(|i| self.parts.get_mut(i)) else {
+            return;
+        };
+        for (labels, value) in series {
+            family.write_series(&mut fragment.text, &labels);
+            match value.into() {
+                Value::Since(since) => fragment.since.push((fragment.text.len(), since)),
+                other => write_value(&mut fragment.text, other, 0.0),
             }
-            Mode::Write {
-                out,
-                format,
-                cached,
-                now,
-            } => {
-                family.write_header(out, *format);
-                for fragments in cached.iter() {
-                    if let Some(fragment) = fragments.0.get(index) {
-                        fragment.write(out, *now);
-                    }
-                }
-            }
+        }
+    }
+
+    pub fn finish(mut self) -> Fragments {
+        for part in &mut self.parts {
+            part.text.shrink_to_fit();
+            part.since.shrink_to_fit();
+        }
+        Fragments(self.parts)
+    }
+}
+
+/// Writes one scrape: headers, recorded parts spliced, live families.
+pub struct Writer<'a> {
+    out: &'a mut String,
+    format: Format,
+    now: f64,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(out: &'a mut String, format: Format, now: f64) -> Self {
+        Self { out, format, now }
+    }
+
+    /// A family's header, with `help` for its help text.
+    pub fn header(&mut self, family: &Family<'_>, help: &str) {
+        family.write_header(self.out, self.format, help);
+    }
+
+    /// The recorded part at `index` of one (account, collector), ages computed now.
+    pub fn splice(&mut self, fragments: &Fragments, index: usize) {
+        if let Some(fragment) = fragments.0.get(index) {
+            fragment.write(self.out, self.now);
         }
     }
 
@@ -303,27 +316,17 @@ impl<'a> Encoder<'a> {
         family: Family<'_>,
         series: impl Iterator<Item = ([(&'static str, &'s str); N], V)>,
     ) {
-        if let Mode::Write {
-            out, format, now, ..
-        } = &mut self.mode
-        {
-            family.write_header(out, *format);
-            for (labels, value) in series {
-                family.write_series(out, &labels);
-                write_value(out, value.into(), *now);
-            }
+        family.write_header(self.out, self.format, family.help);
+        for (labels, value) in series {
+            family.write_series(self.out, &labels);
+            write_value(self.out, value.into(), self.now);
         }
     }
 
     /// Ends the exposition.
     pub fn finish(self) {
-        if let Mode::Write {
-            out,
-            format: Format::OpenMetrics,
-            ..
-        } = self.mode
-        {
-            out.push_str("# EOF\n");
+        if self.format == Format::OpenMetrics {
+            self.out.push_str("# EOF\n");
         }
     }
 }
@@ -353,11 +356,11 @@ mod tests {
 
     fn scrape(format: Format, families: &[(Family<'_>, Value)]) -> String {
         let mut out = String::new();
-        let mut e = Encoder::write(&mut out, format, &[], 100.0);
+        let mut w = Writer::new(&mut out, format, 100.0);
         for (f, v) in families {
-            e.live(*f, [([("a", "q\"b\\s\nn")], *v)].into_iter());
+            w.live(*f, [([("a", "q\"b\\s\nn")], *v)].into_iter());
         }
-        e.finish();
+        w.finish();
         out
     }
 
@@ -388,33 +391,38 @@ infraaudit_x_seconds{l} 1.5\n# EOF\n"
         );
     }
 
+    const AGE: Family<'static> = Family::gauge("x", "Help.", SECONDS);
+    const PLAIN: Family<'static> = Family::gauge("x", "Help.", None);
+    const LIST: [Family<'static>; 2] = [AGE, PLAIN];
+
     #[test]
-    fn recorded_families_are_spliced_with_ages_computed_at_write_time() {
-        let gauge = family(Kind::Gauge, None);
-        let age = family(Kind::Gauge, Some("seconds"));
+    fn parts_are_keyed_by_family_not_by_recording_order() {
         let record = |account: &'static str, created: f64| {
-            let mut f = Fragments::default();
-            let mut e = Encoder::record(&mut f);
-            let ages = [
-                ([("account_id", account)], Value::Since(created)),
-                ([("account_id", "fixed")], Value::F64(1.0)),
-            ];
-            e.cached(age, ages.into_iter());
-            e.live(gauge, std::iter::once(([], Value::F64(7.0))));
-            e.cached(
-                gauge,
+            let mut r = Recorder::new(&LIST);
+            // The plain family first, though it is second in the list.
+            r.series(
+                &PLAIN,
                 [([("account_id", account)], Value::F64(2.0))].into_iter(),
             );
-            f
+            r.series(
+                &AGE,
+                [([("account_id", account)], Value::Since(created))].into_iter(),
+            );
+            r.series(
+                &AGE,
+                [([("account_id", "fixed")], Value::F64(1.0))].into_iter(),
+            );
+            r.finish()
         };
-        let (one, two) = (Arc::new(record("1", 10.0)), Arc::new(record("2", 30.0)));
+        let (one, two) = (record("1", 10.0), record("2", 30.0));
         let mut out = String::new();
-        let cached = [one, two];
-        let mut e = Encoder::write(&mut out, Format::Text, &cached, 40.0);
-        e.cached(age, std::iter::empty::<([(&str, &str); 0], Value)>());
-        e.live(gauge, std::iter::once(([], Value::F64(7.0))));
-        e.cached(gauge, std::iter::empty::<([(&str, &str); 0], Value)>());
-        e.finish();
+        let mut w = Writer::new(&mut out, Format::Text, 40.0);
+        for (i, family) in LIST.iter().enumerate() {
+            w.header(family, family.help);
+            w.splice(&one, i);
+            w.splice(&two, i);
+        }
+        w.finish();
         let samples: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             samples,
@@ -423,7 +431,6 @@ infraaudit_x_seconds{l} 1.5\n# EOF\n"
                 "infraaudit_x_seconds{account_id=\"fixed\"} 1.0",
                 "infraaudit_x_seconds{account_id=\"2\"} 10.0",
                 "infraaudit_x_seconds{account_id=\"fixed\"} 1.0",
-                "infraaudit_x 7.0",
                 "infraaudit_x{account_id=\"1\"} 2.0",
                 "infraaudit_x{account_id=\"2\"} 2.0",
             ]

@@ -9,14 +9,7 @@
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 use super::credential_report::ReportRow;
-
-/// One key as ListAccessKeys returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedKey {
-    pub id: String,
-    pub created: DateTime<Utc>,
-    pub active: bool,
-}
+use crate::aws::iam::ListedKey;
 
 /// The result for one report slot that holds a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +70,7 @@ pub fn match_slots(row: &ReportRow, listed: &[ListedKey]) -> Vec<SlotMatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collector::credential_report::KeySlot;
+    use crate::collector::iam::credential_report::KeySlot;
     use chrono::TimeZone;
 
     fn at(s: u32, ms: u32) -> DateTime<Utc> {

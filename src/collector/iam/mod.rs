@@ -14,26 +14,99 @@ use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
 use tokio::time::Instant;
 
-use super::credential_report::{self, CredentialReport, ReportRow};
-use super::key_match::{self, ListedKey};
-use super::{Collector, CollectorData};
+use serde::{Deserialize, Serialize};
+
+use super::{Collector, Data, Spec};
 use crate::aws::AccountSession;
 use crate::aws::iam::{
-    AccountApi, FetchedReport, IamClient, ListKeys, PasswordPolicy, ReportApi, ReportState,
+    AccountApi, FetchedReport, IamClient, ListKeys, ListedKey, PasswordPolicy, ReportApi,
+    ReportState,
 };
-use crate::config::IamCollectorConfig;
+use crate::config::{CollectorConfig, Section, SectionError};
 use crate::error::Error;
+use credential_report::{CredentialReport, ReportRow};
+
+pub mod checks;
+pub mod credential_report;
+pub mod key_match;
+mod series;
 
 pub const NAME: &str = "iam";
 
-/// The IAM actions this collector calls, for the documented policy.
-pub const PERMISSIONS: &[&str] = &[
-    "iam:GenerateCredentialReport",
-    "iam:GetAccountPasswordPolicy",
-    "iam:GetAccountSummary",
-    "iam:GetCredentialReport",
-    "iam:ListAccessKeys",
-];
+pub static SPEC: Spec = Spec {
+    name: NAME,
+    defaults: || crate::config::defaults_of(&IamConfig::default()),
+    load: load_section,
+    permissions: &[
+        "iam:GenerateCredentialReport",
+        "iam:GetAccountPasswordPolicy",
+        "iam:GetAccountSummary",
+        "iam:GetCredentialReport",
+        "iam:ListAccessKeys",
+    ],
+    build: |session, section| {
+        let config = section.typed::<IamConfig>().cloned().unwrap_or_default();
+        Arc::new(IamCollector::new(session, &config))
+    },
+    families: series::FAMILIES,
+    encode: series::encode,
+    live_families: &[],
+    encode_live: |_, _, _, _| {},
+    checks: checks::CHECKS,
+    findings: checks::findings,
+};
+
+/// `[collectors.iam]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IamConfig {
+    /// Run this collector for accounts without their own `collectors` list.
+    pub enabled: bool,
+    /// Time from the start of one run for an account to the start of the next (plus a little
+    /// jitter); a run that takes longer is followed at once.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A run that takes longer is abandoned and counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long one run waits in total for AWS to generate the credential report.
+    #[serde(with = "humantime_serde")]
+    pub report_wait: Duration,
+    /// While the last report fetched is younger than this (by its GeneratedTime), a run only
+    /// fetches it again, without GenerateCredentialReport: AWS regenerates a report only once it
+    /// is 4 hours old. 0 asks AWS to generate on every run.
+    #[serde(with = "humantime_serde")]
+    pub report_max_age: Duration,
+}
+
+impl Default for IamConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(3600),
+            timeout: Duration::from_secs(600),
+            report_wait: Duration::from_secs(300),
+            report_max_age: Duration::from_secs(4 * 3600),
+        }
+    }
+}
+
+fn load_section(figment: &figment::Figment) -> Result<Section, SectionError> {
+    let c: IamConfig = figment.extract()?;
+    let common = CollectorConfig {
+        enabled: c.enabled,
+        interval: c.interval,
+        timeout: c.timeout,
+    };
+    crate::config::check_common(&common)?;
+    if c.report_wait >= c.timeout {
+        return Err(SectionError::Invalid(
+            "report_wait".into(),
+            "must be shorter than collectors.iam.timeout".into(),
+        ));
+    }
+    Ok(Section::new(common, c))
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessKeyRecord {
@@ -214,7 +287,7 @@ fn denied(e: &Error) -> bool {
 }
 
 impl IamCollector {
-    pub fn new(session: &Arc<AccountSession>, cfg: &IamCollectorConfig) -> Self {
+    pub fn new(session: &Arc<AccountSession>, cfg: &IamConfig) -> Self {
         Self {
             client: session.iam(),
             max_concurrency: session.max_concurrency(),
@@ -226,7 +299,7 @@ impl IamCollector {
         }
     }
 
-    async fn run(&self) -> Result<CollectorData, Error> {
+    async fn run(&self) -> Result<Arc<Data>, Error> {
         let last = self.last_generated.lock().ok().and_then(|g| *g);
         let fresh = still_fresh(last, self.report_max_age, Utc::now());
         let fetched = fetch_report(&self.client, self.report_wait, fresh).await?;
@@ -241,7 +314,7 @@ impl IamCollector {
         let keys = resolve_keys(&self.client, &self.cache, &report, self.max_concurrency).await?;
         let mut data = IamData::new(&report, fetched.generated_at, keys, None);
         account_posture(&self.client, &mut data, &self.warned).await?;
-        Ok(CollectorData::Iam(data))
+        Ok(Arc::new(data))
     }
 }
 
@@ -427,7 +500,7 @@ impl Collector for IamCollector {
         NAME
     }
 
-    fn collect(&self) -> BoxFuture<'_, Result<CollectorData, Error>> {
+    fn collect(&self) -> BoxFuture<'_, Result<Arc<Data>, Error>> {
         Box::pin(self.run())
     }
 }
@@ -615,7 +688,7 @@ mod tests {
 
     // --- key resolution and its cache ---
 
-    use crate::collector::key_match::ListedKey;
+    use crate::aws::iam::ListedKey;
 
     const HEADER: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,mfa_active,\
 access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,\
