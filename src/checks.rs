@@ -1,7 +1,7 @@
 //! The checks behind `infraaudit_check_failed_resources`: one rule per check, on snapshot data.
 //!
 //! Rules are pure functions of one resource, so the summary, the resource metrics and any
-//! other consumer agree by construction. Each rule's CIS control is in the README.
+//! other consumer agree by construction. Each rule's CIS control is in docs/metrics.md (Checks).
 
 use crate::aws::ec2::Instance;
 use crate::aws::iam::PasswordPolicy;

@@ -28,7 +28,7 @@ use crate::scheduler::unix_now;
 use crate::snapshot::SnapshotStore;
 
 /// The calls discovery makes, in the management or delegated-administrator account (not in
-/// the audit role of each account: see README, AWS setup).
+/// the audit role of each account: see docs/aws-setup.md).
 pub const PERMISSIONS: &[&str] = &[
     "organizations:ListAccountsForParent",
     "organizations:ListOrganizationalUnitsForParent",
