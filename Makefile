@@ -28,8 +28,8 @@ golden:
 demo:
 	scripts/demo.sh
 
-# Every benchmark below, one after the other; about 30 minutes. Rewrites the last section of
-# BENCHMARKS.md with this run's tables (BENCH_ONLY="load api" runs a subset).
+# Every benchmark below, one after the other; about 30 minutes. Writes this run's tables to
+# bench/results/last-run.md, which BENCHMARKS.md links (BENCH_ONLY="load api" runs a subset).
 bench:
 	scripts/bench.sh
 

@@ -34,7 +34,7 @@ PROWLER = {
 # The rules that explain a difference; the keys appear in the report and in BENCHMARKS.md.
 RULES = {
     "never_used": "iam_access_key_unused: infraaudit counts a never-used active key from its "
-    "creation (README, Checks); Prowler skips keys with no last-used date",
+    "creation (docs/metrics.md, Checks); Prowler skips keys with no last-used date",
     "day_boundary": "Prowler compares whole days (`.days > 90`, `> 45`); infraaudit compares "
     "durations, so a key 90 days and some hours old fails only in infraaudit",
     "root_key_in_user_checks": "Prowler's key-age and unused-key checks also walk the "

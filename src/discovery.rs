@@ -28,7 +28,7 @@ use crate::snapshot::SnapshotStore;
 use crate::time::unix_now;
 
 /// The calls discovery makes, in the management or delegated-administrator account (not in
-/// the audit role of each account: see README, AWS setup).
+/// the audit role of each account: see docs/aws-setup.md).
 pub const PERMISSIONS: &[&str] = &[
     "organizations:ListAccountsForParent",
     "organizations:ListOrganizationalUnitsForParent",

@@ -1,4 +1,9 @@
-//! The JSON API end to end: the real binary with `[api] enabled`, against the emulator.
+//! The JSON API end to end: the real binary with `[api] enabled`, against the emulator. The
+//! credential-report and live endpoints return exactly the seeded keys older than 90 days (2160
+//! hours), active and inactive; an audit reaches `succeeded` and its FAIL results number
+//! `infraaudit_check_failed_resources` per check; every error case answers its status with a JSON
+//! error naming the field; and schemathesis (pinned, in its own venv `.venv-schemathesis`) runs
+//! every check against `/openapi.json` with a fixed seed and must find nothing.
 
 // Test code: a failed expectation should panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -35,7 +35,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
-/// `(account, check, resource)` of every failure the scenario has, by the README's rules with
+/// `(account, check, resource)` of every failure the scenario has, by the rules of docs/metrics.md with
 /// the default thresholds, worked out from what the emulator seeded, not by our code. The root
 /// checks have no verdict: moto's credential report has no root row.
 fn scenario_failures(emu: &Emulator) -> BTreeSet<(String, String, String)> {

@@ -450,7 +450,7 @@ fn trust_policy_is_what_infraaudit_prints(path: &str, role_name: &str) {
     assert_eq!(
         cfn.eval(&role["RoleName"]).unwrap(),
         role_name,
-        "{path}: the default role name is the one README and the configurations use"
+        "{path}: the default role name is the one docs/aws-setup.md and the configurations use"
     );
 }
 
@@ -1299,11 +1299,12 @@ fn dockerfile_builds_and_runs_the_cargo_binary() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// README
+// The documentation: docs/deployment.md, and docs/aws-setup.md for the CloudFormation roles
 
 #[test]
-fn readme_shows_every_deployment_file() {
-    let readme = read(&repo().join("README.md"));
+fn docs_show_every_deployment_file() {
+    let docs = ["docs/deployment.md", "docs/aws-setup.md"];
+    let text = docs.map(|d| read(&repo().join(d))).join("\n");
     let deploy = repo().join("deploy");
     let mut files = Vec::new();
     let mut stack = vec![deploy.clone()];
@@ -1328,11 +1329,11 @@ fn readme_shows_every_deployment_file() {
                 .unwrap()
                 .display()
                 .to_string();
-            readme.contains(&dir)
+            text.contains(&dir)
         } else {
-            readme.contains(&rel)
+            text.contains(&rel)
         };
-        assert!(named, "README.md does not mention {rel}");
+        assert!(named, "{docs:?}: none mentions {rel}");
     }
     for command in [
         "docker build",
@@ -1342,6 +1343,6 @@ fn readme_shows_every_deployment_file() {
         "create-stack-instances",
         "scripts/gen-prometheusrule.sh",
     ] {
-        assert!(readme.contains(command), "README.md: no `{command}`");
+        assert!(text.contains(command), "{docs:?}: no `{command}`");
     }
 }

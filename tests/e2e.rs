@@ -1,4 +1,9 @@
-//! End to end: the real binary against the moto emulator on loopback.
+//! End to end: the real binary against the moto emulator on loopback
+//! (`tests/emulator/moto_emulator.py`, seeded with two accounts, the second reached only through
+//! AssumeRole, and keys backdated to 400, 200, 120, 91, 89, 30, 10 and 1 days). It asserts every
+//! key's id, slot, age, status and last use per account, that the ExternalId reached STS, that an
+//! unchanged report costs no ListAccessKeys call, that `/metrics` answers while a refresh hangs,
+//! and that bad configurations exit 64.
 
 // Test code: a failed expectation should panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

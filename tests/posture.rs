@@ -321,7 +321,7 @@ fn summary(s: &Scrape, account: &str) -> BTreeMap<String, f64> {
     .collect()
 }
 
-/// The summary recomputed from the resource series in the same scrape, with the README's rules
+/// The summary recomputed from the resource series in the same scrape, with the rules of docs/metrics.md
 /// and the default thresholds (90 and 45 days, minimum length 14, reuse 24).
 fn summary_agrees_with_resources(s: &Scrape, account: &str) {
     let a = [("account_id", account)];

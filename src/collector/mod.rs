@@ -168,7 +168,7 @@ pub fn permissions<'a>(collectors: impl IntoIterator<Item = &'a str>) -> Vec<&'s
     all
 }
 
-/// The identity policy the audit role needs for these actions, as the docs show it.
+/// The identity policy the audit role needs for these actions, as docs/aws-setup.md shows it.
 pub fn policy_json(actions: &[&str]) -> String {
     let list = actions
         .iter()

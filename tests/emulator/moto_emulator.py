@@ -125,8 +125,8 @@ PUBLIC_POLICY = lambda bucket: json.dumps(  # noqa: E731
 # Account-level public access block (S3 Control); absent means none.
 ACCOUNT_BLOCK = {ROLE_ACCOUNT: {"RestrictPublicBuckets": True}}
 
-# Buckets, with what the tests must find: `public` is the effective answer by the rules in the
-# README, worked out by hand for each scenario, not by running our code.
+# Buckets, with what the tests must find: `public` is the effective answer by the rules in
+# docs/metrics.md, worked out by hand for each scenario, not by running our code.
 BUCKETS = {
     BASE_ACCOUNT: [
         {"name": "ia-public-policy", "region": "us-east-1", "policy": True, "public": True},
