@@ -1,7 +1,8 @@
 //! `infraaudit policy`: the two IAM documents of the audit role in each audited account. The
 //! permission policy lists exactly the actions of the collectors the configuration runs; the
 //! trust policy lets the monitoring account assume the role with an ExternalId, whose value is
-//! never printed (it is a secret), only named.
+//! never printed (it is a secret), only named. `--discovery` prints instead the permission
+//! policy of the identity that discovers accounts in AWS Organizations.
 
 use std::process::ExitCode;
 
@@ -22,6 +23,11 @@ pub struct PolicyArgs {
     /// `permission_policy` and `trust_policy`.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Instead: the permission policy of the identity that discovers accounts (`[organizations]`):
+    /// the base identity in the management or delegated-administrator account, or
+    /// `organizations.role_arn`. `json`: one object with `permission_policy`.
+    #[arg(long, conflicts_with = "principal_account")]
+    pub discovery: bool,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +70,9 @@ pub fn permission_policy(settings: &Settings) -> String {
 }
 
 pub fn main(settings: &Settings, args: &PolicyArgs) -> ExitCode {
+    if args.discovery {
+        return print(&discovery_policy(args.format));
+    }
     let principal = match &args.principal_account {
         Some(id) if is_account_id(id) => id.clone(),
         Some(id) => {
@@ -87,7 +96,23 @@ pub fn main(settings: &Settings, args: &PolicyArgs) -> ExitCode {
             json_object(&[("permission_policy", &permission), ("trust_policy", &trust)])
         }
     };
-    if write_stdout(&text) {
+    print(&text)
+}
+
+/// `--discovery`: the Organizations calls of account discovery, wherever it runs.
+fn discovery_policy(format: Format) -> String {
+    let permission = collector::policy_json(infraaudit::discovery::PERMISSIONS);
+    match format {
+        Format::Text => format!(
+            "# Permission policy of the identity that discovers accounts (AWS Organizations)\n\
+             {permission}"
+        ),
+        Format::Json => json_object(&[("permission_policy", &permission)]),
+    }
+}
+
+fn print(text: &str) -> ExitCode {
+    if write_stdout(text) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -1,12 +1,14 @@
 //! A fault-injecting HTTP proxy between the exporter and the emulator, on 127.0.0.1.
 //!
-//! It tells AWS calls apart (IAM, STS and EC2 by the `Action` of their form body, S3 by method
-//! and path, Organizations by its `X-Amz-Target` header) and accounts (AssumeRole by its `RoleArn`, every other call by the key that signed
-//! it), and answers the calls a [`Rule`] matches with a throttle, an error, a hang or a closed
-//! connection instead of forwarding them, or with a canned answer for what the emulator lacks
-//! (matched on the call's form parameters too). It can also rewrite the credential report, shorten
-//! assumed-role sessions and refuse the calls signed with expired ones, and go down and come
-//! back. Everything it answers is counted, for tests to assert on.
+//! It tells AWS calls apart (IAM, STS and EC2 by the `Action` of their form body, S3 and S3 Control by method,
+//! path and sub-resource, Organizations by its `X-Amz-Target` header; a request it cannot name
+//! keeps its method and path as its action) and accounts (AssumeRole by its `RoleArn`, every
+//! other call by the key that signed it), and answers the calls a [`Rule`] matches with a
+//! throttle, an error, a hang or a closed connection instead of forwarding them, or with a
+//! canned answer for what the emulator lacks (matched on the call's form parameters too). It can
+//! also rewrite the credential report, shorten assumed-role sessions and refuse the calls signed
+//! with expired ones, and go down and come back. Everything it answers is counted, for tests
+//! to assert on.
 //!
 //! It runs on a runtime of its own, so blocking tests can use it.
 
@@ -575,7 +577,7 @@ fn identify(
     } else {
         form.get("Action")
             .cloned()
-            .unwrap_or_else(|| "unknown".to_owned())
+            .unwrap_or_else(|| format!("unknown {} {}", parts.method, parts.uri))
     };
     let account = if action == "AssumeRole" {
         // arn:aws:iam::ACCOUNT:role/NAME
@@ -598,24 +600,38 @@ fn identify(
     }
 }
 
-/// The S3 (or S3 Control) operation of a path-style request.
+/// The S3 (or S3 Control) operation of a path-style request, told by its method, path and
+/// sub-resource (the first query key) as the S3 API reference lists them; another request as
+/// `METHOD path?query`, which names no operation.
 fn s3_action(method: &str, path: &str, query: &str) -> String {
-    if path.starts_with("/v20180820/configuration/publicAccessBlock") {
-        return "GetPublicAccessBlock".to_owned();
-    }
-    if path == "/" {
-        return "ListBuckets".to_owned();
+    // The SDK names an operation that nothing else tells apart: `?x-id=GetObject`.
+    if let Some(id) = query.split('&').find_map(|p| p.strip_prefix("x-id=")) {
+        return id.to_owned();
     }
     let sub = query.split('&').next().unwrap_or("").split('=').next();
-    match (method, sub) {
-        ("GET", Some("location")) => "GetBucketLocation",
-        ("GET", Some("publicAccessBlock")) => "GetPublicAccessBlock",
-        ("GET", Some("policyStatus")) => "GetBucketPolicyStatus",
-        ("GET", Some("acl")) => "GetBucketAcl",
-        ("GET", Some("encryption")) => "GetBucketEncryption",
-        _ => return format!("{method} {path}?{query}"),
+    let segments = path.split('/').filter(|s| !s.is_empty()).count();
+    let operation = if path.starts_with("/v20180820/") {
+        (method == "GET"
+            && path.trim_end_matches('/') == "/v20180820/configuration/publicAccessBlock")
+            .then_some("GetPublicAccessBlock")
+    } else if segments == 0 {
+        (method == "GET").then_some("ListBuckets")
+    } else if segments == 1 {
+        match (method, sub) {
+            ("GET", Some("location")) => Some("GetBucketLocation"),
+            ("GET", Some("publicAccessBlock")) => Some("GetPublicAccessBlock"),
+            ("GET", Some("policyStatus")) => Some("GetBucketPolicyStatus"),
+            ("GET", Some("acl")) => Some("GetBucketAcl"),
+            ("GET", Some("encryption")) => Some("GetBucketEncryption"),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    match operation {
+        Some(op) => op.to_owned(),
+        None => format!("{method} {path}?{query}"),
     }
-    .to_owned()
 }
 
 /// An AWS error answer in the service's format.
