@@ -17,6 +17,8 @@ use crate::snapshot::{Entry, Snapshot, SnapshotStore};
 use expo::{Encoder, Family, Fragments, Value};
 
 mod expo;
+/// Public for `examples/gzip_splice.rs` until the scrape path uses it.
+pub mod gzip;
 mod posture;
 
 pub use expo::PREFIX;
