@@ -25,18 +25,19 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use infraaudit::aws::counters::ApiMetrics;
 use infraaudit::aws::ec2::Instance;
 use infraaudit::aws::iam::PasswordPolicy;
 use infraaudit::aws::s3::{Encryption, PublicAccessBlock};
-use infraaudit::collector::CollectorData;
 use infraaudit::collector::ec2::{Ec2Data, RegionRecord};
 use infraaudit::collector::iam::{AccessKeyRecord, IamData, RootRecord, UserRecord};
 use infraaudit::collector::s3::{BucketRecord, S3Data};
+use infraaudit::collector::{self as collectors, Recorded};
 use infraaudit::config::Config;
 use infraaudit::http::{self, AppState};
-use infraaudit::metrics::{ApiMetrics, Exporter, Format};
-use infraaudit::scheduler::unix_now;
+use infraaudit::metrics::{Exporter, Format};
 use infraaudit::snapshot::{AccountInfo, Outcome, SnapshotStore};
+use infraaudit::time::unix_now;
 
 /// Counts live heap bytes, so memory figures need not rely on RSS alone (glibc keeps freed
 /// memory in its arenas).
@@ -113,7 +114,7 @@ fn churn(
 fn record_all(store: &SnapshotStore, accounts: &[AccountInfo], generation: u64, now: i64) {
     for (a, account) in accounts.iter().enumerate() {
         for collector in COLLECTORS {
-            let data = data(collector, a, generation, now);
+            let data = data(collector, &account.id, a, generation, now);
             store.record(
                 &account.id,
                 collector,
@@ -280,11 +281,12 @@ fn ec2(a: usize, generation: u64) -> Ec2Data {
     }
 }
 
-fn data(collector: &str, a: usize, generation: u64, now: i64) -> CollectorData {
+/// One run's data, recorded (its series encoded) as the scheduler does.
+fn data(collector: &str, account: &str, a: usize, generation: u64, now: i64) -> Recorded {
     match collector {
-        "iam" => CollectorData::Iam(iam(a, generation, now)),
-        "s3" => CollectorData::S3(s3(a, generation)),
-        _ => CollectorData::Ec2(ec2(a, generation)),
+        "iam" => collectors::iam::SPEC.record(account, Arc::new(iam(a, generation, now))),
+        "s3" => collectors::s3::SPEC.record(account, Arc::new(s3(a, generation))),
+        _ => collectors::ec2::SPEC.record(account, Arc::new(ec2(a, generation))),
     }
 }
 
@@ -375,6 +377,10 @@ fn measure(exporter: &Exporter, runs: usize) -> Result<(), Box<dyn std::error::E
     let (med, min) = time_ms(runs, || {
         failed |= gzip(&exporter.render(Format::Text)).is_err();
     });
+    println!("encode text+gzip_whole median_ms={med:.1} min_ms={min:.1}");
+    let spliced = exporter.render_body(Format::Text, true).into_bytes();
+    println!("bytes text_gzip_spliced={}", spliced.len());
+    let (med, min) = time_ms(runs, || drop(exporter.render_body(Format::Text, true)));
     println!("encode text+gzip median_ms={med:.1} min_ms={min:.1}");
     if failed {
         return Err("gzip failed".into());
@@ -455,7 +461,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             let pairs = accounts.len() * COLLECTORS.len();
-            let mut replaced: VecDeque<(Instant, Weak<CollectorData>)> = VecDeque::new();
+            let mut replaced: VecDeque<(Instant, Weak<Recorded>)> = VecDeque::new();
             let (mut retained, mut checked) = (0u64, 0u64);
             for n in 1u64.. {
                 tokio::select! {
@@ -466,8 +472,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let (a, collector) = (i / COLLECTORS.len(), COLLECTORS[i % COLLECTORS.len()]);
                 let generation = n / pairs.max(1) as u64 + 1;
                 let started = Instant::now();
-                let data = data(collector, a, generation, unix_now() as i64);
                 let id = &accounts[a].id;
+                let data = data(collector, id, a, generation, unix_now() as i64);
                 count_api_calls(&api, id, collector);
                 let took = started.elapsed().as_secs_f64();
                 let old = store

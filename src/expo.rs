@@ -10,6 +10,8 @@
 
 use std::fmt::Write as _;
 
+use crate::gzip::{Deflated, GzipBody};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Prometheus text format 0.0.4.
@@ -205,6 +207,8 @@ struct Fragment {
     text: String,
     /// (end of the sample's text in `text`, time it counts from)
     since: Vec<(usize, f64)>,
+    /// `text` compressed for gzip scrapes, when it has no ages (they change at every scrape).
+    deflated: Deflated,
 }
 
 impl Fragment {
@@ -234,7 +238,11 @@ impl Fragments {
     pub fn heap_bytes(&self) -> usize {
         self.0
             .iter()
-            .map(|f| f.text.capacity() + f.since.capacity() * std::mem::size_of::<(usize, f64)>())
+            .map(|f| {
+                f.text.capacity()
+                    + f.since.capacity() * std::mem::size_of::<(usize, f64)>()
+                    + f.deflated.heap_bytes()
+            })
             .sum()
     }
 }
@@ -277,36 +285,77 @@ impl<'f> Recorder<'f> {
         }
     }
 
+    /// The recorded parts, each also compressed for gzip scrapes unless it holds ages.
     pub fn finish(mut self) -> Fragments {
         for part in &mut self.parts {
             part.text.shrink_to_fit();
             part.since.shrink_to_fit();
+            if part.since.is_empty() {
+                part.deflated = Deflated::new(part.text.as_bytes());
+            }
         }
+        Fragments(self.parts)
+    }
+
+    /// The recorded parts, not compressed: for parts written once (live families).
+    pub fn finish_plain(self) -> Fragments {
         Fragments(self.parts)
     }
 }
 
-/// Writes one scrape: headers, recorded parts spliced, live families.
-pub struct Writer<'a> {
-    out: &'a mut String,
+/// Writes one scrape: headers, recorded parts spliced, live families. A gzip scrape copies
+/// the recorded parts' compressed bytes and compresses only the text written now (headers,
+/// ages, live families) in between.
+pub struct Writer {
+    /// The whole exposition, or for gzip the text written since the last compressed part.
+    text: String,
+    gzip: Option<GzipBody>,
     format: Format,
     now: f64,
 }
 
-impl<'a> Writer<'a> {
-    pub fn new(out: &'a mut String, format: Format, now: f64) -> Self {
-        Self { out, format, now }
+/// A finished scrape.
+pub enum Body {
+    Text(String),
+    Gzip(Vec<u8>),
+}
+
+impl Writer {
+    /// `capacity`: the expected size of the exposition (of the gzip body when `gzip`).
+    pub fn new(format: Format, now: f64, capacity: usize, gzip: bool) -> Self {
+        let (text, gzip) = if gzip {
+            (
+                String::with_capacity(64 * 1024),
+                Some(GzipBody::with_capacity(capacity)),
+            )
+        } else {
+            (String::with_capacity(capacity), None)
+        };
+        Self {
+            text,
+            gzip,
+            format,
+            now,
+        }
     }
 
     /// A family's header, with `help` for its help text.
     pub fn header(&mut self, family: &Family<'_>, help: &str) {
-        family.write_header(self.out, self.format, help);
+        family.write_header(&mut self.text, self.format, help);
     }
 
     /// The recorded part at `index` of one (account, collector), ages computed now.
     pub fn splice(&mut self, fragments: &Fragments, index: usize) {
-        if let Some(fragment) = fragments.0.get(index) {
-            fragment.write(self.out, self.now);
+        let Some(fragment) = fragments.0.get(index) else {
+            return;
+        };
+        match &mut self.gzip {
+            Some(body) if !fragment.deflated.is_empty() => {
+                body.push_text(self.text.as_bytes());
+                self.text.clear();
+                body.push_deflated(&fragment.deflated);
+            }
+            _ => fragment.write(&mut self.text, self.now),
         }
     }
 
@@ -316,17 +365,44 @@ impl<'a> Writer<'a> {
         family: Family<'_>,
         series: impl Iterator<Item = ([(&'static str, &'s str); N], V)>,
     ) {
-        family.write_header(self.out, self.format, family.help);
+        family.write_header(&mut self.text, self.format, family.help);
         for (labels, value) in series {
-            family.write_series(self.out, &labels);
-            write_value(self.out, value.into(), self.now);
+            family.write_series(&mut self.text, &labels);
+            write_value(&mut self.text, value.into(), self.now);
         }
     }
 
     /// Ends the exposition.
-    pub fn finish(self) {
+    pub fn finish(mut self) -> Body {
         if self.format == Format::OpenMetrics {
-            self.out.push_str("# EOF\n");
+            self.text.push_str("# EOF\n");
+        }
+        match self.gzip {
+            Some(mut body) => {
+                body.push_text(self.text.as_bytes());
+                Body::Gzip(body.finish())
+            }
+            None => Body::Text(self.text),
+        }
+    }
+}
+
+impl Body {
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Text(t) => t.len(),
+            Body::Gzip(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Body::Text(t) => t.into_bytes(),
+            Body::Gzip(b) => b,
         }
     }
 }
@@ -354,14 +430,24 @@ mod tests {
         }
     }
 
+    fn text(body: Body) -> String {
+        match body {
+            Body::Text(t) => t,
+            Body::Gzip(b) => {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&b[..]), &mut t)
+                    .unwrap();
+                t
+            }
+        }
+    }
+
     fn scrape(format: Format, families: &[(Family<'_>, Value)]) -> String {
-        let mut out = String::new();
-        let mut w = Writer::new(&mut out, format, 100.0);
+        let mut w = Writer::new(format, 100.0, 0, false);
         for (f, v) in families {
             w.live(*f, [([("a", "q\"b\\s\nn")], *v)].into_iter());
         }
-        w.finish();
-        out
+        text(w.finish())
     }
 
     #[test]
@@ -415,14 +501,18 @@ infraaudit_x_seconds{l} 1.5\n# EOF\n"
             r.finish()
         };
         let (one, two) = (record("1", 10.0), record("2", 30.0));
-        let mut out = String::new();
-        let mut w = Writer::new(&mut out, Format::Text, 40.0);
-        for (i, family) in LIST.iter().enumerate() {
-            w.header(family, family.help);
-            w.splice(&one, i);
-            w.splice(&two, i);
-        }
-        w.finish();
+        let scrape = |gzip| {
+            let mut w = Writer::new(Format::Text, 40.0, 0, gzip);
+            for (i, family) in LIST.iter().enumerate() {
+                w.header(family, family.help);
+                w.splice(&one, i);
+                w.splice(&two, i);
+            }
+            text(w.finish())
+        };
+        let out = scrape(false);
+        // The gzip scrape splices the plain part's compressed bytes between live text.
+        assert_eq!(scrape(true), out);
         let samples: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             samples,

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -660,16 +659,7 @@ async fn metrics(state: Arc<AppState>, req: &Request<Incoming>) -> Resp {
     let turn = state.exporter.render_turn().await;
     let rendered = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let _turn = turn;
-        let body = state.exporter.render(format);
-        if !gzip {
-            return Ok(body.into_bytes());
-        }
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 8),
-            flate2::Compression::fast(),
-        );
-        enc.write_all(body.as_bytes()).map_err(|e| e.to_string())?;
-        enc.finish().map_err(|e| e.to_string())
+        Ok(state.exporter.render_body(format, gzip).into_bytes())
     })
     .await
     .unwrap_or_else(|e| Err(format!("the encoding task failed: {e}")));

@@ -13,6 +13,7 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod expo;
+pub mod gzip;
 pub mod http;
 pub mod metrics;
 pub mod overview;

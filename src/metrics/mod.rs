@@ -12,13 +12,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::aws::counters::ApiMetrics;
 use crate::collector::{self, Spec};
 use crate::config::{ChecksConfig, Config};
-use crate::expo::{Family, Recorder, SECONDS, Value, Writer, flag};
+use crate::expo::{Body, Family, Recorder, SECONDS, Value, Writer, flag};
 use crate::snapshot::{Snapshot, SnapshotStore};
 
 pub use crate::expo::{Format, PREFIX};
 
 /// The AWS call counters of [`ApiMetrics`].
-fn encode_api(api: &ApiMetrics, encoder: &mut Writer<'_>) {
+fn encode_api(api: &ApiMetrics, encoder: &mut Writer) {
     let requests = api.requests();
     let errors = api.errors();
     encoder.live(
@@ -159,8 +159,8 @@ pub struct Exporter {
     /// `[sharding]` shard and total_shards, as label values.
     shard: (String, String),
     clock: fn() -> f64,
-    /// Size of the last exposition, so the next one is allocated once.
-    last_len: AtomicUsize,
+    /// Size of the last exposition and of the last gzip body, so the next is allocated once.
+    last_len: [AtomicUsize; 2],
     /// Turns to render, one per CPU, handed out in arrival order. Renders are CPU-bound: more
     /// at once finish no sooner, and each holds its own copies of the exposition (BENCHMARKS.md).
     renders: Arc<Semaphore>,
@@ -219,7 +219,7 @@ impl Exporter {
                 })
                 .collect(),
             clock,
-            last_len: AtomicUsize::new(64 * 1024),
+            last_len: [AtomicUsize::new(64 * 1024), AtomicUsize::new(16 * 1024)],
             renders: Arc::new(Semaphore::new(cpus)),
         }
     }
@@ -234,14 +234,24 @@ impl Exporter {
     /// The exposition of the current snapshot. Blocking: call it off the async threads, within
     /// a [`Exporter::render_turn`].
     pub fn render(&self, format: Format) -> String {
+        match self.render_body(format, false) {
+            Body::Text(text) => text,
+            // Not asked for; kept total rather than unreachable.
+            Body::Gzip(_) => String::new(),
+        }
+    }
+
+    /// The exposition, or its gzip body: recorded series' compressed bytes spliced, only the
+    /// text written at this scrape compressed now. Blocking, as [`Exporter::render`].
+    pub fn render_body(&self, format: Format, gzip: bool) -> Body {
         let snap = self.store.load();
         let now = (self.clock)();
-        let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 4096);
-        let mut writer = Writer::new(&mut out, format, now);
+        let last = &self.last_len[usize::from(gzip)];
+        let mut writer = Writer::new(format, now, last.load(Ordering::Relaxed) + 4096, gzip);
         self.encode(&mut writer, &snap, now);
-        writer.finish();
-        self.last_len.store(out.len(), Ordering::Relaxed);
-        out
+        let body = writer.finish();
+        last.store(body.len(), Ordering::Relaxed);
+        body
     }
 
     /// Bytes held by the encoded series, for memory figures.
@@ -256,7 +266,7 @@ impl Exporter {
 
     /// Each collector's families: the recorded parts of every entry spliced in family order,
     /// then the families computed now.
-    fn encode_collectors(&self, w: &mut Writer<'_>, snap: &Snapshot, now: f64) {
+    fn encode_collectors(&self, w: &mut Writer, snap: &Snapshot, now: f64) {
         for helps in &self.helps {
             let spec = helps.spec;
             let entries: Vec<(&str, &collector::Recorded)> = snap
@@ -279,7 +289,7 @@ impl Exporter {
                 .map(|(account, recorded)| {
                     let mut r = Recorder::new(spec.live_families);
                     (spec.encode_live)(account, recorded.data.as_ref(), now, &mut r);
-                    r.finish()
+                    r.finish_plain()
                 })
                 .collect();
             for (i, (family, help)) in spec.live_families.iter().zip(&helps.live).enumerate() {
@@ -292,7 +302,7 @@ impl Exporter {
     }
 
     /// Every family, in order; `now` is the scrape's one reading of the clock (the ages use it too).
-    fn encode(&self, encoder: &mut Writer<'_>, snap: &Snapshot, now: f64) {
+    fn encode(&self, encoder: &mut Writer, snap: &Snapshot, now: f64) {
         encoder.live(
             Family::info(
                 "build",
@@ -382,7 +392,7 @@ impl Exporter {
 impl Exporter {
     /// Where the account set comes from: this process's shard, and account discovery (no
     /// samples while discovery is off).
-    fn encode_accounts_source(&self, encoder: &mut Writer<'_>) {
+    fn encode_accounts_source(&self, encoder: &mut Writer) {
         encoder.live(
             Family::info(
                 "shard",
@@ -438,7 +448,7 @@ fn runs_somewhere(config: &Config, spec: &Spec) -> bool {
 }
 
 /// The check thresholds and the per-check summary, computed at every scrape: ages move.
-fn encode_checks(encoder: &mut Writer<'_>, snap: &Snapshot, now: f64, checks: &ChecksConfig) {
+fn encode_checks(encoder: &mut Writer, snap: &Snapshot, now: f64, checks: &ChecksConfig) {
     encoder.live(
         Family::gauge(
             "check_threshold",
@@ -467,7 +477,6 @@ fn encode_checks(encoder: &mut Writer<'_>, snap: &Snapshot, now: f64, checks: &C
 fn status_labels<'a>(account: &'a str, collector: &'static str) -> [(&'static str, &'a str); 2] {
     [("account_id", account), ("collector", collector)]
 }
-
 
 #[cfg(test)]
 mod tests {
