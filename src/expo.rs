@@ -349,13 +349,18 @@ impl Writer {
         let Some(fragment) = fragments.0.get(index) else {
             return;
         };
-        match &mut self.gzip {
-            Some(body) if !fragment.deflated.is_empty() => {
-                body.push_text(self.text.as_bytes());
-                self.text.clear();
-                body.push_deflated(&fragment.deflated);
-            }
-            _ => fragment.write(&mut self.text, self.now),
+        let Some(body) = &mut self.gzip else {
+            return fragment.write(&mut self.text, self.now);
+        };
+        body.push_text(self.text.as_bytes());
+        self.text.clear();
+        if fragment.since.is_empty() {
+            body.push_deflated(&fragment.deflated);
+        } else {
+            // Ages change at every scrape: written now, and stored rather than compressed.
+            fragment.write(&mut self.text, self.now);
+            body.push_stored(self.text.as_bytes());
+            self.text.clear();
         }
     }
 
