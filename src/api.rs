@@ -25,7 +25,6 @@ use crate::audit;
 use crate::aws::AccountSession;
 use crate::checks::{self, Check};
 use crate::config::{Account, Config, Secret, is_account_id};
-use crate::http::{AppState, Resp};
 use crate::metrics::ApiMetrics;
 use crate::scheduler::unix_now;
 use crate::snapshot::{AccountInfo, SnapshotStore};
@@ -41,6 +40,9 @@ pub const PERMISSIONS: &[&str] = &["iam:GetAccessKeyLastUsed", "iam:ListUsers"];
 const LIVE_AT_ONCE: usize = 2;
 /// A live listing still going after this long is abandoned (504).
 const LIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What the API answers; the server (src/http.rs) sends it.
+type Reply = Response<Full<Bytes>>;
 
 /// The paths the API answers.
 pub fn owns(path: &str) -> bool {
@@ -118,9 +120,14 @@ impl Api {
         }
     }
 
-    /// Answers `req`; a body it leaves unread is the caller's to drain (src/http.rs).
-    pub async fn handle(self: &Arc<Self>, state: &AppState, req: &mut Request<Incoming>) -> Resp {
-        match self.route(state, req).await {
+    /// Answers `req` from `store` (the snapshot that `/metrics` serves, which audits of
+    /// configured accounts refresh); a body it leaves unread is the caller's to drain.
+    pub async fn handle(
+        self: &Arc<Self>,
+        store: &Arc<SnapshotStore>,
+        req: &mut Request<Incoming>,
+    ) -> Reply {
+        match self.route(store, req).await {
             Ok((status, body)) => json_response(status, &body),
             Err(Fail(status, message)) => {
                 let mut r = error(status, &message);
@@ -144,7 +151,7 @@ impl Api {
 
     async fn route(
         self: &Arc<Self>,
-        state: &AppState,
+        store: &Arc<SnapshotStore>,
         req: &mut Request<Incoming>,
     ) -> Result<(StatusCode, Value), Fail> {
         let path = req.uri().path().to_owned();
@@ -180,7 +187,7 @@ impl Api {
         match (path.as_str(), status_id) {
             ("/v1/iam/old-access-keys/credential-report", _) => {
                 let body = self.body(req).await?;
-                self.report_keys(state, &body)
+                self.report_keys(store, &body)
             }
             ("/v1/iam/old-access-keys/list-users", _) => {
                 let query = req.uri().query().unwrap_or_default().to_owned();
@@ -188,7 +195,7 @@ impl Api {
             }
             ("/api/audit/start", _) => {
                 let body = self.body(req).await?;
-                self.start(state, &body)
+                self.start(store, &body)
             }
             (_, Some(id)) => self.status(&id),
             _ => Err(fail(StatusCode::NOT_FOUND, "no such endpoint")),
@@ -260,14 +267,14 @@ impl Api {
     /// credential-report data in the snapshot.
     fn report_keys(
         &self,
-        state: &AppState,
+        store: &SnapshotStore,
         body: &Map<String, Value>,
     ) -> Result<(StatusCode, Value), Fail> {
         only_fields(body, &["hours", "account_id"])?;
         let hours = hours_field(body.get("hours"))?;
         let account = account_field(body.get("account_id"), false)?;
         let accounts = self.accounts(account.as_deref())?;
-        let snap = state.store.load();
+        let snap = store.load();
         let now = Utc::now();
         let mut generated = Map::new();
         let mut keys = Vec::new();
@@ -408,7 +415,7 @@ impl Api {
     /// POST /api/audit/start: runs the collectors the checks need, for one account, now.
     fn start(
         self: &Arc<Self>,
-        state: &AppState,
+        store: &Arc<SnapshotStore>,
         body: &Map<String, Value>,
     ) -> Result<(StatusCode, Value), Fail> {
         only_fields(body, &["account_id", "checks", "role_name", "external_id"])?;
@@ -448,7 +455,7 @@ impl Api {
         self.remember(&audit_id, status.clone());
         // Configured accounts refresh the shared snapshot; ad hoc ones have their own.
         let store = if configured_account {
-            state.store.clone()
+            store.clone()
         } else {
             Arc::new(SnapshotStore::new(
                 vec![AccountInfo {
@@ -741,11 +748,11 @@ async fn live_keys(
 }
 
 /// An error answer, `{"error": message}`.
-pub fn error(status: StatusCode, message: &str) -> Resp {
+pub fn error(status: StatusCode, message: &str) -> Reply {
     json_response(status, &json!({ "error": message }))
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Resp {
+fn json_response(status: StatusCode, body: &Value) -> Reply {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
     *r.status_mut() = status;

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use crate::checks::{self, Check, Finding};
 use crate::collector::iam::IamData;
 use crate::config::ChecksConfig;
-use crate::http::AppState;
 use crate::snapshot::{AccountInfo, RunStatus, Snapshot};
 
 /// Rows per list of worst findings; the rest is counted, and is in `/metrics` and the API.
@@ -23,14 +22,9 @@ th,td{border:1px solid #ccc;padding:.2em .6em;text-align:left;vertical-align:top
 th{background:#f4f4f4}td.n{text-align:right}\
 .bad{color:#b00020;font-weight:600}.ok{color:#17692b}.muted{color:#666}";
 
-pub fn render(state: &AppState) -> String {
-    let snapshot = state.store.load();
-    page(
-        &snapshot,
-        &state.config.checks,
-        state.api.is_some(),
-        crate::scheduler::unix_now(),
-    )
+/// The page for `snapshot` now; `api`: whether the JSON API is on, to link its document.
+pub fn render(snapshot: &Snapshot, checks: &ChecksConfig, api: bool) -> String {
+    page(snapshot, checks, api, crate::scheduler::unix_now())
 }
 
 /// The page for one snapshot at `now` (unix seconds).
