@@ -81,6 +81,11 @@ impl Client {
     fn get(&self, path: &str) -> (u16, Value) {
         self.send("GET", path, Some(TOKEN), None)
     }
+
+    /// POSTs `body` as it is, for JSON that serde_json would not write (a key twice).
+    fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        self.send("POST", path, Some(TOKEN), Some(body.as_bytes().to_vec()))
+    }
 }
 
 /// The status and the error message of an error answer.
@@ -380,6 +385,69 @@ fn ad_hoc_audits_need_permission_and_stay_out_of_the_metrics() {
             .iter()
             .all(|s| s.labels.get("account_id").map(String::as_str) != Some(ROLE_ACCOUNT)),
         "the ad hoc account must not appear in /metrics"
+    );
+}
+
+#[test]
+fn query_strings_are_percent_decoded_and_repeated_or_unknown_fields_are_refused() {
+    let emu = Emulator::start();
+    let d = Daemon::start("api-parsing", &config(&emu.endpoint));
+    let c = Client::of(&d);
+
+    // `%31` is `1`; `%32%31%36%30` is 2160 and `%31%32%33456789012` the base account.
+    let (s, one) = c.get(&format!("{LIVE}?hours=%31"));
+    assert_eq!(s, 200, "{one}");
+    let (s, encoded) = c.get(&format!(
+        "{LIVE}?hours=%32%31%36%30&account_id=%31%32%33456789012"
+    ));
+    assert_eq!(s, 200, "{encoded}");
+    let (_, plain) = c.get(&format!("{LIVE}?hours=2160&account_id={BASE_ACCOUNT}"));
+    assert!(!keys(&plain).is_empty(), "{plain}");
+    assert_eq!(keys(&encoded), keys(&plain));
+
+    // A parameter twice, even with the same value, is refused rather than one of them used.
+    for (query, field) in [
+        ("hours=1&hours=2", "hours"),
+        ("hours=1&h%6Furs=1", "hours"),
+        (
+            "hours=1&account_id=123456789012&account_id=222222222222",
+            "account_id",
+        ),
+    ] {
+        assert_eq!(
+            error_of(c.get(&format!("{LIVE}?{query}"))),
+            (400, format!("{field}: given more than once")),
+            "{query}"
+        );
+    }
+    assert_eq!(
+        error_of(c.get(&format!("{LIVE}?hours=1&acount_id={BASE_ACCOUNT}"))),
+        (400, "acount_id: unknown parameter".to_owned())
+    );
+
+    // A key twice in a body, on both endpoints that take one.
+    assert_eq!(
+        error_of(c.post_raw(REPORT, r#"{"hours": 1, "hours": 876000}"#)),
+        (422, "hours: given more than once".to_owned())
+    );
+    assert_eq!(
+        error_of(c.post_raw(
+            "/api/audit/start",
+            &format!(r#"{{"account_id": "{BASE_ACCOUNT}", "account_id": "{ROLE_ACCOUNT}"}}"#),
+        )),
+        (422, "account_id: given more than once".to_owned())
+    );
+    // Unknown fields, named.
+    assert_eq!(
+        error_of(c.post(REPORT, &json!({"hours": 1, "acount_id": BASE_ACCOUNT}))),
+        (422, "acount_id: unknown field".to_owned())
+    );
+    assert_eq!(
+        error_of(c.post(
+            "/api/audit/start",
+            &json!({"account_id": BASE_ACCOUNT, "check": ["ec2_imdsv2"]}),
+        )),
+        (422, "check: unknown field".to_owned())
     );
 }
 
