@@ -88,6 +88,31 @@ impl Client {
     }
 }
 
+/// A ready daemon that reaches the emulator through the fault proxy, which has `rules` from the
+/// start; `aws` and `api` lines as in [`config_with`].
+struct Proxied {
+    d: Daemon,
+    c: Client,
+    proxy: Proxy,
+    _emu: Emulator,
+}
+
+fn proxied(tag: &str, rules: Vec<Rule>, aws: &str, api: &str) -> Proxied {
+    let emu = Emulator::start();
+    let proxy = Proxy::start(&emu.endpoint, 1);
+    for rule in rules {
+        proxy.inject(rule);
+    }
+    let d = Daemon::start(tag, &config_with(&proxy.url, aws, api));
+    d.wait_ready(Duration::from_secs(90));
+    Proxied {
+        c: Client::of(&d),
+        d,
+        proxy,
+        _emu: emu,
+    }
+}
+
 /// The status and the error message of an error answer.
 fn error_of((status, body): (u16, Value)) -> (u16, String) {
     let message = body["error"]
@@ -472,18 +497,14 @@ fn an_account_that_is_not_configured_gets_404_from_both_key_endpoints() {
 
 #[test]
 fn an_account_without_a_credential_report_gets_503_naming_it() {
-    let emu = Emulator::start();
-    let proxy = Proxy::start(&emu.endpoint, 1);
-    proxy.inject(
-        Rule::action(
-            "GenerateCredentialReport",
-            Fault::Error(403, "AccessDenied"),
-        )
-        .account(ROLE_ACCOUNT),
+    let denied = Fault::Error(403, "AccessDenied");
+    let p = proxied(
+        "api-no-report",
+        vec![Rule::action("GenerateCredentialReport", denied).account(ROLE_ACCOUNT)],
+        "",
+        "",
     );
-    let d = Daemon::start("api-no-report", &config(&proxy.url));
-    d.wait_ready(Duration::from_secs(90));
-    let c = Client::of(&d);
+    let (d, c, proxy) = (&p.d, &p.c, &p.proxy);
     let iam_success = |account| {
         d.scrape().value(
             "infraaudit_collector_success",
@@ -511,11 +532,8 @@ fn an_account_without_a_credential_report_gets_503_naming_it() {
 
 #[test]
 fn a_live_listing_that_iam_fails_gets_502_with_the_aws_code_only() {
-    let emu = Emulator::start();
-    let proxy = Proxy::start(&emu.endpoint, 2);
-    let d = Daemon::start("api-iam-fails", &config(&proxy.url));
-    d.wait_ready(Duration::from_secs(90));
-    let c = Client::of(&d);
+    let p = proxied("api-iam-fails", Vec::new(), "", "");
+    let (c, proxy) = (&p.c, &p.proxy);
     proxy
         .inject(Rule::action("ListUsers", Fault::Error(403, "AccessDenied")).account(BASE_ACCOUNT));
     // The code, not AWS's message ("injected by the fault proxy").
@@ -533,14 +551,13 @@ fn a_live_listing_that_iam_fails_gets_502_with_the_aws_code_only() {
 
 #[test]
 fn audits_beyond_max_concurrent_audits_get_429() {
-    let emu = Emulator::start();
-    let proxy = Proxy::start(&emu.endpoint, 3);
-    let d = Daemon::start(
+    let p = proxied(
         "api-audits-429",
-        &config_with(&proxy.url, "", "max_concurrent_audits = 1"),
+        Vec::new(),
+        "",
+        "max_concurrent_audits = 1",
     );
-    d.wait_ready(Duration::from_secs(90));
-    let c = Client::of(&d);
+    let (c, proxy) = (&p.c, &p.proxy);
     // The audit's S3 run waits for an answer that does not come, for the collector's timeout.
     proxy.inject(Rule::action("ListBuckets", Fault::Hang).account(BASE_ACCOUNT));
     let (s, started) = c.post(
@@ -563,15 +580,14 @@ fn audits_beyond_max_concurrent_audits_get_429() {
 /// Takes over two minutes: the 504 comes after the API's fixed 120 s limit.
 #[test]
 fn live_listings_beyond_two_get_429_and_one_that_iam_does_not_answer_gets_504() {
-    let emu = Emulator::start();
-    let proxy = Proxy::start(&emu.endpoint, 4);
     // The SDK's own attempt timeout (30 s by default, retried) would end the call first.
-    let d = Daemon::start(
+    let p = proxied(
         "api-live-limits",
-        &config_with(&proxy.url, "attempt_timeout = \"1h\"", ""),
+        Vec::new(),
+        "attempt_timeout = \"1h\"",
+        "",
     );
-    d.wait_ready(Duration::from_secs(90));
-    let c = Client::of(&d);
+    let (c, proxy) = (&p.c, &p.proxy);
     proxy.inject(Rule::action("ListUsers", Fault::Hang).account(BASE_ACCOUNT));
     let patient = Client {
         http: reqwest::blocking::Client::builder()
