@@ -1,8 +1,11 @@
 //! The JSON API (off unless `[api] enabled = true`): old access keys from the snapshot or live
 //! from IAM, audits on demand, and its OpenAPI document. Every route but `/openapi.json` needs
-//! `Authorization: Bearer <token>`, compared in constant time.
+//! `Authorization: Bearer <token>`, compared in constant time. Requests are parsed into typed
+//! structs by serde (src/api/request.rs).
 
-use std::collections::{HashMap, VecDeque};
+mod request;
+
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -15,6 +18,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -25,12 +29,11 @@ use crate::audit;
 use crate::aws::AccountSession;
 use crate::aws::counters::ApiMetrics;
 use crate::checks;
-use crate::collector::Check;
 use crate::collector::iam::{self, IamData};
-use crate::config::{Account, Config, Secret, is_account_id};
-use crate::http::{AppState, Resp};
+use crate::config::{Account, Config, Secret};
 use crate::snapshot::{AccountInfo, SnapshotStore};
 use crate::time::unix_now;
+use request::{OldKeys, Refusal, StartAudit};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -43,6 +46,9 @@ pub const PERMISSIONS: &[&str] = &["iam:GetAccessKeyLastUsed", "iam:ListUsers"];
 const LIVE_AT_ONCE: usize = 2;
 /// A live listing still going after this long is abandoned (504).
 const LIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What the API answers; the server (src/http.rs) sends it.
+type Reply = Response<Full<Bytes>>;
 
 /// The paths the API answers.
 pub fn owns(path: &str) -> bool {
@@ -90,6 +96,12 @@ fn fail(status: StatusCode, message: impl Into<String>) -> Fail {
     Fail(status, message.into())
 }
 
+impl From<Refusal> for Fail {
+    fn from(r: Refusal) -> Self {
+        Fail(r.status, r.message)
+    }
+}
+
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -120,9 +132,14 @@ impl Api {
         }
     }
 
-    /// Answers `req`; a body it leaves unread is the caller's to drain (src/http.rs).
-    pub async fn handle(self: &Arc<Self>, state: &AppState, req: &mut Request<Incoming>) -> Resp {
-        match self.route(state, req).await {
+    /// Answers `req` from `store` (the snapshot that `/metrics` serves, which audits of
+    /// configured accounts refresh); a body it leaves unread is the caller's to drain.
+    pub async fn handle(
+        self: &Arc<Self>,
+        store: &Arc<SnapshotStore>,
+        req: &mut Request<Incoming>,
+    ) -> Reply {
+        match self.route(store, req).await {
             Ok((status, body)) => json_response(status, &body),
             Err(Fail(status, message)) => {
                 let mut r = error(status, &message);
@@ -146,7 +163,7 @@ impl Api {
 
     async fn route(
         self: &Arc<Self>,
-        state: &AppState,
+        store: &Arc<SnapshotStore>,
         req: &mut Request<Incoming>,
     ) -> Result<(StatusCode, Value), Fail> {
         let path = req.uri().path().to_owned();
@@ -182,15 +199,15 @@ impl Api {
         match (path.as_str(), status_id) {
             ("/v1/iam/old-access-keys/credential-report", _) => {
                 let body = self.body(req).await?;
-                self.report_keys(state, &body)
+                self.report_keys(store, body)
             }
             ("/v1/iam/old-access-keys/list-users", _) => {
-                let query = req.uri().query().unwrap_or_default().to_owned();
-                self.live(&query).await
+                let query = request::from_query(req.uri().query().unwrap_or_default())?;
+                self.live(query).await
             }
             ("/api/audit/start", _) => {
                 let body = self.body(req).await?;
-                self.start(state, &body)
+                self.start(store, body)
             }
             (_, Some(id)) => self.status(&id),
             _ => Err(fail(StatusCode::NOT_FOUND, "no such endpoint")),
@@ -220,8 +237,8 @@ impl Api {
         Ok(())
     }
 
-    /// The body as a JSON object, within the size limit.
-    async fn body(&self, req: &mut Request<Incoming>) -> Result<Map<String, Value>, Fail> {
+    /// The body, within the size limit, parsed into `T`.
+    async fn body<T: DeserializeOwned>(&self, req: &mut Request<Incoming>) -> Result<T, Fail> {
         let limit = self.config.api.max_body_bytes;
         let too_large = || {
             fail(
@@ -245,31 +262,18 @@ impl Api {
                 }
             })?
             .to_bytes();
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(m)) => Ok(m),
-            Ok(_) => Err(fail(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the body must be a JSON object",
-            )),
-            Err(e) => Err(fail(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not JSON: {e}"),
-            )),
-        }
+        Ok(request::from_body(&bytes)?)
     }
 
     /// POST /v1/iam/old-access-keys/credential-report: keys older than `hours`, from the
     /// credential-report data in the snapshot.
     fn report_keys(
         &self,
-        state: &AppState,
-        body: &Map<String, Value>,
+        store: &SnapshotStore,
+        OldKeys { hours, account_id }: OldKeys,
     ) -> Result<(StatusCode, Value), Fail> {
-        only_fields(body, &["hours", "account_id"])?;
-        let hours = hours_field(body.get("hours"))?;
-        let account = account_field(body.get("account_id"), false)?;
-        let accounts = self.accounts(account.as_deref())?;
-        let snap = state.store.load();
+        let accounts = self.accounts(account_id.as_deref())?;
+        let snap = store.load();
         let now = Utc::now();
         let mut generated = Map::new();
         let mut keys = Vec::new();
@@ -308,47 +312,11 @@ impl Api {
     }
 
     /// GET /v1/iam/old-access-keys/list-users: the same answer, live from IAM.
-    async fn live(&self, query: &str) -> Result<(StatusCode, Value), Fail> {
-        let params: HashMap<String, String> = query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (k.to_owned(), v.to_owned())
-            })
-            .collect();
-        if let Some(unknown) = params
-            .keys()
-            .find(|k| !["hours", "account_id"].contains(&k.as_str()))
-        {
-            return Err(fail(
-                StatusCode::BAD_REQUEST,
-                format!("{unknown}: unknown parameter"),
-            ));
-        }
-        let hours = match params.get("hours") {
-            None => return Err(fail(StatusCode::BAD_REQUEST, "hours: required")),
-            Some(h) => h
-                .parse::<i64>()
-                .ok()
-                .filter(|h| (0..=24 * 365 * 100).contains(h))
-                .ok_or_else(|| {
-                    fail(
-                        StatusCode::BAD_REQUEST,
-                        "hours: must be an integer from 0 to 876000",
-                    )
-                })?,
-        };
-        let account = match params.get("account_id") {
-            Some(a) if !is_account_id(a) => {
-                return Err(fail(
-                    StatusCode::BAD_REQUEST,
-                    "account_id: must be 12 digits",
-                ));
-            }
-            other => other.cloned(),
-        };
-        let accounts = self.accounts(account.as_deref())?;
+    async fn live(
+        &self,
+        OldKeys { hours, account_id }: OldKeys,
+    ) -> Result<(StatusCode, Value), Fail> {
+        let accounts = self.accounts(account_id.as_deref())?;
         let _turn = self.live.clone().try_acquire_owned().map_err(|_| {
             fail(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -410,12 +378,15 @@ impl Api {
     /// POST /api/audit/start: runs the collectors the checks need, for one account, now.
     fn start(
         self: &Arc<Self>,
-        state: &AppState,
-        body: &Map<String, Value>,
+        store: &Arc<SnapshotStore>,
+        body: StartAudit,
     ) -> Result<(StatusCode, Value), Fail> {
-        only_fields(body, &["account_id", "checks", "role_name", "external_id"])?;
-        let account_id = account_field(body.get("account_id"), true)?.unwrap_or_default();
-        let checks = checks_field(body.get("checks"))?;
+        let StartAudit {
+            account_id,
+            checks,
+            role_name,
+            external_id,
+        } = body;
         let active = self.active.load_full();
         let configured = active.sessions.get(&account_id).cloned();
         let configured_account = configured.is_some();
@@ -430,7 +401,7 @@ impl Api {
                     ),
                 ));
             }
-            None => Arc::new(self.adhoc_session(&account_id, body)?),
+            None => Arc::new(self.adhoc_session(&account_id, role_name, external_id)?),
         };
         let permit = self.running.clone().try_acquire_owned().map_err(|_| {
             fail(
@@ -450,7 +421,7 @@ impl Api {
         self.remember(&audit_id, status.clone());
         // Configured accounts refresh the shared snapshot; ad hoc ones have their own.
         let store = if configured_account {
-            state.store.clone()
+            store.clone()
         } else {
             Arc::new(SnapshotStore::new(
                 vec![AccountInfo {
@@ -507,39 +478,27 @@ impl Api {
         Ok((StatusCode::ACCEPTED, json!({ "audit_id": audit_id })))
     }
 
+    /// A session for an account that is not configured, with the request's role (both fields
+    /// were checked when the body was parsed).
     fn adhoc_session(
         &self,
         account_id: &str,
-        body: &Map<String, Value>,
+        role_name: Option<String>,
+        external_id: Option<Secret>,
     ) -> Result<AccountSession, Fail> {
-        let text = |field: &str| match body.get(field) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            _ => Err(fail(
+        let required = |field: &str| {
+            fail(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "{field}: required (a non-empty string) for an account that is not configured"
-                ),
-            )),
+                format!("{field}: required for an account that is not configured"),
+            )
         };
-        let role_name = text("role_name")?;
-        let external_id = text("external_id")?;
-        if !crate::config::is_role_name(&role_name) {
-            return Err(fail(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "role_name: not a valid role name",
-            ));
-        }
-        if !crate::config::is_external_id(&external_id) {
-            return Err(fail(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "external_id: 2 to 1224 characters from [A-Za-z0-9_+=,.@:/-]",
-            ));
-        }
+        let role_name = role_name.ok_or_else(|| required("role_name"))?;
+        let external_id = external_id.ok_or_else(|| required("external_id"))?;
         let account = Account {
             id: account_id.to_owned(),
             name: account_id.to_owned(),
             role_arn: Some(format!("arn:aws:iam::{account_id}:role/{role_name}")),
-            external_id: Some(Secret::new(external_id)),
+            external_id: Some(external_id),
             collectors: self.config.enabled_collectors(),
             regions: self.config.aws.regions.clone(),
         };
@@ -587,66 +546,6 @@ impl Api {
             .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok((StatusCode::OK, body))
     }
-}
-
-/// Refuses fields the endpoint does not know, naming the first.
-fn only_fields(body: &Map<String, Value>, known: &[&str]) -> Result<(), Fail> {
-    match body.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(fail(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{k}: unknown field"),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn hours_field(v: Option<&Value>) -> Result<i64, Fail> {
-    match v {
-        None => Err(fail(StatusCode::UNPROCESSABLE_ENTITY, "hours: required")),
-        Some(v) => v
-            .as_i64()
-            .filter(|h| (0..=24 * 365 * 100).contains(h))
-            .ok_or_else(|| {
-                fail(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "hours: must be an integer from 0 to 876000",
-                )
-            }),
-    }
-}
-
-fn account_field(v: Option<&Value>, required: bool) -> Result<Option<String>, Fail> {
-    match v {
-        None if !required => Ok(None),
-        Some(Value::String(s)) if is_account_id(s) => Ok(Some(s.clone())),
-        None => Err(fail(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "account_id: required",
-        )),
-        Some(_) => Err(fail(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "account_id: must be a string of 12 digits",
-        )),
-    }
-}
-
-fn checks_field(v: Option<&Value>) -> Result<Vec<Check>, Fail> {
-    let Some(v) = v else { return Ok(Vec::new()) };
-    let bad = || {
-        let names: Vec<&str> = Check::all().map(Check::name).collect();
-        fail(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "checks: must be a list of check names ({})",
-                names.join(", ")
-            ),
-        )
-    };
-    v.as_array()
-        .ok_or_else(bad)?
-        .iter()
-        .map(|c| c.as_str().and_then(Check::from_name).ok_or_else(bad))
-        .collect()
 }
 
 fn old_key(
@@ -742,11 +641,11 @@ async fn live_keys(
 }
 
 /// An error answer, `{"error": message}`.
-pub fn error(status: StatusCode, message: &str) -> Resp {
+pub fn error(status: StatusCode, message: &str) -> Reply {
     json_response(status, &json!({ "error": message }))
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Resp {
+fn json_response(status: StatusCode, body: &Value) -> Reply {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
     *r.status_mut() = status;

@@ -618,7 +618,7 @@ async fn handle(state: Arc<AppState>, req: &mut Request<Incoming>) -> Resp {
     if let Some(api) = &state.api
         && crate::api::owns(req.uri().path())
     {
-        return api.handle(&state, req).await;
+        return api.handle(&state.store, req).await;
     }
     let path = req.uri().path();
     let known = matches!(
@@ -642,7 +642,11 @@ async fn handle(state: Arc<AppState>, req: &mut Request<Incoming>) -> Resp {
             StatusCode::SERVICE_UNAVAILABLE,
             "Not ready: the first collection of every account has not finished\n",
         ),
-        _ => html(crate::overview::render(&state)),
+        _ => html(crate::overview::render(
+            &state.store.load(),
+            &state.config.checks,
+            state.api.is_some(),
+        )),
     }
 }
 

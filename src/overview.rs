@@ -9,7 +9,6 @@ use crate::checks;
 use crate::collector::iam::{self, IamData};
 use crate::collector::{Check, Finding, ec2, s3};
 use crate::config::ChecksConfig;
-use crate::http::AppState;
 use crate::snapshot::{AccountInfo, RunStatus, Snapshot};
 use crate::time::{unix, whole_days};
 
@@ -25,14 +24,9 @@ th,td{border:1px solid #ccc;padding:.2em .6em;text-align:left;vertical-align:top
 th{background:#f4f4f4}td.n{text-align:right}\
 .bad{color:#b00020;font-weight:600}.ok{color:#17692b}.muted{color:#666}";
 
-pub fn render(state: &AppState) -> String {
-    let snapshot = state.store.load();
-    page(
-        &snapshot,
-        &state.config.checks,
-        state.api.is_some(),
-        crate::time::unix_now(),
-    )
+/// The page for `snapshot` now; `api`: whether the JSON API is on, to link its document.
+pub fn render(snapshot: &Snapshot, checks: &ChecksConfig, api: bool) -> String {
+    page(snapshot, checks, api, crate::time::unix_now())
 }
 
 /// The page for one snapshot at `now` (unix seconds).
