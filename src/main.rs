@@ -227,12 +227,17 @@ async fn run(settings: Settings, web: Option<Arc<web::Live>>) -> Result<(), Stri
             refresh_interval = %humantime::format_duration(org.refresh_interval),
             "discovering accounts in AWS Organizations"
         );
+        let interval = org.refresh_interval;
+        let following = accounts::Following {
+            registry: registry.clone(),
+            statics,
+            org: org.clone(),
+        };
         let discoverer = discovery::Discoverer::new(base.clone(), config.clone(), api.clone(), org);
         tokio::spawn(discovery::run(
             discoverer,
-            registry.clone(),
-            statics,
-            store.clone(),
+            following,
+            interval,
             shutdown.clone(),
         ))
     });
