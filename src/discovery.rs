@@ -296,6 +296,96 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    type Shared<T> = Arc<Mutex<Vec<T>>>;
+
+    /// Answers each call with the next outcome of its script (true: one account found), after a
+    /// second of (paused) time; records when each call came.
+    struct Scripted {
+        script: Mutex<VecDeque<bool>>,
+        calls: Shared<Duration>,
+        start: tokio::time::Instant,
+    }
+
+    impl Lister for Scripted {
+        async fn list(&self) -> Result<Vec<Discovered>, Error> {
+            self.calls.lock().unwrap().push(self.start.elapsed());
+            let ok = self.script.lock().unwrap().pop_front().unwrap_or(true);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if !ok {
+                return Err(Error::Timeout(Duration::from_secs(1)));
+            }
+            Ok(vec![Discovered {
+                id: "111111111111".into(),
+                name: "app".into(),
+                ou: "r-ab12".into(),
+                partition: "aws".into(),
+            }])
+        }
+    }
+
+    /// Keeps each pass (found, succeeded, accounts) and stops the loop after `stop_after`.
+    struct Recorder {
+        passes: Shared<(Option<usize>, bool, usize)>,
+        stop_after: usize,
+        shutdown: CancellationToken,
+    }
+
+    impl Apply for Recorder {
+        async fn apply(&self, pass: Pass<'_>) {
+            let mut passes = self.passes.lock().unwrap();
+            passes.push((pass.found, pass.succeeded, pass.accounts.len()));
+            if passes.len() == self.stop_after {
+                self.shutdown.cancel();
+            }
+        }
+    }
+
+    /// Until a first success, retries after 10 s doubling up to the interval (100 s here);
+    /// after it, every interval, failed or not. Waits count from each call's start, so a
+    /// discovery that takes a second does not shift the next.
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_from_10_s_doubling_up_to_the_interval() {
+        let (f, t) = (false, true);
+        let (calls, passes) = (Shared::default(), Shared::default());
+        let lister = Scripted {
+            script: Mutex::new(VecDeque::from([f, f, f, f, f, f, t, f, f])),
+            calls: calls.clone(),
+            start: tokio::time::Instant::now(),
+        };
+        let shutdown = CancellationToken::new();
+        let recorder = Recorder {
+            passes: passes.clone(),
+            stop_after: 9,
+            shutdown: shutdown.clone(),
+        };
+        run(lister, recorder, Duration::from_secs(100), shutdown).await;
+        let at: Vec<u64> = calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Duration::as_secs)
+            .collect();
+        // Waits 10, 20, 40, 80, then the interval (160 is capped), then the interval.
+        assert_eq!(at, [0, 10, 30, 70, 150, 250, 350, 450, 550]);
+        let none = (None, false, 0);
+        assert_eq!(
+            *passes.lock().unwrap(),
+            [
+                none,
+                none,
+                none,
+                none,
+                none,
+                none,
+                (Some(1), true, 1),
+                // A failure after a success keeps the accounts found.
+                (None, true, 1),
+                (None, true, 1),
+            ]
+        );
+    }
 
     #[test]
     fn state_wins_over_status() {
