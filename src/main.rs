@@ -241,8 +241,10 @@ async fn run(settings: Settings, web: Option<Arc<web::Live>>) -> Result<(), Stri
             shutdown.clone(),
         ))
     });
+    // The address bound: with port 0, the one the kernel picked.
+    let address = listener.local_addr().unwrap_or(cfg.server.listen_address);
     tracing::info!(
-        address = %cfg.server.listen_address,
+        address = %address,
         accounts = accounts_n,
         shard = cfg.sharding.shard,
         total_shards = cfg.sharding.total_shards,

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{BASE_ACCOUNT, aws_test_env, free_port, poll, scratch_dir};
+use common::{
+    BASE_ACCOUNT, aws_test_env, exit_within, free_port, poll, scratch_dir, serving_address,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -262,8 +264,8 @@ impl Web {
     }
 
     fn start_in(dir: PathBuf, web_yml: &str, server_extra: &str, tail: &str) -> Self {
-        let addr = format!("127.0.0.1:{}", free_port());
-        std::fs::write(dir.join("config.toml"), toml(&addr, server_extra) + tail).unwrap();
+        let config = toml("127.0.0.1:0", server_extra) + tail;
+        std::fs::write(dir.join("config.toml"), config).unwrap();
         std::fs::write(dir.join("web.yml"), web_yml).unwrap();
         let log = dir.join("infraaudit.log");
         let log_file = std::fs::File::create(&log).unwrap();
@@ -278,17 +280,12 @@ impl Web {
             .unwrap();
         let mut d = Self {
             child,
-            addr,
+            addr: String::new(),
             dir,
             log,
         };
         // The listener is bound before this line is logged: connections queue from then on.
-        poll(Duration::from_secs(30), "the daemon to serve", || {
-            if let Some(status) = d.child.try_wait().unwrap() {
-                panic!("the daemon exited with {status}:\n{}", d.log_text());
-            }
-            d.log_text().contains("serving /metrics").then_some(())
-        });
+        d.addr = serving_address(&mut d.child, &d.log);
         d
     }
 
@@ -652,8 +649,9 @@ fn a_bad_web_config_at_startup_exits_64_naming_the_key() {
         ("tls_server_config: [\n", "web.yml"),
     ];
     let config = dir.join("config.toml");
-    let listen = format!("127.0.0.1:{}", free_port());
-    std::fs::write(&config, toml(&listen, "")).unwrap();
+    // Refused before binding; were it accepted, port 0 never collides.
+    let listen = "127.0.0.1:0";
+    std::fs::write(&config, toml(listen, "")).unwrap();
     for (yml, needle) in cases {
         std::fs::write(dir.join("web.yml"), yml).unwrap();
         let web = dir.join("web.yml");
@@ -670,7 +668,7 @@ fn a_bad_web_config_at_startup_exits_64_naming_the_key() {
     }
     // The TOML key works as the flag does, and a missing file is an error too.
     let with_key = toml(
-        &listen,
+        listen,
         &format!("web_config_file = \"{}\"", dir.join("nope.yml").display()),
     );
     std::fs::write(&config, with_key).unwrap();
@@ -678,12 +676,12 @@ fn a_bad_web_config_at_startup_exits_64_naming_the_key() {
     assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("nope.yml"), "{stderr}");
     // The connection cap is validated with the rest of the TOML.
-    std::fs::write(&config, toml(&listen, "max_connections = 0")).unwrap();
+    std::fs::write(&config, toml(listen, "max_connections = 0")).unwrap();
     let (code, stderr) = refused(&["--config".as_ref(), config.as_ref()]);
     assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("server.max_connections"), "{stderr}");
     // check-config vouches for the web configuration as well.
-    std::fs::write(&config, toml(&listen, "")).unwrap();
+    std::fs::write(&config, toml(listen, "")).unwrap();
     std::fs::write(dir.join("web.yml"), "tls_server_config:\n  cert_fle: x\n").unwrap();
     let web = dir.join("web.yml");
     let (code, stderr) = refused(&[
@@ -699,52 +697,18 @@ fn a_bad_web_config_at_startup_exits_64_naming_the_key() {
 
 /// Runs the binary with `args`, expecting it to exit rather than serve: its exit code and stderr.
 fn refused(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
-    let mut cmd = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+    let child = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = exits(&mut cmd);
+    let out = exit_within(child, Duration::from_secs(15), "the bad file was accepted");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// Waits for `child` to exit (it must not start serving); kills it after 15 s.
-fn exits(child: &mut Child) -> std::process::Output {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut stderr = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
-            panic!("still running after 15 s: the bad file was accepted\n{stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
-    std::process::Output {
-        status: child.wait().unwrap(),
-        stdout,
-        stderr,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1137,8 +1101,7 @@ fn reset_of(stream: &mut h2::SendStream<bytes::Bytes>, what: &str, failures: &mu
 /// The daemon under `sh -c 'ulimit ...; exec infraaudit'`, until it serves; its log.
 fn start_with_ulimit(tag: &str, ulimit: &str) -> (Child, PathBuf) {
     let dir = scratch_dir(tag);
-    let addr = format!("127.0.0.1:{}", free_port());
-    std::fs::write(dir.join("config.toml"), toml(&addr, "")).unwrap();
+    std::fs::write(dir.join("config.toml"), toml("127.0.0.1:0", "")).unwrap();
     let log = dir.join("infraaudit.log");
     let log_file = std::fs::File::create(&log).unwrap();
     let mut child = aws_test_env(&mut Command::new("sh"))
@@ -1150,14 +1113,7 @@ fn start_with_ulimit(tag: &str, ulimit: &str) -> (Child, PathBuf) {
         .stderr(log_file)
         .spawn()
         .unwrap();
-    poll(Duration::from_secs(30), "the daemon to serve", || {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("exited with {status}: {}", common::read(&log));
-        }
-        common::read(&log)
-            .contains("serving /metrics")
-            .then_some(())
-    });
+    serving_address(&mut child, &log);
     (child, log)
 }
 
