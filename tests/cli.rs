@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
@@ -435,16 +435,7 @@ fn check_config_names_the_variable_a_bad_value_came_from() {
 /// taken, 2 for a command-line usage error.
 #[test]
 fn a_taken_listen_address_exits_1_and_a_usage_error_exits_2() {
-    let run = |args: &[&str], what: &str| {
-        let child = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        exit_within(child, Duration::from_secs(30), what)
-    };
+    let run = |args: &[&str], what: &str| exit_within(args, Duration::from_secs(30), what);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let path = scratch_dir("cli-taken").join("config.toml");

@@ -198,8 +198,20 @@ pub fn serving_address(child: &mut Child, log: &Path) -> String {
     })
 }
 
-/// Waits for `child` to exit, and returns its output; kills it and panics after `timeout`.
-pub fn exit_within(mut child: Child, timeout: Duration, what: &str) -> std::process::Output {
+/// Runs the binary with `args` in the test environment, expecting it to exit rather than
+/// serve: its output. Kills it and panics, saying `what` went wrong, after `timeout`.
+pub fn exit_within<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    timeout: Duration,
+    what: &str,
+) -> std::process::Output {
+    let mut child = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + timeout;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
