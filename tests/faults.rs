@@ -529,9 +529,10 @@ fn a_hanging_endpoint_ends_runs_at_their_timeouts_and_scrapes_stay_fast() {
         latencies.len(),
         proxy.count(&[("outcome", "hang")])
     );
-    // The README's "p99 under 30 ms" is a release build's. This is a debug build (several
-    // times slower) on a shared 2-CPU machine running other tests; a scrape that waited on
-    // AWS would take the 1 s attempt timeout or more. 250 ms tells the two apart with room.
+    // The README says p99 under 30 ms. This is a debug build, on CI perhaps a busy 2-CPU
+    // machine running other tests (p99 8 ms over 149 scrapes when quiet); a scrape that
+    // waited on AWS would take the 1 s attempt timeout or more. 250 ms tells the two apart
+    // without failing on a machine's hiccup.
     assert!(
         p99 < Duration::from_millis(250),
         "p99 of {} scrapes {p99:?} (max {max:?})",
