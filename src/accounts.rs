@@ -4,7 +4,8 @@
 //! The [`Registry`] owns each account's session, its scheduler tasks and a cancellation token.
 //! [`Registry::apply`] moves it to a new set: accounts that left stop being collected and their
 //! series leave `/metrics` (snapshot entries, `infraaudit_account_info`, check summaries, AWS
-//! call counters); new ones get a session and their collectors start.
+//! call counters); new ones get a session and their collectors start. With discovery,
+//! [`Following`] takes each of [`discovery::run`]'s passes to the registry.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hasher;
@@ -19,8 +20,9 @@ use crate::aws::AccountSession;
 use crate::aws::counters::ApiMetrics;
 use crate::collector;
 use crate::config::{Account, Config, Organizations};
-use crate::discovery::Discovered;
+use crate::discovery::{self, Discovered, Pass};
 use crate::scheduler::{self, Job};
+use crate::time::unix_now;
 use crate::snapshot::{AccountInfo, SnapshotStore};
 
 /// The shard an account belongs to: FNV-1a (64 bits) of the account id's ASCII digits, modulo
@@ -284,6 +286,35 @@ impl Registry {
         let mut running = self.running.lock().await;
         for (_, r) in std::mem::take(&mut *running) {
             r.stop().await;
+        }
+    }
+}
+
+/// The registry following discovery: each pass's accounts, merged with the configured ones,
+/// become the set, and the store records the outcome.
+pub struct Following {
+    pub registry: Arc<Registry>,
+    /// The configured `[[accounts]]`.
+    pub statics: Vec<Account>,
+    pub org: Organizations,
+}
+
+impl discovery::Apply for Following {
+    /// Readiness follows the set's first runs once the set is known: after the first successful
+    /// discovery, or at once when configured accounts give something to audit meanwhile.
+    async fn apply(&self, pass: Pass<'_>) {
+        let registry = &self.registry;
+        let members = merge(
+            &self.statics,
+            pass.accounts,
+            Some(&self.org),
+            &registry.config,
+        );
+        registry.apply(members).await;
+        // Recorded once the set is applied: a scrape that sees the new count sees its accounts.
+        registry.store.record_discovery(pass.found, unix_now());
+        if pass.succeeded || !self.statics.is_empty() {
+            registry.store.set_waiting(false);
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Account discovery in AWS Organizations: the organization's ACTIVE accounts under the
 //! included OUs, with the OU (or root) directly above each, found at start and then every
-//! `refresh_interval`, and handed to the [`Registry`] merged with the configured accounts.
+//! `refresh_interval`. [`run`] hands each result to an [`Apply`] (the account registry, which
+//! merges it with the configured accounts): this module only lists accounts and knows nothing
+//! of what is done with them.
 //!
 //! It walks down the tree from the roots (or from `include_ous`): per parent,
 //! ListAccountsForParent gives the accounts directly under it with their name and state, and
@@ -12,20 +14,18 @@
 //! are low, and one discovery an hour needs no speed.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_organizations::types::{Account as OrgAccount, AccountState, AccountStatus};
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::{Registry, merge};
 use crate::aws::counters::ApiMetrics;
 use crate::aws::{AccountSession, aws_error, caller_account};
 use crate::config::{Account, Config, Organizations, parse_role_arn};
 use crate::error::Error;
-use crate::snapshot::SnapshotStore;
-use crate::time::unix_now;
 
 /// The calls discovery makes, in the management or delegated-administrator account (not in
 /// the audit role of each account: see docs/aws-setup.md).
@@ -198,28 +198,51 @@ fn is_active(account: &OrgAccount) -> bool {
     }
 }
 
-/// Discovers at once and then every `refresh_interval`, and applies each result, merged with
-/// the configured `statics`, to the registry. A failed discovery keeps the previous account set
-/// (on the first, the configured accounts alone) and says so in one log line and the metrics.
-/// Until one has succeeded, a failed discovery is tried again sooner (10 s, doubling up to
-/// `refresh_interval`), and without configured accounts the process is not ready: an IRSA
-/// token not there yet or a throttle at start must not leave a ready pod with nothing to
-/// audit for an hour.
+/// Lists the organization's accounts: [`Discoverer`], or a scripted lister in tests.
+pub trait Lister {
+    fn list(&self) -> impl Future<Output = Result<Vec<Discovered>, Error>> + Send;
+}
+
+impl Lister for Discoverer {
+    fn list(&self) -> impl Future<Output = Result<Vec<Discovered>, Error>> + Send {
+        self.discover()
+    }
+}
+
+/// What one discovery of [`run`] leaves: the account set to use and how it came about.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass<'a> {
+    /// The accounts of the last successful discovery (none before the first).
+    pub accounts: &'a [Discovered],
+    /// How many accounts this discovery found; None when it failed.
+    pub found: Option<usize>,
+    /// Whether any discovery has succeeded yet.
+    pub succeeded: bool,
+}
+
+/// Takes each [`Pass`] of [`run`]: the account registry in the daemon.
+pub trait Apply {
+    fn apply(&self, pass: Pass<'_>) -> impl Future<Output = ()> + Send;
+}
+
+/// Discovers at once and then every `interval` (`refresh_interval`), and hands each pass to
+/// `apply`. A failed discovery keeps the previous account set (on the first, none) and says so
+/// in one log line. Until one has succeeded, a failed discovery is tried again sooner (10 s,
+/// doubling up to `interval`): an IRSA token not there yet or a throttle at start must not leave
+/// a ready pod with nothing to audit for an hour. Waits count from each discovery's start.
 pub async fn run(
-    discoverer: Discoverer,
-    registry: Arc<Registry>,
-    statics: Vec<Account>,
-    store: Arc<SnapshotStore>,
+    lister: impl Lister,
+    apply: impl Apply,
+    interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let interval = discoverer.org.refresh_interval;
     let mut last: Vec<Discovered> = Vec::new();
     let mut succeeded = false;
     let mut retry = FIRST_RETRY;
     loop {
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
-            r = tokio::time::timeout(TIMEOUT, discoverer.discover()) => {
+            r = tokio::time::timeout(TIMEOUT, lister.list()) => {
                 r.unwrap_or(Err(Error::Timeout(TIMEOUT)))
             }
             () = shutdown.cancelled() => return,
@@ -246,15 +269,13 @@ pub async fn run(
                 None
             }
         };
-        let members = merge(&statics, &last, Some(&discoverer.org), &discoverer.config);
-        registry.apply(members).await;
-        // Recorded once the set is applied: a scrape that sees the new count sees its accounts.
-        store.record_discovery(found, unix_now());
-        // Readiness follows the set's first runs once the set is known: after the first
-        // success, or at once when configured accounts give something to audit meanwhile.
-        if succeeded || !statics.is_empty() {
-            store.set_waiting(false);
-        }
+        apply
+            .apply(Pass {
+                accounts: &last,
+                found,
+                succeeded,
+            })
+            .await;
         let wait = if succeeded {
             interval
         } else {
@@ -262,9 +283,9 @@ pub async fn run(
             retry = retry.saturating_mul(2);
             wait
         };
-        let next_start = tokio::time::Instant::from_std(started)
+        let next_start = started
             .checked_add(wait)
-            .unwrap_or_else(|| tokio::time::Instant::from_std(started) + TIMEOUT);
+            .unwrap_or_else(|| started + TIMEOUT);
         tokio::select! {
             () = tokio::time::sleep_until(next_start) => {}
             () = shutdown.cancelled() => return,
@@ -275,6 +296,96 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    type Shared<T> = Arc<Mutex<Vec<T>>>;
+
+    /// Answers each call with the next outcome of its script (true: one account found), after a
+    /// second of (paused) time; records when each call came.
+    struct Scripted {
+        script: Mutex<VecDeque<bool>>,
+        calls: Shared<Duration>,
+        start: tokio::time::Instant,
+    }
+
+    impl Lister for Scripted {
+        async fn list(&self) -> Result<Vec<Discovered>, Error> {
+            self.calls.lock().unwrap().push(self.start.elapsed());
+            let ok = self.script.lock().unwrap().pop_front().unwrap_or(true);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if !ok {
+                return Err(Error::Timeout(Duration::from_secs(1)));
+            }
+            Ok(vec![Discovered {
+                id: "111111111111".into(),
+                name: "app".into(),
+                ou: "r-ab12".into(),
+                partition: "aws".into(),
+            }])
+        }
+    }
+
+    /// Keeps each pass (found, succeeded, accounts) and stops the loop after `stop_after`.
+    struct Recorder {
+        passes: Shared<(Option<usize>, bool, usize)>,
+        stop_after: usize,
+        shutdown: CancellationToken,
+    }
+
+    impl Apply for Recorder {
+        async fn apply(&self, pass: Pass<'_>) {
+            let mut passes = self.passes.lock().unwrap();
+            passes.push((pass.found, pass.succeeded, pass.accounts.len()));
+            if passes.len() == self.stop_after {
+                self.shutdown.cancel();
+            }
+        }
+    }
+
+    /// Until a first success, retries after 10 s doubling up to the interval (100 s here);
+    /// after it, every interval, failed or not. Waits count from each call's start, so a
+    /// discovery that takes a second does not shift the next.
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_from_10_s_doubling_up_to_the_interval() {
+        let (f, t) = (false, true);
+        let (calls, passes) = (Shared::default(), Shared::default());
+        let lister = Scripted {
+            script: Mutex::new(VecDeque::from([f, f, f, f, f, f, t, f, f])),
+            calls: calls.clone(),
+            start: tokio::time::Instant::now(),
+        };
+        let shutdown = CancellationToken::new();
+        let recorder = Recorder {
+            passes: passes.clone(),
+            stop_after: 9,
+            shutdown: shutdown.clone(),
+        };
+        run(lister, recorder, Duration::from_secs(100), shutdown).await;
+        let at: Vec<u64> = calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Duration::as_secs)
+            .collect();
+        // Waits 10, 20, 40, 80, then the interval (160 is capped), then the interval.
+        assert_eq!(at, [0, 10, 30, 70, 150, 250, 350, 450, 550]);
+        let none = (None, false, 0);
+        assert_eq!(
+            *passes.lock().unwrap(),
+            [
+                none,
+                none,
+                none,
+                none,
+                none,
+                none,
+                (Some(1), true, 1),
+                // A failure after a success keeps the accounts found.
+                (None, true, 1),
+                (None, true, 1),
+            ]
+        );
+    }
 
     #[test]
     fn state_wins_over_status() {

@@ -229,17 +229,24 @@ async fn run(settings: Settings, web: Option<Arc<web::Live>>) -> Result<(), Stri
             refresh_interval = %humantime::format_duration(org.refresh_interval),
             "discovering accounts in AWS Organizations"
         );
+        let interval = org.refresh_interval;
+        let following = accounts::Following {
+            registry: registry.clone(),
+            statics,
+            org: org.clone(),
+        };
         let discoverer = discovery::Discoverer::new(base.clone(), config.clone(), api.clone(), org);
         tokio::spawn(discovery::run(
             discoverer,
-            registry.clone(),
-            statics,
-            store.clone(),
+            following,
+            interval,
             shutdown.clone(),
         ))
     });
+    // The address bound: with port 0, the one the kernel picked.
+    let address = listener.local_addr().unwrap_or(cfg.server.listen_address);
     tracing::info!(
-        address = %cfg.server.listen_address,
+        address = %address,
         accounts = accounts_n,
         shard = cfg.sharding.shard,
         total_shards = cfg.sharding.total_shards,

@@ -431,6 +431,49 @@ fn check_config_names_the_variable_a_bad_value_came_from() {
     assert!(!text(&out.stdout).contains("1234567890"));
 }
 
+/// The README's exit codes of the daemon: 1 when it cannot start because the listen address is
+/// taken, 2 for a command-line usage error.
+#[test]
+fn a_taken_listen_address_exits_1_and_a_usage_error_exits_2() {
+    let run = |args: &[&str], what: &str| exit_within(args, Duration::from_secs(30), what);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let path = scratch_dir("cli-taken").join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten_address = \"{addr}\"\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n\
+             [[accounts]]\nid = \"{BASE_ACCOUNT}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run(
+        &["--config", path.to_str().unwrap()],
+        "the daemon started on a taken address",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    drop(taken);
+
+    for args in [
+        &["--no-such-flag"][..],
+        &["no-such-command"],
+        &["--config"],
+        &["audit", "--format", "nope"],
+    ] {
+        let out = run(args, "a usage error was not refused");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        // clap's message, not a configuration error's.
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains("--help"), "{args:?}: {stderr}");
+    }
+}
+
 /// `--check-config` is a deprecated alias, kept for scripts: same output as before.
 #[test]
 fn deprecated_check_config_flag_still_works() {

@@ -1173,8 +1173,9 @@ fn dockerfile_uid() -> u64 {
     uid
 }
 
+/// The Dockerfile read as text (no image is built here: no Docker engine runs in the tests).
 #[test]
-fn dockerfile_builds_and_runs_the_cargo_binary() {
+fn dockerfile_declares_a_release_build_whose_binary_the_runtime_stage_runs() {
     let ins = dockerfile();
     let bin = cargo_bin_name();
     let froms: Vec<&String> = ins

@@ -384,18 +384,6 @@ fn a_failed_discovery_keeps_the_previous_account_set() {
             "{id} is no longer collected"
         );
     }
-    // One line per failed discovery, with AWS's code and no secret.
-    let log = d.log_text();
-    let failures: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("account discovery failed"))
-        .collect();
-    assert!(failures.len() >= 3, "{log}");
-    assert!(
-        failures.iter().all(|l| l.contains("ServiceException")),
-        "{failures:?}"
-    );
-    assert!(!log.contains(ORG_EXTERNAL_ID));
 
     proxy.clear();
     poll(
@@ -408,6 +396,22 @@ fn a_failed_discovery_keeps_the_previous_account_set() {
             .then_some(())
         },
     );
+    // One line per failed discovery, with AWS's code and no secret. Counted after a success
+    // that came after the last failure (one attempt per discovery: max_attempts = 1), so each
+    // failure the proxy answered has been logged, at start and later.
+    let failed = proxy.count(&[("action", "ListRoots"), ("outcome", "ServiceException")]);
+    let log = d.log_text();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("account discovery failed"))
+        .collect();
+    assert!(failed >= failed_before + 3, "{failed} failed calls");
+    assert_eq!(failures.len() as u64, failed, "{log}");
+    assert!(
+        failures.iter().all(|l| l.contains("ServiceException")),
+        "{failures:?}"
+    );
+    assert!(!log.contains(ORG_EXTERNAL_ID));
 }
 
 #[test]

@@ -504,14 +504,22 @@ fn a_hanging_endpoint_ends_runs_at_their_timeouts_and_scrapes_stay_fast() {
 
     proxy.inject(Rule::any(Fault::Hang));
     let hang_started = d.scrape();
+    // One client for every scrape: only the request and its answer are timed.
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let metrics = format!("{}/metrics", d.url);
     let mut latencies = Vec::new();
     let s = poll(
         Duration::from_secs(60),
         "2 failed runs of every pair",
         || {
             let t = Instant::now();
-            let s = d.scrape();
+            let resp = client.get(&metrics).send().unwrap().error_for_status();
+            let body = resp.unwrap().text().unwrap();
             latencies.push(t.elapsed());
+            let s = Scrape::parse(&body);
             all_pairs(|a, c| value(&s, FAILURES, a, c) >= Some(2.0)).then_some(s)
         },
     );
@@ -521,7 +529,15 @@ fn a_hanging_endpoint_ends_runs_at_their_timeouts_and_scrapes_stay_fast() {
         latencies.len(),
         proxy.count(&[("outcome", "hang")])
     );
-    assert!(max < Duration::from_secs(1), "a scrape took {max:?}");
+    // The README says p99 under 30 ms. This is a debug build, on CI perhaps a busy 2-CPU
+    // machine running other tests (p99 8 ms over 149 scrapes when quiet); a scrape that
+    // waited on AWS would take the 1 s attempt timeout or more. 250 ms tells the two apart
+    // without failing on a machine's hiccup.
+    assert!(
+        p99 < Duration::from_millis(250),
+        "p99 of {} scrapes {p99:?} (max {max:?})",
+        latencies.len()
+    );
     assert_same_posture("during the hang", &before, &posture(&s, None));
     let log = log_lines(&d);
     for a in ACCOUNTS {

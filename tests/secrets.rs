@@ -23,7 +23,7 @@ fn no_secret_in_a_trace_level_log_of_a_full_cycle() {
     let d = Daemon::start_with_env("secrets", &config, &[("INFRAAUDIT_LOG", "trace")]);
     d.wait_ready(Duration::from_secs(90));
     let client = reqwest::blocking::Client::new();
-    let answer = client
+    let response = client
         .post(format!(
             "{}/v1/iam/old-access-keys/credential-report",
             d.url
@@ -31,9 +31,16 @@ fn no_secret_in_a_trace_level_log_of_a_full_cycle() {
         .header("Authorization", format!("Bearer {TOKEN}"))
         .body(r#"{"hours": 0}"#)
         .send()
-        .unwrap()
-        .text()
         .unwrap();
+    let status = response.status().as_u16();
+    let answer = response.text().unwrap();
+    // An error answer would leak nothing for want of data: the keys must be in it.
+    assert_eq!(status, 200, "{answer}");
+    let keys: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert!(
+        !keys["old_access_keys"].as_array().unwrap().is_empty(),
+        "{answer}"
+    );
     let metrics = d.scrape().text;
     let log = d.log_text();
     assert!(log.lines().count() > 100, "trace logging is on:\n{log}");

@@ -150,6 +150,49 @@ mod tests {
         assert!(bcrypt::HashParts::from_str(DUMMY_HASH).is_ok());
     }
 
+    /// Timing does not tell which names exist: an unknown user's check costs a bcrypt (of the
+    /// dummy hash) like a known user's wrong password. Medians of interleaved checks, so that a
+    /// busy machine slows both alike; within 2x either way (without the dummy check the unknown
+    /// user's is thousands of times faster).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_users_cost_a_bcrypt_like_known_ones() {
+        const N: usize = 11;
+        // The dummy hash's cost, and `htpasswd -nBC 10`'s.
+        let hash = bcrypt::hash("s3cret", 10).unwrap();
+        let auth = BasicAuth::new(&BTreeMap::from([("alice".to_owned(), hash)])).unwrap();
+        let timed = |user: &'static str, i: usize| {
+            let auth = &auth;
+            async move {
+                // A new password each time: a cached verdict costs nothing.
+                let started = std::time::Instant::now();
+                assert!(
+                    !auth
+                        .allows(Some(&header(user, &format!("wrong-{i}"))))
+                        .await
+                );
+                started.elapsed()
+            }
+        };
+        let (mut known, mut unknown) = (Vec::new(), Vec::new());
+        for i in 0..N {
+            known.push(timed("alice", i).await);
+            unknown.push(timed("mallory", i).await);
+        }
+        let median = |mut v: Vec<std::time::Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let (known, unknown) = (median(known), median(unknown));
+        let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+        eprintln!(
+            "median of {N}: unknown user {unknown:?}, known user {known:?}, ratio {ratio:.2}"
+        );
+        assert!(
+            (0.5..=2.0).contains(&ratio),
+            "unknown user {unknown:?}, known user's wrong password {known:?}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn verifies_and_caches() {
         let hash = bcrypt::hash("s3cret", 4).unwrap();

@@ -165,13 +165,66 @@ external_id = "{EXTERNAL_ID}"
     )
 }
 
-/// A free port on 127.0.0.1 (the listener is closed again before the port is used).
+/// A free port on 127.0.0.1 (the listener is closed again before the port is used): for a
+/// port that must not answer, or for programs that cannot report the port they bound. The
+/// daemon binds port 0 instead ([`serving_address`]).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The address the daemon serves on, from its `serving /metrics` log line, once it logs it. With
+/// `listen_address = "127.0.0.1:0"` the kernel picks the port as the daemon binds it, so no
+/// other process can take it in between. Fails at once, with the log, when the daemon exits
+/// instead.
+pub fn serving_address(child: &mut Child, log: &Path) -> String {
+    poll(Duration::from_secs(30), "the daemon to serve", || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the daemon exited with {status} before serving; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let line = text.lines().find(|l| l.contains("serving /metrics"))?;
+        let address = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("address="))
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Some(address.to_owned())
+    })
+}
+
+/// Runs the binary with `args` in the test environment, expecting it to exit rather than
+/// serve: its output. Kills it and panics, saying `what` went wrong, after `timeout`.
+pub fn exit_within<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    timeout: Duration,
+    what: &str,
+) -> std::process::Output {
+    let mut child = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {timeout:?}: {what}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
 }
 
 /// The real binary, started with a config file. Killed on drop; its log is kept in `log`.
@@ -192,7 +245,8 @@ pub fn aws_test_env(cmd: &mut Command) -> &mut Command {
 }
 
 impl Daemon {
-    /// Starts `infraaudit --config <file>` where the file is `config` with `{listen}` replaced.
+    /// Starts `infraaudit --config <file>` where the file is `config` with `{listen}` replaced
+    /// by port 0 of loopback; `url` is then the address it bound.
     pub fn start(tag: &str, config: &str) -> Self {
         Self::start_with_env(tag, config, &[])
     }
@@ -205,10 +259,8 @@ impl Daemon {
     /// [`Daemon::start_with_env`] with extra command-line arguments after `--config FILE`.
     pub fn start_with_args(tag: &str, config: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = scratch_dir(tag);
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
         let path = dir.join("config.toml");
-        std::fs::write(&path, config.replace("{listen}", &listen)).unwrap();
+        std::fs::write(&path, config.replace("{listen}", "127.0.0.1:0")).unwrap();
         let log = dir.join("infraaudit.log");
         let log_file = std::fs::File::create(&log).unwrap();
         let child = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
@@ -220,13 +272,15 @@ impl Daemon {
             .stderr(log_file)
             .spawn()
             .unwrap();
-        let d = Self {
+        // Owned by `d` before anything can fail, so that it is killed and its log shown.
+        let mut d = Self {
             child,
-            url: format!("http://{listen}"),
+            url: String::new(),
             log,
         };
+        d.url = format!("http://{}", serving_address(&mut d.child, &d.log));
         poll(
-            Duration::from_secs(30),
+            Duration::from_secs(10),
             "the exporter to answer /-/healthy",
             || d.get("/-/healthy").ok().filter(|(s, _, _)| *s == 200),
         );
