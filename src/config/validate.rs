@@ -186,7 +186,64 @@ fn validate_endpoint_url(url: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::load_str;
     use crate::config::testing::*;
+
+    /// Every range check: both ends of the range are accepted, the values just outside are
+    /// refused with exactly this line (users' scripts read these messages).
+    #[test]
+    fn range_checks_accept_their_ends_and_refuse_with_these_lines() {
+        #[rustfmt::skip]
+        let cases = [
+            // (key, accepted values, refused values, message); values are separated by `|`.
+            ("server.max_connections", "1|65536", "0|65537", "must be between 1 and 65536"),
+            ("aws.max_concurrency", "1|100", "0|101", "must be between 1 and 100"),
+            ("aws.max_concurrency_total", "0|10000", "10001", "must be between 0 (no limit) and 10000"),
+            ("aws.max_attempts", "1|20", "0|21", "must be between 1 and 20"),
+            ("aws.attempt_timeout", "1s|1h", "999ms|1h 1ms", "must be between 1s and 1h"),
+            ("aws.session_duration", "15m|12h", "14m 59s|12h 1s", "must be between 15m and 12h"),
+            ("checks.access_key_max_age", "1s", "0s|999ms", "must be at least 1s"),
+            ("checks.access_key_max_unused", "1s", "0s|999ms", "must be at least 1s"),
+            ("checks.password_min_length", "6|128", "5|129", "must be between 6 and 128"),
+            ("checks.password_reuse_prevention", "0|24", "25", "must be at most 24"),
+            ("checks.password_max_age", "1d|1095d", "23h 59m 59s|1095d 1s", "must be between 1d and 1095d"),
+            ("api.max_concurrent_audits", "1|100", "0|101", "must be between 1 and 100"),
+            ("api.audit_history", "1|100000", "0|100001", "must be between 1 and 100000"),
+            ("api.max_body_bytes", "256|1048576", "255|1048577", "must be between 256 and 1048576"),
+            ("organizations.refresh_interval", "1s|30d", "999ms|30d 1s", "must be between 1s and 30d"),
+            ("sharding.total_shards", "1|1000", "0|1001", "must be between 1 and 1000"),
+            ("collectors.s3.interval", "1s|30d", "0s|30d 1s", "must be between 1s and 30d"),
+            ("collectors.ec2.timeout", "1s|30d", "999ms|30d 1s", "must be between 1s and 30d"),
+        ];
+        for (key, accepted, refused, message) in cases {
+            let (table, field) = key.rsplit_once('.').unwrap();
+            // The API and discovery are checked only when they are on.
+            let others = match table {
+                "api" => "enabled = true\nbearer_tokens = [\"token-0123456789abcdef\"]\n",
+                "organizations" => "enabled = true\n",
+                _ => "",
+            };
+            let text = |value: &str| {
+                let value = if value.bytes().all(|b| b.is_ascii_digit()) {
+                    value.to_owned()
+                } else {
+                    format!("{value:?}")
+                };
+                format!("[{table}]\n{others}{field} = {value}\n")
+            };
+            for value in accepted.split('|') {
+                if let Err(e) = load_str(&text(value), &no_env, &sections()) {
+                    panic!("{key} = {value} is refused: {e}");
+                }
+            }
+            for value in refused.split('|') {
+                let e = load_str(&text(value), &no_env, &sections())
+                    .err()
+                    .unwrap_or_else(|| panic!("{key} = {value} is accepted"));
+                assert_eq!(e.to_string(), format!("config: {key}: {message}"));
+            }
+        }
+    }
 
     #[test]
     fn bad_region_is_named() {
