@@ -1,10 +1,90 @@
 //! The audited accounts' settings: account ids, role ARNs and names, ExternalIds, collector and
 //! region lists, AWS Organizations discovery and sharding.
 
-use std::time::Duration;
-
+use super::range::{INTERVALS, in_range};
 use super::secrets::external_id_of;
-use super::{CollectorsConfig, Organizations, OrganizationsConfig, ShardingConfig};
+use super::{
+    Account, CollectorsConfig, Config, Invalid, Organizations, OrganizationsConfig, Secret,
+    ShardingConfig,
+};
+
+/// What an ExternalId may be, as AWS says it.
+const EXTERNAL_ID_RULE: &str = "an ExternalId has 2 to 1224 characters from [A-Za-z0-9_+=,.@:/-]";
+
+fn not_a_role_arn(arn: &str) -> String {
+    format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>)")
+}
+
+/// The configured accounts, checked, with their ExternalIds read.
+pub(super) fn accounts(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Account>, Invalid> {
+    let mut accounts = Vec::with_capacity(config.accounts.len());
+    for (i, a) in config.accounts.iter().enumerate() {
+        let key = |field: &str| format!("accounts[{i}].{field}");
+        if !is_account_id(&a.id) {
+            return Err(Invalid::new(
+                key("id"),
+                format!("{:?} is not a 12-digit AWS account id", a.id),
+            ));
+        }
+        if accounts.iter().any(|seen: &Account| seen.id == a.id) {
+            return Err(Invalid::new(
+                key("id"),
+                format!("account {} is listed twice", a.id),
+            ));
+        }
+        if let Some(arn) = &a.role_arn {
+            let role_account = parse_role_arn(arn)
+                .ok_or_else(|| Invalid::new(key("role_arn"), not_a_role_arn(arn)))?;
+            if role_account != a.id {
+                return Err(Invalid::new(
+                    key("role_arn"),
+                    format!(
+                        "the role is in account {role_account}, not in account {}",
+                        a.id
+                    ),
+                ));
+            }
+        }
+        let (source_key, external_id) =
+            external_id_of(&a.external_id, &a.external_id_env, &a.external_id_file, env)
+                .map_err(|(field, m)| Invalid::new(key(field), m))?;
+        if let Some(id) = external_id.as_ref().map(Secret::expose) {
+            if a.role_arn.is_none() {
+                return Err(Invalid::new(
+                    key(source_key),
+                    "an ExternalId needs a role_arn",
+                ));
+            }
+            if !is_external_id(id) {
+                return Err(Invalid::new(key(source_key), EXTERNAL_ID_RULE));
+            }
+        }
+        let collectors = match &a.collectors {
+            Some(names) => resolve_collectors(names, &config.collectors)
+                .map_err(|m| Invalid::new(key("collectors"), m))?,
+            None => config.enabled_collectors(),
+        };
+        let regions = match &a.regions {
+            Some(r) => {
+                validate_regions(r).map_err(|m| Invalid::new(key("regions"), m))?;
+                r.clone()
+            }
+            None => config.aws.regions.clone(),
+        };
+        accounts.push(Account {
+            id: a.id.clone(),
+            name: a.name.clone().unwrap_or_else(|| a.id.clone()),
+            role_arn: a.role_arn.clone(),
+            external_id,
+            collectors,
+            regions,
+        });
+    }
+    Ok(accounts)
+}
 
 pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
@@ -119,13 +199,13 @@ pub(super) fn validate_regions(regions: &[String]) -> Result<(), String> {
 pub(super) fn organizations(
     o: &OrganizationsConfig,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<Organizations>, (String, String)> {
+) -> Result<Option<Organizations>, Invalid> {
     let key = |field: &str| format!("organizations.{field}");
     if !o.enabled {
         return Ok(None);
     }
     if !is_role_name(&o.role_name) {
-        return Err((
+        return Err(Invalid::new(
             key("role_name"),
             format!(
                 "{:?} is not an IAM role name (path/name allowed)",
@@ -135,49 +215,47 @@ pub(super) fn organizations(
     }
     let (source_key, external_id) =
         external_id_of(&o.external_id, &o.external_id_env, &o.external_id_file, env)
-            .map_err(|(field, m)| (key(field), m))?;
+            .map_err(|(field, m)| Invalid::new(key(field), m))?;
     if external_id
         .as_ref()
         .is_some_and(|id| !is_external_id(id.expose()))
     {
-        return Err((
-            key(source_key),
-            "an ExternalId has 2 to 1224 characters from [A-Za-z0-9_+=,.@:/-]".into(),
-        ));
+        return Err(Invalid::new(key(source_key), EXTERNAL_ID_RULE));
     }
     if let Some(arn) = &o.role_arn
         && parse_role_arn(arn).is_none()
     {
-        return Err((
-            key("role_arn"),
-            format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>)"),
-        ));
+        return Err(Invalid::new(key("role_arn"), not_a_role_arn(arn)));
     }
     for (i, ou) in o.include_ous.iter().enumerate() {
         if !is_parent_id(ou) {
-            return Err((
+            return Err(Invalid::new(
                 key("include_ous"),
                 format!("{ou:?} is neither an OU id (ou-xxxx-xxxxxxxx) nor a root id (r-xxxx)"),
             ));
         }
         if o.include_ous[..i].contains(ou) {
-            return Err((key("include_ous"), format!("{ou} is listed twice")));
+            return Err(Invalid::new(
+                key("include_ous"),
+                format!("{ou} is listed twice"),
+            ));
         }
     }
     for (i, id) in o.exclude_accounts.iter().enumerate() {
         if !is_account_id(id) {
-            return Err((
+            return Err(Invalid::new(
                 key("exclude_accounts"),
                 format!("{id:?} is not a 12-digit AWS account id"),
             ));
         }
         if o.exclude_accounts[..i].contains(id) {
-            return Err((key("exclude_accounts"), format!("{id} is listed twice")));
+            return Err(Invalid::new(
+                key("exclude_accounts"),
+                format!("{id} is listed twice"),
+            ));
         }
     }
-    if !(Duration::from_secs(1)..=Duration::from_secs(30 * 86_400)).contains(&o.refresh_interval) {
-        return Err((key("refresh_interval"), "must be between 1s and 30d".into()));
-    }
+    in_range(&key("refresh_interval"), o.refresh_interval, INTERVALS)?;
     Ok(Some(Organizations {
         role_name: o.role_name.clone(),
         external_id,
@@ -189,12 +267,10 @@ pub(super) fn organizations(
 }
 
 /// At least one shard, and this process's among them.
-pub(super) fn check_sharding(s: &ShardingConfig) -> Result<(), (&'static str, String)> {
-    if !(1..=1000).contains(&s.total_shards) {
-        return Err(("sharding.total_shards", "must be between 1 and 1000".into()));
-    }
+pub(super) fn check_sharding(s: &ShardingConfig) -> Result<(), Invalid> {
+    in_range("sharding.total_shards", s.total_shards, 1..=1000)?;
     if s.shard >= s.total_shards {
-        return Err((
+        return Err(Invalid::new(
             "sharding.shard",
             format!(
                 "must be less than sharding.total_shards ({}): shards count from 0",

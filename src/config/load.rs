@@ -11,7 +11,7 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use super::secrets::{SECRET_KEYS, is_secret_key, secret_message};
 use super::sections::{SectionError, SectionSpec, read_sections};
 use super::validate::validate;
-use super::{Config, ConfigError, Settings, ShardFlags};
+use super::{Config, ConfigError, Invalid, Settings, ShardFlags};
 
 /// Environment variables with this prefix override the file; `__` separates nesting levels.
 pub const ENV_PREFIX: &str = "INFRAAUDIT_";
@@ -106,9 +106,13 @@ fn load_sources(
     for var in vars.into_iter().filter_map(EnvVar::parse) {
         figment = figment.merge(var);
     }
-    let blame = |e: ConfigError| match origin(&figment, &e.key) {
-        Some(var_or_file) => ConfigError::new(&var_or_file, e.key, e.message),
-        None => e,
+    // A value that a check refused, blamed on the variable or file that set it.
+    let blame = |key: String, message: String| {
+        let e = ConfigError::new(source_name, key, message);
+        match origin(&figment, &e.key) {
+            Some(var_or_file) => ConfigError::new(&var_or_file, e.key, e.message),
+            None => e,
+        }
     };
     let mut config: Config = figment
         .extract()
@@ -116,14 +120,10 @@ fn load_sources(
     config.collectors.sections = read_sections(&figment, &config.collectors.raw, sections)
         .map_err(|e| match e {
             SectionError::Figment(e) => from_figment(&figment, source_name, *e),
-            SectionError::Invalid(key, message) => {
-                blame(ConfigError::new(source_name, key, message))
-            }
+            SectionError::Invalid(key, message) => blame(key, message),
         })?;
     flags.apply(&mut config.sharding);
-    validate(config, source_name, env)
-        .map_err(blame)
-        .map_err(|e| flags.blame(e))
+    validate(config, env).map_err(|Invalid { key, message }| flags.blame(blame(key, message)))
 }
 
 /// The TOML text, read and checked already, under the name of its file.

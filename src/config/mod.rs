@@ -5,8 +5,8 @@
 //!
 //! This file holds the types. `load.rs` reads the sources (figment), `validate.rs` checks them
 //! and resolves [`Settings`], with `accounts.rs` (accounts, Organizations, sharding), `secrets.rs`
-//! (what must never be shown, and where secrets are read from) and `sections.rs` (the
-//! `[collectors.*]` sections, which the collectors define).
+//! (what must never be shown, and where secrets are read from), `sections.rs` (the
+//! `[collectors.*]` sections, which the collectors define) and `range.rs` (the range check).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 mod accounts;
 mod load;
+mod range;
 mod secrets;
 mod sections;
 mod validate;
@@ -302,6 +303,23 @@ impl ConfigError {
             source_name: one_line(source_name),
             key: one_line(&key.into()),
             message: one_line(&message.into()),
+        }
+    }
+}
+
+/// A value that a check refused: its key (`aws.max_concurrency`, `accounts[0].id`) and why.
+/// Loading makes it a [`ConfigError`] naming the file or variable that set the value.
+#[derive(Debug)]
+struct Invalid {
+    key: String,
+    message: String,
+}
+
+impl Invalid {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use figment::error::Kind;
 use serde::{Deserialize, Serialize};
 
-use super::ApiConfig;
+use super::{ApiConfig, Invalid};
 
 /// Keys whose values are secrets wherever they appear, here and in the web configuration
 /// ([`crate::web`]): errors, logs and `check-config` never show their values, whatever their
@@ -117,7 +117,7 @@ fn read_secret_file(path: &Path) -> Result<String, String> {
 pub(super) fn api_tokens(
     api: &ApiConfig,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<Secret>, (&'static str, String)> {
+) -> Result<Vec<Secret>, Invalid> {
     // Presented tokens are trimmed; configured ones must match that.
     let mut tokens: Vec<Secret> = api
         .bearer_tokens
@@ -125,10 +125,12 @@ pub(super) fn api_tokens(
         .map(|t| Secret(t.expose().trim().to_owned()))
         .collect();
     if let Some(var) = &api.bearer_tokens_env {
-        let value = env(var).filter(|v| !v.trim().is_empty()).ok_or((
-            "api.bearer_tokens_env",
-            format!("environment variable {var} is not set or empty"),
-        ))?;
+        let value = env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            Invalid::new(
+                "api.bearer_tokens_env",
+                format!("environment variable {var} is not set or empty"),
+            )
+        })?;
         tokens.extend(
             value
                 .split(',')
@@ -138,7 +140,8 @@ pub(super) fn api_tokens(
         );
     }
     if let Some(path) = &api.bearer_tokens_file {
-        let value = read_secret_file(path).map_err(|m| ("api.bearer_tokens_file", m))?;
+        let value =
+            read_secret_file(path).map_err(|m| Invalid::new("api.bearer_tokens_file", m))?;
         tokens.extend(
             value
                 .lines()
@@ -151,32 +154,16 @@ pub(super) fn api_tokens(
         return Ok(tokens);
     }
     if tokens.is_empty() {
-        return Err((
+        return Err(Invalid::new(
             "api.bearer_tokens",
-            "the API is enabled without a token: set bearer_tokens, bearer_tokens_env or bearer_tokens_file".into(),
+            "the API is enabled without a token: set bearer_tokens, bearer_tokens_env or bearer_tokens_file",
         ));
     }
     if tokens.iter().any(|t| t.expose().len() < 16) {
-        return Err((
+        return Err(Invalid::new(
             "api.bearer_tokens",
-            "tokens must have at least 16 characters".into(),
+            "tokens must have at least 16 characters",
         ));
-    }
-    for (key, value, range) in [
-        (
-            "api.max_concurrent_audits",
-            api.max_concurrent_audits,
-            1..=100,
-        ),
-        ("api.audit_history", api.audit_history, 1..=100_000),
-        ("api.max_body_bytes", api.max_body_bytes, 256..=1024 * 1024),
-    ] {
-        if !range.contains(&value) {
-            return Err((
-                key,
-                format!("must be between {} and {}", range.start(), range.end()),
-            ));
-        }
     }
     Ok(tokens)
 }

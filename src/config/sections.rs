@@ -9,6 +9,9 @@ use figment::Figment;
 use figment::value::{Dict, Value};
 use serde::{Deserialize, Serialize};
 
+use super::Invalid;
+use super::range::{INTERVALS, in_range};
+
 /// The `[collectors.*]` sections. Configuration names no collector: each collector module gives
 /// a [`SectionSpec`] (its name, defaults and how to read its section), and loading takes the list.
 #[derive(Debug, Clone, Default)]
@@ -104,6 +107,12 @@ impl From<figment::Error> for SectionError {
     }
 }
 
+impl From<Invalid> for SectionError {
+    fn from(e: Invalid) -> Self {
+        SectionError::Invalid(e.key, e.message)
+    }
+}
+
 /// The [`SectionSpec::defaults`] of a section typed `T`.
 pub fn defaults_of<T: Serialize>(section: &T) -> Value {
     Value::serialize(section).unwrap_or_else(|_| Value::from(Dict::new()))
@@ -116,18 +125,10 @@ pub fn load_common_section(figment: &Figment) -> Result<Section, SectionError> {
     Ok(Section::new(common.clone(), common))
 }
 
-/// The checks every section gets: interval and timeout from 1s to 30d (an interval of centuries
-/// would overflow the scheduler's clock).
+/// The checks every section gets: interval and timeout from 1s to 30d (`range::INTERVALS`).
 pub fn check_common(c: &CollectorConfig) -> Result<(), SectionError> {
-    let range = Duration::from_secs(1)..=Duration::from_secs(30 * 86_400);
-    for (field, d) in [("interval", c.interval), ("timeout", c.timeout)] {
-        if !range.contains(&d) {
-            return Err(SectionError::Invalid(
-                field.to_owned(),
-                "must be between 1s and 30d".into(),
-            ));
-        }
-    }
+    in_range("interval", c.interval, INTERVALS)?;
+    in_range("timeout", c.timeout, INTERVALS)?;
     Ok(())
 }
 

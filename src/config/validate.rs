@@ -1,169 +1,61 @@
 //! Validation of a configuration as loaded: every value checked, secrets read, accounts
 //! resolved into [`Settings`].
 
-use std::time::Duration;
+use super::accounts::{accounts, check_sharding, organizations, validate_regions};
+use super::range::{DAY, HOUR, MINUTE, SECOND, ZeroIsNoLimit, in_range};
+use super::secrets::api_tokens;
+use super::{Config, Invalid, Settings};
 
-use super::accounts::{
-    check_sharding, is_account_id, is_external_id, organizations, parse_role_arn,
-    resolve_collectors, validate_regions,
-};
-use super::secrets::{api_tokens, external_id_of};
-use super::{Account, Config, ConfigError, Secret, Settings};
+/// [`in_range`] of a field of `config`, under the key that is the field's path:
+/// `in_range!(config.aws.max_attempts, 1..=20)` checks the key `aws.max_attempts`.
+macro_rules! in_range {
+    ($config:ident . $section:ident . $field:ident, $limits:expr) => {
+        in_range(
+            concat!(stringify!($section), ".", stringify!($field)),
+            $config.$section.$field,
+            $limits,
+        )
+    };
+}
 
+/// `config` checked, its secrets read and its accounts resolved; Err: the first value at fault.
 pub(super) fn validate(
     config: Config,
-    source_name: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Settings, ConfigError> {
-    let bad = |key: &str, message: String| ConfigError::new(source_name, key, message);
-
-    if !(1..=65_536).contains(&config.server.max_connections) {
-        return Err(bad(
-            "server.max_connections",
-            "must be between 1 and 65536".into(),
-        ));
-    }
+) -> Result<Settings, Invalid> {
+    in_range!(config.server.max_connections, 1..=65_536)?;
 
     if config.aws.region.trim().is_empty() {
-        return Err(bad("aws.region", "must not be empty".into()));
+        return Err(Invalid::new("aws.region", "must not be empty"));
     }
     if let Some(url) = &config.aws.endpoint_url {
-        validate_endpoint_url(url).map_err(|m| bad("aws.endpoint_url", m))?;
+        validate_endpoint_url(url).map_err(|m| Invalid::new("aws.endpoint_url", m))?;
     }
-    if !(1..=100).contains(&config.aws.max_concurrency) {
-        return Err(bad(
-            "aws.max_concurrency",
-            "must be between 1 and 100".into(),
-        ));
-    }
-    if config.aws.max_concurrency_total > 10_000 {
-        return Err(bad(
-            "aws.max_concurrency_total",
-            "must be between 0 (no limit) and 10000".into(),
-        ));
-    }
-    if !(1..=20).contains(&config.aws.max_attempts) {
-        return Err(bad("aws.max_attempts", "must be between 1 and 20".into()));
-    }
-    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&config.aws.attempt_timeout) {
-        return Err(bad(
-            "aws.attempt_timeout",
-            "must be between 1s and 1h".into(),
-        ));
-    }
-    if !(Duration::from_secs(900)..=Duration::from_secs(43200))
-        .contains(&config.aws.session_duration)
-    {
-        return Err(bad(
-            "aws.session_duration",
-            "must be between 15m and 12h".into(),
-        ));
-    }
-    validate_regions(&config.aws.regions).map_err(|m| bad("aws.regions", m))?;
-    let checks = &config.checks;
-    for (key, d) in [
-        ("checks.access_key_max_age", checks.access_key_max_age),
-        ("checks.access_key_max_unused", checks.access_key_max_unused),
-    ] {
-        if d < Duration::from_secs(1) {
-            return Err(bad(key, "must be at least 1s".into()));
-        }
-    }
+    in_range!(config.aws.max_concurrency, 1..=100)?;
+    in_range!(config.aws.max_concurrency_total, ZeroIsNoLimit(..=10_000))?;
+    in_range!(config.aws.max_attempts, 1..=20)?;
+    in_range!(config.aws.attempt_timeout, SECOND..=HOUR)?;
+    in_range!(config.aws.session_duration, MINUTE * 15..=HOUR * 12)?;
+    validate_regions(&config.aws.regions).map_err(|m| Invalid::new("aws.regions", m))?;
+
+    in_range!(config.checks.access_key_max_age, SECOND..)?;
+    in_range!(config.checks.access_key_max_unused, SECOND..)?;
     // AWS's own limits: a password policy cannot ask for more.
-    if !(6..=128).contains(&checks.password_min_length) {
-        return Err(bad(
-            "checks.password_min_length",
-            "must be between 6 and 128".into(),
-        ));
-    }
-    if checks.password_reuse_prevention > 24 {
-        return Err(bad(
-            "checks.password_reuse_prevention",
-            "must be at most 24".into(),
-        ));
-    }
-    if let Some(d) = checks.password_max_age
-        && !(Duration::from_secs(86_400)..=Duration::from_secs(1095 * 86_400)).contains(&d)
-    {
-        return Err(bad(
-            "checks.password_max_age",
-            "must be between 1d and 1095d".into(),
-        ));
+    in_range!(config.checks.password_min_length, 6..=128)?;
+    in_range!(config.checks.password_reuse_prevention, ..=24)?;
+    if let Some(age) = config.checks.password_max_age {
+        in_range("checks.password_max_age", age, DAY..=DAY * 1095)?;
     }
 
-    let mut accounts = Vec::with_capacity(config.accounts.len());
-    for (i, a) in config.accounts.iter().enumerate() {
-        let key = |field: &str| format!("accounts[{i}].{field}");
-        if !is_account_id(&a.id) {
-            return Err(bad(
-                &key("id"),
-                format!("{:?} is not a 12-digit AWS account id", a.id),
-            ));
-        }
-        if accounts.iter().any(|seen: &Account| seen.id == a.id) {
-            return Err(bad(&key("id"), format!("account {} is listed twice", a.id)));
-        }
-        if let Some(arn) = &a.role_arn {
-            let role_account = parse_role_arn(arn).ok_or_else(|| {
-                bad(
-                    &key("role_arn"),
-                    format!(
-                        "{arn:?} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>)"
-                    ),
-                )
-            })?;
-            if role_account != a.id {
-                return Err(bad(
-                    &key("role_arn"),
-                    format!(
-                        "the role is in account {role_account}, not in account {}",
-                        a.id
-                    ),
-                ));
-            }
-        }
-        let (source_key, external_id) =
-            external_id_of(&a.external_id, &a.external_id_env, &a.external_id_file, env)
-                .map_err(|(field, m)| bad(&key(field), m))?;
-        if let Some(id) = external_id.as_ref().map(Secret::expose) {
-            if a.role_arn.is_none() {
-                return Err(bad(
-                    &key(source_key),
-                    "an ExternalId needs a role_arn".into(),
-                ));
-            }
-            if !is_external_id(id) {
-                return Err(bad(
-                    &key(source_key),
-                    "an ExternalId has 2 to 1224 characters from [A-Za-z0-9_+=,.@:/-]".into(),
-                ));
-            }
-        }
-        let collectors = match &a.collectors {
-            Some(names) => resolve_collectors(names, &config.collectors)
-                .map_err(|m| bad(&key("collectors"), m))?,
-            None => config.enabled_collectors(),
-        };
-        let regions = match &a.regions {
-            Some(r) => {
-                validate_regions(r).map_err(|m| bad(&key("regions"), m))?;
-                r.clone()
-            }
-            None => config.aws.regions.clone(),
-        };
-        accounts.push(Account {
-            id: a.id.clone(),
-            name: a.name.clone().unwrap_or_else(|| a.id.clone()),
-            role_arn: a.role_arn.clone(),
-            external_id,
-            collectors,
-            regions,
-        });
+    let accounts = accounts(&config, env)?;
+    let api_tokens = api_tokens(&config.api, env)?;
+    if config.api.enabled {
+        in_range!(config.api.max_concurrent_audits, 1..=100)?;
+        in_range!(config.api.audit_history, 1..=100_000)?;
+        in_range!(config.api.max_body_bytes, 256..=1024 * 1024)?;
     }
-    let api_tokens = api_tokens(&config.api, env).map_err(|(key, m)| bad(key, m))?;
-    let organizations =
-        organizations(&config.organizations, env).map_err(|(key, m)| bad(&key, m))?;
-    check_sharding(&config.sharding).map_err(|(key, m)| bad(key, m))?;
+    let organizations = organizations(&config.organizations, env)?;
+    check_sharding(&config.sharding)?;
     Ok(Settings {
         config,
         accounts,
