@@ -22,8 +22,8 @@ use crate::collector;
 use crate::config::{Account, Config, Organizations};
 use crate::discovery::{self, Discovered, Pass};
 use crate::scheduler::{self, Job};
-use crate::time::unix_now;
 use crate::snapshot::{AccountInfo, SnapshotStore};
+use crate::time::unix_now;
 
 /// The shard an account belongs to: FNV-1a (64 bits) of the account id's ASCII digits, modulo
 /// the number of shards. Stable across versions, processes and platforms, so any tool can tell
