@@ -54,9 +54,36 @@ pub struct Deflated {
 }
 
 impl Deflated {
-    /// Compresses `text` at the level chosen for recorded fragments.
+    /// Compresses `text` at the level chosen for recorded fragments, with this thread's
+    /// compressor: a run records dozens of parts, and a fresh compressor for each (about 300 KB
+    /// of tables) left RSS 20 MiB above the live heap under churn.
     pub fn new(text: &[u8]) -> Self {
-        Self::with_level(text, RECORD_LEVEL)
+        thread_local! {
+            static COMPRESSOR: std::cell::RefCell<Compress> =
+                std::cell::RefCell::new(Compress::new(RECORD_LEVEL, false));
+        }
+        if text.is_empty() {
+            return Self::default();
+        }
+        let mut bytes = Vec::new();
+        let reused = COMPRESSOR
+            .try_with(|c| match c.try_borrow_mut() {
+                Ok(mut compressor) => {
+                    compressor.reset();
+                    deflate(&mut compressor, text, &mut bytes);
+                    true
+                }
+                Err(_) => false,
+            })
+            .unwrap_or(false);
+        if !reused {
+            return Self::with_level(text, RECORD_LEVEL);
+        }
+        Self {
+            bytes: bytes.into_boxed_slice(),
+            crc: crc32fast::hash(text),
+            len: text.len() as u64,
+        }
     }
 
     /// Compresses `text` at `level` (for measurements; [`Deflated::new`] is the choice).
