@@ -59,37 +59,11 @@ mod tests {
         ACCESS_KEY_AGE, ACCESS_KEY_UNUSED, PASSWORD_POLICY, ROOT_ACCESS_KEY, ROOT_MFA,
         USER_CONSOLE_MFA,
     };
-    use crate::collector::iam::{self, AccessKeyRecord, IamData, RootRecord, UserRecord};
+    use crate::collector::iam::checks::tests::{key, now, user};
+    use crate::collector::iam::{self, IamData, RootRecord};
     use crate::collector::s3;
     use crate::snapshot::{AccountInfo, Outcome, SnapshotStore};
     use crate::time::unix;
-    use chrono::{DateTime, TimeDelta, Utc};
-
-    fn now() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
-    }
-
-    fn key(active: bool, created_days_ago: i64, used_days_ago: Option<i64>) -> AccessKeyRecord {
-        let days_ago = |d| now() - TimeDelta::days(d);
-        AccessKeyRecord {
-            user: "u".into(),
-            access_key_id: "AKIA".into(),
-            slot: 1,
-            created: days_ago(created_days_ago),
-            active,
-            last_used: used_days_ago.map(days_ago),
-        }
-    }
-
-    fn user(name: &str, password_enabled: bool, mfa_active: bool) -> UserRecord {
-        UserRecord {
-            user: name.into(),
-            created: None,
-            password_enabled,
-            mfa_active,
-            password_last_used: None,
-        }
-    }
 
     #[test]
     fn unknown_data_gives_no_count_rather_than_zero() {

@@ -240,12 +240,12 @@ pub fn findings(account_id: &str, data: &Data, now: f64, c: &ChecksConfig, out: 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::{DateTime, TimeDelta, Utc};
 
     /// The fixed "now" of every test.
-    fn now() -> DateTime<Utc> {
+    pub(crate) fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
@@ -253,7 +253,7 @@ mod tests {
         now() - TimeDelta::days(d)
     }
 
-    fn key(active: bool, created_days_ago: i64, used_days_ago: Option<i64>) -> AccessKeyRecord {
+    pub(crate) fn key(active: bool, created_days_ago: i64, used_days_ago: Option<i64>) -> AccessKeyRecord {
         AccessKeyRecord {
             user: "u".into(),
             access_key_id: "AKIA".into(),
@@ -281,7 +281,7 @@ mod tests {
         }
     }
 
-    fn user(name: &str, password_enabled: bool, mfa_active: bool) -> UserRecord {
+    pub(crate) fn user(name: &str, password_enabled: bool, mfa_active: bool) -> UserRecord {
         UserRecord {
             user: name.into(),
             created: None,
