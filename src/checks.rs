@@ -55,11 +55,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::collector::iam::checks::tests::{key, now, user};
     use crate::collector::iam::checks::{
         ACCESS_KEY_AGE, ACCESS_KEY_UNUSED, PASSWORD_POLICY, ROOT_ACCESS_KEY, ROOT_MFA,
         USER_CONSOLE_MFA,
     };
-    use crate::collector::iam::checks::tests::{key, now, user};
     use crate::collector::iam::{self, IamData, RootRecord};
     use crate::collector::s3;
     use crate::snapshot::{AccountInfo, Outcome, SnapshotStore};

@@ -253,7 +253,11 @@ pub(crate) mod tests {
         now() - TimeDelta::days(d)
     }
 
-    pub(crate) fn key(active: bool, created_days_ago: i64, used_days_ago: Option<i64>) -> AccessKeyRecord {
+    pub(crate) fn key(
+        active: bool,
+        created_days_ago: i64,
+        used_days_ago: Option<i64>,
+    ) -> AccessKeyRecord {
         AccessKeyRecord {
             user: "u".into(),
             access_key_id: "AKIA".into(),
