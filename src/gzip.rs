@@ -55,8 +55,8 @@ pub struct Deflated {
 
 impl Deflated {
     /// Compresses `text` at the level chosen for recorded fragments, with this thread's
-    /// compressor: a run records dozens of parts, and a fresh compressor for each (about 300 KB
-    /// of tables) left RSS 20 MiB above the live heap under churn.
+    /// compressor: a run records dozens of parts, and each fresh compressor allocates and frees
+    /// about 300 KB of tables.
     pub fn new(text: &[u8]) -> Self {
         thread_local! {
             static COMPRESSOR: std::cell::RefCell<Compress> =
