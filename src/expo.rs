@@ -303,6 +303,26 @@ impl<'f> Recorder<'f> {
     }
 }
 
+/// A family's header lines in both formats, written (and compressed) once: a gzip scrape of
+/// many families would otherwise compress each header on its own.
+#[derive(Debug)]
+pub struct Header {
+    text: [String; 2],
+    deflated: [Deflated; 2],
+}
+
+impl Header {
+    pub fn new(family: &Family<'_>, help: &str) -> Self {
+        let text = [Format::Text, Format::OpenMetrics].map(|format| {
+            let mut out = String::new();
+            family.write_header(&mut out, format, help);
+            out
+        });
+        let deflated = [0, 1].map(|i| Deflated::new(text[i].as_bytes()));
+        Self { text, deflated }
+    }
+}
+
 /// Writes one scrape: headers, recorded parts spliced, live families. A gzip scrape copies
 /// the recorded parts' compressed bytes and compresses only the text written now (headers,
 /// ages, live families) in between.
@@ -342,6 +362,19 @@ impl Writer {
     /// A family's header, with `help` for its help text.
     pub fn header(&mut self, family: &Family<'_>, help: &str) {
         family.write_header(&mut self.text, self.format, help);
+    }
+
+    /// A header written beforehand.
+    pub fn header_from(&mut self, header: &Header) {
+        let i = usize::from(self.format == Format::OpenMetrics);
+        match &mut self.gzip {
+            Some(body) => {
+                body.push_text(self.text.as_bytes());
+                self.text.clear();
+                body.push_deflated(&header.deflated[i]);
+            }
+            None => self.text.push_str(&header.text[i]),
+        }
     }
 
     /// The recorded part at `index` of one (account, collector), ages computed now.

@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::aws::counters::ApiMetrics;
 use crate::collector::{self, Spec};
 use crate::config::{ChecksConfig, Config};
-use crate::expo::{Body, Family, Recorder, SECONDS, Value, Writer, flag};
+use crate::expo::{Body, Family, Header, Recorder, SECONDS, Value, Writer, flag};
 use crate::snapshot::{Snapshot, SnapshotStore};
 
 pub use crate::expo::{Format, PREFIX};
@@ -140,8 +140,8 @@ fn qvalue(range: &mediatype::MediaType<'_>) -> Option<f32> {
 /// Each collector's family help texts, its interval put in.
 struct Helps {
     spec: &'static Spec,
-    recorded: Vec<String>,
-    live: Vec<String>,
+    recorded: Vec<Header>,
+    live: Vec<Header>,
 }
 
 /// What `/metrics` serves.
@@ -182,7 +182,8 @@ impl Exporter {
         let helps = collector::ALL
             .into_iter()
             .map(|spec| {
-                let fill = |f: &Family<'_>| f.help.replace("{every}", &every(spec));
+                let fill =
+                    |f: &Family<'_>| Header::new(f, &f.help.replace("{every}", &every(spec)));
                 Helps {
                     spec,
                     recorded: spec.families.iter().map(fill).collect(),
@@ -275,8 +276,8 @@ impl Exporter {
                 .filter(|((_, c), _)| *c == spec.name)
                 .filter_map(|((a, _), e)| Some((a.as_str(), e.data.as_deref()?)))
                 .collect();
-            for (i, (family, help)) in spec.families.iter().zip(&helps.recorded).enumerate() {
-                w.header(family, help);
+            for (i, header) in helps.recorded.iter().enumerate() {
+                w.header_from(header);
                 for (_, recorded) in &entries {
                     w.splice(&recorded.fragments, i);
                 }
@@ -292,8 +293,8 @@ impl Exporter {
                     r.finish_plain()
                 })
                 .collect();
-            for (i, (family, help)) in spec.live_families.iter().zip(&helps.live).enumerate() {
-                w.header(family, help);
+            for (i, header) in helps.live.iter().enumerate() {
+                w.header_from(header);
                 for fragments in &live {
                     w.splice(fragments, i);
                 }
