@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -176,14 +177,19 @@ impl Exporter {
         clock: fn() -> f64,
     ) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let every = |spec: &Spec| {
-            humantime::format_duration(spec.settings(config).common.interval).to_string()
-        };
-        let helps = collector::ALL
+        // Each collector's settings once: its interval goes into help texts and a gauge.
+        let collectors: Vec<(&'static Spec, Duration, String)> = collector::ALL
             .into_iter()
             .map(|spec| {
-                let fill =
-                    |f: &Family<'_>| Header::new(f, &f.help.replace("{every}", &every(spec)));
+                let interval = spec.settings(config).common.interval;
+                let every = humantime::format_duration(interval).to_string();
+                (spec, interval, every)
+            })
+            .collect();
+        let helps = collectors
+            .iter()
+            .map(|&(spec, _, ref every)| {
+                let fill = |f: &Family<'_>| Header::new(f, &f.help.replace("{every}", every));
                 Helps {
                     spec,
                     recorded: spec.families.iter().map(fill).collect(),
@@ -192,9 +198,9 @@ impl Exporter {
             })
             .collect();
         // Of the collectors that run for some account: one that is off has no series at all.
-        let running: Vec<&Spec> = collector::ALL
-            .into_iter()
-            .filter(|spec| runs_somewhere(config, spec))
+        let running: Vec<_> = collectors
+            .iter()
+            .filter(|(spec, _, _)| runs_somewhere(config, spec))
             .collect();
         Self {
             store,
@@ -204,7 +210,7 @@ impl Exporter {
             helps,
             every: running
                 .iter()
-                .map(|spec| format!("{} every {}", spec.name, every(spec)))
+                .map(|(spec, _, every)| format!("{} every {every}", spec.name))
                 .collect::<Vec<_>>()
                 .join(", "),
             checks: config.checks.clone(),
@@ -214,10 +220,7 @@ impl Exporter {
             ),
             intervals: running
                 .iter()
-                .map(|spec| {
-                    let interval = spec.settings(config).common.interval;
-                    (spec.name, interval.as_secs_f64())
-                })
+                .map(|(spec, interval, _)| (spec.name, interval.as_secs_f64()))
                 .collect(),
             clock,
             last_len: [AtomicUsize::new(64 * 1024), AtomicUsize::new(16 * 1024)],
@@ -481,8 +484,6 @@ fn status_labels<'a>(account: &'a str, collector: &'static str) -> [(&'static st
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::collector::iam::{self, AccessKeyRecord, IamData};
     use crate::snapshot::{AccountInfo, Outcome};
