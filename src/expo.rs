@@ -359,13 +359,8 @@ impl Writer {
         }
     }
 
-    /// A family's header, with `help` for its help text.
-    pub fn header(&mut self, family: &Family<'_>, help: &str) {
-        family.write_header(&mut self.text, self.format, help);
-    }
-
-    /// A header written beforehand.
-    pub fn header_from(&mut self, header: &Header) {
+    /// A family's header, written beforehand.
+    pub fn header(&mut self, header: &Header) {
         let i = usize::from(self.format == Format::OpenMetrics);
         match &mut self.gzip {
             Some(body) => {
@@ -542,7 +537,7 @@ infraaudit_x_seconds{l} 1.5\n# EOF\n"
         let scrape = |gzip| {
             let mut w = Writer::new(Format::Text, 40.0, 0, gzip);
             for (i, family) in LIST.iter().enumerate() {
-                w.header(family, family.help);
+                w.header(&Header::new(family, family.help));
                 w.splice(&one, i);
                 w.splice(&two, i);
             }

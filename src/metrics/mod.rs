@@ -280,7 +280,7 @@ impl Exporter {
                 .filter_map(|((a, _), e)| Some((a.as_str(), e.data.as_deref()?)))
                 .collect();
             for (i, header) in helps.recorded.iter().enumerate() {
-                w.header_from(header);
+                w.header(header);
                 for (_, recorded) in &entries {
                     w.splice(&recorded.fragments, i);
                 }
@@ -297,7 +297,7 @@ impl Exporter {
                 })
                 .collect();
             for (i, header) in helps.live.iter().enumerate() {
-                w.header_from(header);
+                w.header(header);
                 for fragments in &live {
                     w.splice(fragments, i);
                 }
