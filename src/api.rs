@@ -84,6 +84,9 @@ struct AuditStatus {
 #[derive(Debug, Clone, Serialize)]
 struct AuditResult {
     check: &'static str,
+    /// The CIS control(s), empty when the check is not one.
+    cis: &'static str,
+    severity: crate::collector::Severity,
     resource: String,
     status: &'static str,
     details: String,
@@ -455,6 +458,8 @@ impl Api {
                     .filter(|f| checks.is_empty() || checks.contains(&f.check))
                     .map(|f| AuditResult {
                         check: f.check.name(),
+                        cis: f.check.cis(),
+                        severity: f.check.severity(),
                         resource: f.resource,
                         status: if f.failed { "FAIL" } else { "PASS" },
                         details: f.details,

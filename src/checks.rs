@@ -133,6 +133,7 @@ mod tests {
                     password_enabled: r.1,
                     active_keys: r.2,
                     last_used: None,
+                    virtual_mfa: Some(false),
                 }),
                 ..IamData::default()
             };

@@ -144,6 +144,7 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
             password_enabled: None,
             active_keys: 2,
             last_used: None,
+            virtual_mfa: Some(false),
         }),
         users: AWKWARD
             .iter()

@@ -78,6 +78,8 @@ pub trait AccountApi: Sync {
     -> impl Future<Output = Result<Option<PasswordPolicy>, Error>> + Send;
     /// Whether the root user has a password, from GetAccountSummary.
     fn account_password_present(&self) -> impl Future<Output = Result<Option<bool>, Error>> + Send;
+    /// Whether a virtual MFA device is assigned to the root user (ListVirtualMFADevices).
+    fn root_virtual_mfa(&self) -> impl Future<Output = Result<bool, Error>> + Send;
 }
 
 #[derive(Clone)]
@@ -244,6 +246,38 @@ impl AccountApi for IamClient {
             .summary_map()
             .and_then(|m| m.get(&SummaryKeyType::AccountPasswordPresent))
             .map(|v| *v > 0))
+    }
+
+    /// ListVirtualMFADevices of assigned devices, page by page (1,000 a page), until one is the
+    /// root user's: its user ARN is the account's `:root`, and AWS names it
+    /// `root-account-mfa-device`. A hardware device is not listed there.
+    async fn root_virtual_mfa(&self) -> Result<bool, Error> {
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .limiter
+                .run(|| {
+                    self.client
+                        .list_virtual_mfa_devices()
+                        .assignment_status(aws_sdk_iam::types::AssignmentStatusType::Assigned)
+                        .max_items(1000)
+                        .set_marker(marker.take())
+                        .send()
+                })
+                .await
+                .map_err(|e| aws_error("iam", "ListVirtualMFADevices", e))?;
+            let root = out.virtual_mfa_devices().iter().any(|d| {
+                d.user().is_some_and(|u| u.arn().ends_with(":root"))
+                    || d.serial_number().ends_with(":mfa/root-account-mfa-device")
+            });
+            if root {
+                return Ok(true);
+            }
+            match out.marker() {
+                Some(m) if out.is_truncated() && !m.is_empty() => marker = Some(m.to_owned()),
+                _ => return Ok(false),
+            }
+        }
     }
 }
 

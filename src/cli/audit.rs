@@ -49,7 +49,7 @@ pub enum Format {
     Table,
     /// `{"findings": [...], "summary": {account: {check: failed}}, "errors": [...]}`.
     Json,
-    /// `account_id,check,resource,status,details`, with a header.
+    /// `account_id,check,resource,status,details,cis,severity`, with a header.
     Csv,
 }
 
@@ -68,6 +68,9 @@ struct Row<'a> {
     resource: &'a str,
     status: &'static str,
     details: &'a str,
+    /// Appended, so that scripts reading the earlier CSV columns by position keep working.
+    cis: &'static str,
+    severity: &'static str,
 }
 
 impl<'a> From<&'a Finding> for Row<'a> {
@@ -78,6 +81,8 @@ impl<'a> From<&'a Finding> for Row<'a> {
             resource: &f.resource,
             status: if f.failed { "FAIL" } else { "PASS" },
             details: &f.details,
+            cis: f.check.cis(),
+            severity: f.check.severity().as_str(),
         }
     }
 }
@@ -423,8 +428,16 @@ fn csv(r: &Report) -> Result<String, String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     if r.findings.is_empty() {
         // The header comes from the first record; without one, write it explicitly.
-        w.write_record(["account_id", "check", "resource", "status", "details"])
-            .map_err(|e| e.to_string())?;
+        w.write_record([
+            "account_id",
+            "check",
+            "resource",
+            "status",
+            "details",
+            "cis",
+            "severity",
+        ])
+        .map_err(|e| e.to_string())?;
     }
     for f in &r.findings {
         w.serialize(Row::from(f)).map_err(|e| e.to_string())?;

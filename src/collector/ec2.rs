@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
 
-use super::{Check, CheckSpec, Collector, Data, Finding, Spec};
+use super::{Check, CheckSpec, Collector, Data, Finding, Severity, Spec};
 use crate::aws::AccountSession;
 use crate::aws::ec2::{Ec2Api, Ec2Client, Instance};
 use crate::config::{ChecksConfig, CollectorConfig};
@@ -275,12 +275,18 @@ const CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: "ec2_imdsv2",
         collector: NAME,
+        title: "EC2 instances require IMDSv2",
+        severity: Severity::High,
+        cis: "5.6",
         describe: |_| "an instance allows IMDSv1".into(),
         failed: |d, _, _| count_instances(d, instance_allows_imdsv1),
     },
     CheckSpec {
         name: "ec2_public_ip",
         collector: NAME,
+        title: "EC2 instances have no public IPv4 address",
+        severity: Severity::Medium,
+        cis: "",
         describe: |_| "an instance has a public IPv4 address".into(),
         failed: |d, _, _| count_instances(d, instance_has_public_ip),
     },

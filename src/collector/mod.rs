@@ -185,11 +185,38 @@ pub struct CheckSpec {
     /// The `check` label value.
     pub name: &'static str,
     pub collector: &'static str,
+    /// What passing means, in a few words, for the scorecard (`infraaudit_check_info`).
+    pub title: &'static str,
+    pub severity: Severity,
+    /// The CIS AWS Foundations Benchmark v3.0 control(s), comma-separated; empty for a check
+    /// that is not a CIS control.
+    pub cis: &'static str,
     /// What a failure means, for people (the HTML overview).
     pub describe: fn(&ChecksConfig) -> String,
     /// How many resources of one account's data fail; None when the data cannot decide (no
     /// root row, a denied call): unknown is not zero.
     pub failed: fn(&Data, now: f64, &ChecksConfig) -> Option<usize>,
+}
+
+/// How bad a failure is, as Prowler and Security Hub grade findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
 }
 
 /// A check, by its spec; compares and prints by name.
@@ -208,6 +235,18 @@ impl Check {
 
     pub fn describe(self, c: &ChecksConfig) -> String {
         (self.0.describe)(c)
+    }
+
+    pub fn title(self) -> &'static str {
+        self.0.title
+    }
+
+    pub fn severity(self) -> Severity {
+        self.0.severity
+    }
+
+    pub fn cis(self) -> &'static str {
+        self.0.cis
     }
 
     /// Every check, collector by collector.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
 
-use super::{Check, CheckSpec, Collector, Data, Finding, Spec};
+use super::{Check, CheckSpec, Collector, Data, Finding, Severity, Spec};
 use crate::aws::AccountSession;
 use crate::aws::s3::{Encryption, PublicAccessBlock, S3Api, S3Client};
 use crate::config::{ChecksConfig, CollectorConfig};
@@ -377,6 +377,9 @@ const CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: "s3_public_access",
         collector: NAME,
+        title: "S3 buckets are not publicly accessible",
+        severity: Severity::Critical,
+        cis: "2.1.4",
         describe: |_| "a bucket is public".into(),
         failed: |d, _, _| {
             let d = d.downcast_ref::<S3Data>()?;
@@ -392,6 +395,9 @@ const CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: "s3_encryption",
         collector: NAME,
+        title: "S3 buckets have default encryption",
+        severity: Severity::Low,
+        cis: "",
         describe: |_| "a bucket has no default encryption".into(),
         failed: |d, _, _| {
             let d = d.downcast_ref::<S3Data>()?;

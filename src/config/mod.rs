@@ -229,6 +229,10 @@ pub struct ChecksConfig {
     /// `iam_access_key_unused` (CIS 1.12).
     #[serde(with = "humantime_serde")]
     pub access_key_max_unused: Duration,
+    /// A root user that signed in or used an access key within this fails `iam_root_recent_use`
+    /// (CIS 1.7).
+    #[serde(with = "humantime_serde")]
+    pub root_max_recent_use: Duration,
     /// The password policy's minimum length must be at least this (CIS 1.8).
     pub password_min_length: u32,
     /// The password policy must prevent reuse of at least this many passwords (CIS 1.9).
@@ -249,6 +253,7 @@ impl Default for ChecksConfig {
         Self {
             access_key_max_age: days(90),
             access_key_max_unused: days(45),
+            root_max_recent_use: days(30),
             password_min_length: 14,
             password_reuse_prevention: 24,
             password_max_age: None,

@@ -40,6 +40,7 @@ pub(super) fn validate(
 
     in_range!(config.checks.access_key_max_age, SECOND..)?;
     in_range!(config.checks.access_key_max_unused, SECOND..)?;
+    in_range!(config.checks.root_max_recent_use, SECOND..)?;
     // AWS's own limits: a password policy cannot ask for more.
     in_range!(config.checks.password_min_length, 6..=128)?;
     in_range!(config.checks.password_reuse_prevention, ..=24)?;
@@ -96,6 +97,7 @@ mod tests {
             ("aws.session_duration", "15m|12h", "14m 59s|12h 1s", "must be between 15m and 12h"),
             ("checks.access_key_max_age", "1s", "0s|999ms", "must be at least 1s"),
             ("checks.access_key_max_unused", "1s", "0s|999ms", "must be at least 1s"),
+            ("checks.root_max_recent_use", "1s|3650d", "0s|999ms", "must be at least 1s"),
             ("checks.password_min_length", "6|128", "5|129", "must be between 6 and 128"),
             ("checks.password_reuse_prevention", "0|24", "25", "must be at most 24"),
             ("checks.password_max_age", "1d|1095d", "23h 59m 59s|1095d 1s", "must be between 1d and 1095d"),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::aws::counters::ApiMetrics;
-use crate::collector::{self, Spec};
+use crate::collector::{self, Check, Spec};
 use crate::config::{ChecksConfig, Config};
 use crate::expo::{Body, Family, Header, Recorder, SECONDS, Value, Writer, flag};
 use crate::snapshot::{Snapshot, SnapshotStore};
@@ -462,14 +462,33 @@ fn encode_checks(encoder: &mut Writer, snap: &Snapshot, now: f64, checks: &Check
         [
             ("iam_access_key_age", checks.access_key_max_age),
             ("iam_access_key_unused", checks.access_key_max_unused),
+            ("iam_root_recent_use", checks.root_max_recent_use),
+            ("iam_user_password_unused", checks.access_key_max_unused),
         ]
         .into_iter()
         .map(|(check, d)| ([("check", check)], d.as_secs_f64())),
     );
     encoder.live(
+        Family::info(
+            "check",
+            "Each check: its title, severity and CIS AWS Foundations Benchmark v3.0 control(s) (empty when not a CIS control), for scorecards.",
+        ),
+        Check::all().map(|c| {
+            (
+                [
+                    ("check", c.name()),
+                    ("title", c.title()),
+                    ("severity", c.severity().as_str()),
+                    ("cis", c.cis()),
+                ],
+                1.0,
+            )
+        }),
+    );
+    encoder.live(
         Family::gauge(
             "check_failed_resources",
-            "Resources failing each check, per account; absent while the data to decide is missing. Rules and thresholds: README, section Checks.",
+            "Resources failing each check, per account; absent while the data to decide is missing. Rules and thresholds: docs/metrics.md, section Checks.",
             None,
         ),
         crate::checks::summary(snap, now, checks).map(|(account, check, n)| {

@@ -3,7 +3,7 @@
 
 use super::{AccessKeyRecord, IamData, RootRecord, UserRecord};
 use crate::aws::iam::PasswordPolicy;
-use crate::collector::{Check, CheckSpec, Data, Finding};
+use crate::collector::{Check, CheckSpec, Data, Finding, Severity};
 use crate::config::ChecksConfig;
 use crate::time::{unix, whole_days};
 
@@ -11,6 +11,9 @@ pub const CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: "iam_access_key_age",
         collector: super::NAME,
+        title: "Access keys are rotated within the maximum age",
+        severity: Severity::Medium,
+        cis: "1.14",
         describe: |c| {
             format!(
                 "an active access key is older than {} days",
@@ -22,6 +25,9 @@ pub const CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: "iam_access_key_unused",
         collector: super::NAME,
+        title: "Access keys unused for the maximum unused time are disabled",
+        severity: Severity::Medium,
+        cis: "1.12",
         describe: |c| {
             format!(
                 "an active access key was not used for {} days",
@@ -33,18 +39,27 @@ pub const CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: "iam_root_access_key",
         collector: super::NAME,
+        title: "No root user access key exists",
+        severity: Severity::Critical,
+        cis: "1.4",
         describe: |_| "the root user has an active access key".into(),
         failed: |d, _, _| root(d).map(|r| usize::from(root_has_active_key(r))),
     },
     CheckSpec {
         name: "iam_root_mfa",
         collector: super::NAME,
+        title: "MFA is enabled for the root user",
+        severity: Severity::Critical,
+        cis: "1.5",
         describe: |_| "the root user can sign in without MFA".into(),
         failed: |d, _, _| root(d).map(|r| usize::from(root_without_mfa(r))),
     },
     CheckSpec {
         name: "iam_user_console_mfa",
         collector: super::NAME,
+        title: "MFA is enabled for every IAM user with a console password",
+        severity: Severity::High,
+        cis: "1.10",
         describe: |_| "a console user has no MFA".into(),
         failed: |d, _, _| {
             let d = d.downcast_ref::<IamData>()?;
@@ -59,12 +74,84 @@ pub const CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: "iam_password_policy",
         collector: super::NAME,
+        title: "The password policy requires long passwords and prevents reuse",
+        severity: Severity::Medium,
+        cis: "1.8,1.9",
         describe: |_| "the password policy is missing or weak".into(),
         failed: |d, _, c| {
             let d = d.downcast_ref::<IamData>()?;
             (!d.password_policy_denied).then(|| {
                 usize::from(!password_policy_gaps(d.password_policy.as_ref(), c).is_empty())
             })
+        },
+    },
+    CheckSpec {
+        name: "iam_root_hardware_mfa",
+        collector: super::NAME,
+        title: "Hardware MFA is enabled for the root user",
+        severity: Severity::High,
+        cis: "1.6",
+        describe: |_| "the root user can sign in with a virtual MFA device or none".into(),
+        failed: |d, _, _| root(d).and_then(root_without_hardware_mfa).map(usize::from),
+    },
+    CheckSpec {
+        name: "iam_root_recent_use",
+        collector: super::NAME,
+        title: "The root user is not used for everyday tasks",
+        severity: Severity::High,
+        cis: "1.7",
+        describe: |c| {
+            format!(
+                "the root user signed in or used an access key within {} days",
+                c.root_max_recent_use.as_secs() / 86_400
+            )
+        },
+        failed: |d, now, c| root(d).map(|r| usize::from(root_used_recently(r, now, c))),
+    },
+    CheckSpec {
+        name: "iam_user_password_unused",
+        collector: super::NAME,
+        title: "Console passwords unused for the maximum unused time are disabled",
+        severity: Severity::Medium,
+        cis: "1.12",
+        describe: |c| {
+            format!(
+                "a console password was not used for {} days",
+                c.access_key_max_unused.as_secs() / 86_400
+            )
+        },
+        failed: |d, now, c| {
+            let d = d.downcast_ref::<IamData>()?;
+            Some(
+                d.users
+                    .iter()
+                    .filter(|u| password_unused(u, now, c))
+                    .count(),
+            )
+        },
+    },
+    CheckSpec {
+        name: "iam_user_initial_access_key",
+        collector: super::NAME,
+        title: "No unused access key was set up with a console user",
+        severity: Severity::Low,
+        cis: "1.11",
+        describe: |_| "a console user has an active access key that was never used".into(),
+        failed: |d, _, _| {
+            let d = d.downcast_ref::<IamData>()?;
+            Some(d.keys.iter().filter(|k| initial_key_unused(d, k)).count())
+        },
+    },
+    CheckSpec {
+        name: "iam_user_multiple_active_keys",
+        collector: super::NAME,
+        title: "Each IAM user has at most one active access key",
+        severity: Severity::Medium,
+        cis: "1.13",
+        describe: |_| "a user has two active access keys".into(),
+        failed: |d, _, _| {
+            let d = d.downcast_ref::<IamData>()?;
+            Some(active_keys_by_user(d).filter(|(_, n)| *n > 1).count())
         },
     },
 ];
@@ -75,6 +162,11 @@ pub const ROOT_ACCESS_KEY: Check = Check(&CHECKS[2]);
 pub const ROOT_MFA: Check = Check(&CHECKS[3]);
 pub const USER_CONSOLE_MFA: Check = Check(&CHECKS[4]);
 pub const PASSWORD_POLICY: Check = Check(&CHECKS[5]);
+pub const ROOT_HARDWARE_MFA: Check = Check(&CHECKS[6]);
+pub const ROOT_RECENT_USE: Check = Check(&CHECKS[7]);
+pub const USER_PASSWORD_UNUSED: Check = Check(&CHECKS[8]);
+pub const USER_INITIAL_ACCESS_KEY: Check = Check(&CHECKS[9]);
+pub const USER_MULTIPLE_ACTIVE_KEYS: Check = Check(&CHECKS[10]);
 
 fn keys(d: &Data) -> Option<impl Iterator<Item = &AccessKeyRecord>> {
     Some(d.downcast_ref::<IamData>()?.keys.iter())
@@ -103,7 +195,62 @@ pub fn root_has_active_key(r: &RootRecord) -> bool {
 /// No MFA on a root that can sign in. A root with no password and no active key (centrally
 /// managed root credentials) passes; `not_supported` counts as possibly having a password.
 pub fn root_without_mfa(r: &RootRecord) -> bool {
-    !r.mfa_active && (r.password_enabled != Some(false) || r.active_keys > 0)
+    !r.mfa_active && root_can_sign_in(r)
+}
+
+/// A password (or possibly one) or an active key.
+fn root_can_sign_in(r: &RootRecord) -> bool {
+    r.password_enabled != Some(false) || r.active_keys > 0
+}
+
+/// Whether a root that can sign in lacks a hardware MFA device: no MFA, or a virtual one. None
+/// when its device's kind is unknown (ListVirtualMFADevices denied).
+pub fn root_without_hardware_mfa(r: &RootRecord) -> Option<bool> {
+    if !root_can_sign_in(r) {
+        // No password, no key: nothing to sign in with, as in `iam_root_mfa`.
+        return Some(false);
+    }
+    if !r.mfa_active {
+        return Some(true);
+    }
+    r.virtual_mfa
+}
+
+/// The root user signed in or used a key within `root_max_recent_use`.
+pub fn root_used_recently(r: &RootRecord, now: f64, c: &ChecksConfig) -> bool {
+    r.last_used
+        .is_some_and(|t| now - unix(t) < c.root_max_recent_use.as_secs_f64())
+}
+
+/// A console password not used for `access_key_max_unused` (or never, by a user older than
+/// that, so that a user created yesterday is not flagged for not having signed in yet).
+pub fn password_unused(u: &UserRecord, now: f64, c: &ChecksConfig) -> bool {
+    let max = c.access_key_max_unused.as_secs_f64();
+    // A user of unknown age counts as old enough: unknown must not pass.
+    let since = u.password_last_used.or(u.created);
+    u.password_enabled && since.is_none_or(|t| now - unix(t) > max)
+}
+
+/// An active, never used access key of a user with a console password: CIS's audit for keys set
+/// up with the user and forgotten.
+pub fn initial_key_unused(d: &IamData, k: &AccessKeyRecord) -> bool {
+    k.active && k.last_used.is_none() && has_console_password(d, &k.user)
+}
+
+fn has_console_password(d: &IamData, user: &str) -> bool {
+    // `users` is sorted by name.
+    d.users
+        .binary_search_by(|u| u.user.as_str().cmp(user))
+        .is_ok_and(|i| d.users.get(i).is_some_and(|u| u.password_enabled))
+}
+
+/// (user, active keys) for every user with a key, by user name.
+pub fn active_keys_by_user(d: &IamData) -> impl Iterator<Item = (&str, usize)> {
+    let mut by_user = std::collections::BTreeMap::<&str, usize>::new();
+    for k in &d.keys {
+        *by_user.entry(k.user.as_str()).or_default() += usize::from(k.active);
+    }
+    by_user.into_iter()
 }
 
 /// A console password without MFA.
@@ -216,6 +363,70 @@ pub fn findings(account_id: &str, data: &Data, now: f64, c: &ChecksConfig, out: 
             ),
         );
     }
+    if let Some(r) = &d.root {
+        if let Some(failed) = root_without_hardware_mfa(r) {
+            let details = if !root_can_sign_in(r) {
+                "no password and no active key"
+            } else if !r.mfa_active {
+                "no MFA"
+            } else if failed {
+                "a virtual MFA device"
+            } else {
+                "a hardware MFA device"
+            };
+            add(ROOT_HARDWARE_MFA, "root".into(), failed, details.into());
+        }
+        let used = match r.last_used {
+            Some(t) => format!("last used {} days ago", whole_days(now - unix(t))),
+            None => "never used".to_owned(),
+        };
+        add(
+            ROOT_RECENT_USE,
+            "root".into(),
+            root_used_recently(r, now, c),
+            used,
+        );
+    }
+    for u in d.users.iter().filter(|u| u.password_enabled) {
+        let used = match u.password_last_used {
+            Some(t) => format!("password last used {} days ago", whole_days(now - unix(t))),
+            None => "password never used".to_owned(),
+        };
+        let age = u.created.map_or_else(
+            || "created at an unknown time".to_owned(),
+            |t| format!("created {} days ago", whole_days(now - unix(t))),
+        );
+        add(
+            USER_PASSWORD_UNUSED,
+            u.user.clone(),
+            password_unused(u, now, c),
+            format!("{used}, {age}"),
+        );
+    }
+    for k in d.keys.iter().filter(|k| k.active) {
+        if !has_console_password(d, &k.user) {
+            continue;
+        }
+        let used = if k.last_used.is_some() {
+            "used"
+        } else {
+            "never used"
+        };
+        add(
+            USER_INITIAL_ACCESS_KEY,
+            format!("{}/{}", k.user, k.access_key_id),
+            initial_key_unused(d, k),
+            format!("active, {used}, user has a console password"),
+        );
+    }
+    for (user, active) in active_keys_by_user(d) {
+        add(
+            USER_MULTIPLE_ACTIVE_KEYS,
+            user.to_owned(),
+            active > 1,
+            format!("{active} active access key(s)"),
+        );
+    }
     for u in &d.users {
         add(
             USER_CONSOLE_MFA,
@@ -282,6 +493,7 @@ pub(crate) mod tests {
             password_enabled,
             active_keys,
             last_used: None,
+            virtual_mfa: Some(false),
         }
     }
 

@@ -130,6 +130,9 @@ pub struct RootRecord {
     pub active_keys: u8,
     /// The latest use of the password or of either key.
     pub last_used: Option<DateTime<Utc>>,
+    /// Whether its MFA device is a virtual one (ListVirtualMFADevices): false without MFA, None
+    /// when that call was denied.
+    pub virtual_mfa: Option<bool>,
 }
 
 impl RootRecord {
@@ -145,6 +148,8 @@ impl RootRecord {
             password_enabled: row.password_enabled,
             active_keys: row.present_keys().filter(|(_, k)| k.active).count() as u8,
             last_used,
+            // Known only after ListVirtualMFADevices, unless there is no MFA at all.
+            virtual_mfa: (!row.mfa_active).then_some(false),
         }
     }
 }
@@ -225,6 +230,7 @@ pub struct Warned {
     policy_denied: AtomicBool,
     summary_denied: AtomicBool,
     summary_silent: AtomicBool,
+    virtual_mfa_denied: AtomicBool,
 }
 
 /// True the first time only.
@@ -277,6 +283,18 @@ pub async fn account_posture(
             }
         }
         Some(_) => {}
+    }
+    // Whether root's MFA is hardware: only a root with MFA needs the call.
+    if let Some(root) = data.root.as_mut().filter(|r| r.mfa_active) {
+        match api.root_virtual_mfa().await {
+            Ok(v) => root.virtual_mfa = Some(v),
+            Err(e) if denied(&e) => {
+                if first(&warned.virtual_mfa_denied) {
+                    tracing::warn!(error = %e, "ListVirtualMFADevices is denied; whether the root user's MFA is hardware is unknown");
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -905,6 +923,7 @@ access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access
                 password_enabled: None,
                 active_keys: 0,
                 last_used: at("2026-10-30T08:12:41Z"),
+                virtual_mfa: None,
             })
         );
         let users: Vec<_> = data
@@ -941,6 +960,7 @@ access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access
                 password_enabled: None,
                 active_keys: 2,
                 last_used: at("2026-11-01T00:00:00Z"),
+                virtual_mfa: Some(false),
             })
         );
         assert_eq!(data.users.len(), 1, "the root row is not a user");
@@ -962,6 +982,7 @@ access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access
     struct Account {
         policy: Option<Result<Option<PasswordPolicy>, &'static str>>,
         password_present: Option<Result<Option<bool>, &'static str>>,
+        virtual_mfa: Option<Result<bool, &'static str>>,
         summary_calls: std::sync::atomic::AtomicUsize,
     }
 
@@ -979,6 +1000,10 @@ access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access
                 .unwrap_or(Err("AccessDenied"))
                 .map_err(aws)
         }
+
+        async fn root_virtual_mfa(&self) -> Result<bool, Error> {
+            self.virtual_mfa.unwrap_or(Err("AccessDenied")).map_err(aws)
+        }
     }
 
     fn account(
@@ -988,6 +1013,7 @@ access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access
         Account {
             policy,
             password_present,
+            virtual_mfa: Some(Ok(false)),
             summary_calls: Default::default(),
         }
     }

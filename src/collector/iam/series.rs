@@ -77,6 +77,13 @@ const ROOT_MFA: Family<'static> = Family::gauge(
     root_help!("1 if the root user has MFA, 0 if not"),
     None,
 );
+const ROOT_HARDWARE_MFA: Family<'static> = Family::gauge(
+    "iam_root_hardware_mfa_enabled",
+    root_help!(
+        "1 if the root user's MFA is a hardware device (MFA on, no virtual device assigned to root), 0 if it is virtual or absent; also absent when ListVirtualMFADevices is denied"
+    ),
+    None,
+);
 const ROOT_PASSWORD: Family<'static> = Family::gauge(
     "iam_root_password_enabled",
     root_help!(
@@ -161,6 +168,7 @@ pub const FAMILIES: &[Family<'static>] = &[
     KEY_LAST_USED,
     REPORT_GENERATED,
     ROOT_MFA,
+    ROOT_HARDWARE_MFA,
     ROOT_PASSWORD,
     ROOT_KEYS,
     ROOT_LAST_USED,
@@ -219,6 +227,10 @@ pub fn encode(account: &str, data: &Data, r: &mut Recorder<'_>) {
     if let Some(root) = &d.root {
         let one = |v: Option<f64>| v.map(|v| (account_labels, v)).into_iter();
         r.series(&ROOT_MFA, one(Some(flag(root.mfa_active))));
+        r.series(
+            &ROOT_HARDWARE_MFA,
+            one(root.virtual_mfa.map(|v| flag(root.mfa_active && !v))),
+        );
         r.series(&ROOT_PASSWORD, one(root.password_enabled.map(flag)));
         r.series(&ROOT_KEYS, one(Some(f64::from(root.active_keys))));
         r.series(&ROOT_LAST_USED, one(root.last_used.map(unix)));
