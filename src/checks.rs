@@ -58,7 +58,7 @@ mod tests {
     use crate::collector::iam::checks::tests::{key, now, user};
     use crate::collector::iam::checks::{
         ACCESS_KEY_AGE, ACCESS_KEY_UNUSED, PASSWORD_POLICY, ROOT_ACCESS_KEY, ROOT_MFA,
-        USER_CONSOLE_MFA,
+        USER_CONSOLE_MFA, USER_INITIAL_ACCESS_KEY, USER_MULTIPLE_ACTIVE_KEYS, USER_PASSWORD_UNUSED,
     };
     use crate::collector::iam::{self, IamData, RootRecord};
     use crate::collector::s3;
@@ -122,6 +122,12 @@ mod tests {
                 (id, ACCESS_KEY_UNUSED, 1),
                 (id, USER_CONSOLE_MFA, 1),
                 (id, PASSWORD_POLICY, 1),
+                // alice and bob have passwords and no known creation time: unknown age is old.
+                (id, USER_PASSWORD_UNUSED, 2),
+                // The "u" of every key has no password here.
+                (id, USER_INITIAL_ACCESS_KEY, 0),
+                // All four keys are one user's ("u"), three of them active.
+                (id, USER_MULTIPLE_ACTIVE_KEYS, 1),
             ]
         );
 

@@ -486,8 +486,9 @@ mod tests {
         }
         assert!(
             page.contains(
-                "Passing: iam_root_access_key, iam_root_mfa, s3_encryption, ec2_public_ip."
-            )
+                "Passing: iam_root_access_key, iam_root_mfa, iam_user_multiple_active_keys, s3_encryption, ec2_public_ip."
+            ),
+            "{page}"
         );
         // The account whose IAM never succeeded: every check unknown, not passing.
         assert!(page.contains("No data: iam_access_key_age,"));

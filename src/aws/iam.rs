@@ -449,3 +449,232 @@ impl AccessAdvisorApi for IamClient {
         })
     }
 }
+
+/// What an IAM user, group or role is: the `principal_type` of the authorization details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EntityKind {
+    User,
+    Group,
+    Role,
+}
+
+impl EntityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::User => "user",
+            EntityKind::Group => "group",
+            EntityKind::Role => "role",
+        }
+    }
+}
+
+/// A user, group or role with the policies on it, from GetAccountAuthorizationDetails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    pub kind: EntityKind,
+    pub name: String,
+    pub arn: String,
+    /// ARNs of the managed policies attached to it.
+    pub attached: Vec<String>,
+    /// Its inline policies.
+    pub inline: usize,
+}
+
+/// A customer-managed policy, from GetAccountAuthorizationDetails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedPolicy {
+    pub name: String,
+    pub arn: String,
+    /// Users, groups and roles it is attached to.
+    pub attachments: u32,
+    /// The default version's document, decoded; None when the answer has none.
+    pub document: Option<String>,
+}
+
+/// The account's users, groups, roles and customer-managed policies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorizationDetails {
+    pub entities: Vec<Entity>,
+    pub policies: Vec<ManagedPolicy>,
+}
+
+/// An IAM server certificate (ListServerCertificates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCertificate {
+    pub name: String,
+    pub arn: String,
+    pub expiration: DateTime<Utc>,
+}
+
+/// The calls of the `iam_authz` collector, apart so that a denial can be tested without AWS.
+pub trait AuthzApi: Sync {
+    /// GetAccountAuthorizationDetails for users, groups, roles and customer-managed policies,
+    /// every page.
+    fn authorization_details(
+        &self,
+    ) -> impl Future<Output = Result<AuthorizationDetails, Error>> + Send;
+    /// ListServerCertificates, every page.
+    fn server_certificates(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ServerCertificate>, Error>> + Send;
+}
+
+/// A policy document as IAM returns it: URL-encoded JSON (RFC 3986), or plain JSON from an
+/// emulator that does not encode.
+pub fn decode_policy_document(raw: &str) -> String {
+    if raw.trim_start().starts_with('{') {
+        return raw.to_owned();
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn entity(kind: EntityKind, name: &str, arn: &str, attached: Vec<String>, inline: usize) -> Entity {
+    Entity {
+        kind,
+        name: name.to_owned(),
+        arn: arn.to_owned(),
+        attached,
+        inline,
+    }
+}
+
+fn attached_arns(list: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<String> {
+    list.iter()
+        .filter_map(|p| p.policy_arn().map(str::to_owned))
+        .collect()
+}
+
+impl AuthzApi for IamClient {
+    async fn authorization_details(&self) -> Result<AuthorizationDetails, Error> {
+        use aws_sdk_iam::types::EntityType;
+        let mut details = AuthorizationDetails::default();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .limiter
+                .run(|| {
+                    // AWS-managed policies are left out: only their attachments matter, and
+                    // they would be most of the pages.
+                    self.client
+                        .get_account_authorization_details()
+                        .filter(EntityType::User)
+                        .filter(EntityType::Group)
+                        .filter(EntityType::Role)
+                        .filter(EntityType::LocalManagedPolicy)
+                        .max_items(1000)
+                        .set_marker(marker.take())
+                        .send()
+                })
+                .await
+                .map_err(|e| aws_error("iam", "GetAccountAuthorizationDetails", e))?;
+            for u in out.user_detail_list() {
+                details.entities.push(entity(
+                    EntityKind::User,
+                    u.user_name().unwrap_or_default(),
+                    u.arn().unwrap_or_default(),
+                    attached_arns(u.attached_managed_policies()),
+                    u.user_policy_list().len(),
+                ));
+            }
+            for g in out.group_detail_list() {
+                details.entities.push(entity(
+                    EntityKind::Group,
+                    g.group_name().unwrap_or_default(),
+                    g.arn().unwrap_or_default(),
+                    attached_arns(g.attached_managed_policies()),
+                    g.group_policy_list().len(),
+                ));
+            }
+            for r in out.role_detail_list() {
+                details.entities.push(entity(
+                    EntityKind::Role,
+                    r.role_name().unwrap_or_default(),
+                    r.arn().unwrap_or_default(),
+                    attached_arns(r.attached_managed_policies()),
+                    r.role_policy_list().len(),
+                ));
+            }
+            for p in out.policies() {
+                let document = p
+                    .policy_version_list()
+                    .iter()
+                    .find(|v| v.is_default_version())
+                    .and_then(|v| v.document())
+                    .map(decode_policy_document);
+                details.policies.push(ManagedPolicy {
+                    name: p.policy_name().unwrap_or_default().to_owned(),
+                    arn: p.arn().unwrap_or_default().to_owned(),
+                    attachments: p
+                        .attachment_count()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(0),
+                    document,
+                });
+            }
+            match out.marker() {
+                Some(m) if out.is_truncated() && !m.is_empty() => marker = Some(m.to_owned()),
+                _ => break,
+            }
+        }
+        let arns = details
+            .entities
+            .iter()
+            .map(|e| e.arn.as_str())
+            .chain(details.policies.iter().map(|p| p.arn.as_str()));
+        self.identity()
+            .check_arns(arns, "IAM GetAccountAuthorizationDetails")?;
+        Ok(details)
+    }
+
+    async fn server_certificates(&self) -> Result<Vec<ServerCertificate>, Error> {
+        let mut certificates = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .limiter
+                .run(|| {
+                    self.client
+                        .list_server_certificates()
+                        .max_items(1000)
+                        .set_marker(marker.take())
+                        .send()
+                })
+                .await
+                .map_err(|e| aws_error("iam", "ListServerCertificates", e))?;
+            for c in out.server_certificate_metadata_list() {
+                // Expiration is in every real answer; without it there is nothing to judge.
+                let Some(expiration) = c
+                    .expiration()
+                    .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                else {
+                    return Err(Error::Aws {
+                        service: "iam",
+                        operation: "ListServerCertificates",
+                        code: "empty_response".into(),
+                        message: format!(
+                            "no Expiration for server certificate {}",
+                            c.server_certificate_name()
+                        ),
+                    });
+                };
+                certificates.push(ServerCertificate {
+                    name: c.server_certificate_name().to_owned(),
+                    arn: c.arn().to_owned(),
+                    expiration,
+                });
+            }
+            match out.marker() {
+                Some(m) if out.is_truncated() && !m.is_empty() => marker = Some(m.to_owned()),
+                _ => break,
+            }
+        }
+        self.identity().check_arns(
+            certificates.iter().map(|c| c.arn.as_str()),
+            "IAM ListServerCertificates",
+        )?;
+        certificates.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(certificates)
+    }
+}

@@ -8,6 +8,7 @@
 pub mod access_advisor;
 pub mod ec2;
 pub mod iam;
+pub mod iam_authz;
 pub mod s3;
 
 use std::any::Any;
@@ -22,7 +23,13 @@ use crate::error::Error;
 use crate::expo::{Family, Fragments, Recorder};
 
 /// Every collector, in the order of their families in `/metrics` and of their checks.
-pub static ALL: [&Spec; 4] = [&iam::SPEC, &s3::SPEC, &ec2::SPEC, &access_advisor::SPEC];
+pub static ALL: [&Spec; 5] = [
+    &iam::SPEC,
+    &iam_authz::SPEC,
+    &s3::SPEC,
+    &ec2::SPEC,
+    &access_advisor::SPEC,
+];
 
 /// What one successful run produced; each collector downcasts its own.
 pub type Data = dyn Any + Send + Sync;

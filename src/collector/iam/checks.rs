@@ -629,4 +629,91 @@ pub(crate) mod tests {
             ["passwords expire too late"]
         );
     }
+
+    #[test]
+    fn root_hardware_mfa_fails_on_virtual_or_none_when_root_can_sign_in() {
+        let with = |virtual_mfa| RootRecord {
+            virtual_mfa,
+            ..root(true, Some(true), 0)
+        };
+        assert_eq!(root_without_hardware_mfa(&with(Some(true))), Some(true));
+        assert_eq!(root_without_hardware_mfa(&with(Some(false))), Some(false));
+        // Denied ListVirtualMFADevices: unknown, not passing.
+        assert_eq!(root_without_hardware_mfa(&with(None)), None);
+        assert_eq!(root_without_hardware_mfa(&root(false, None, 0)), Some(true));
+        // Nothing to sign in with passes, as in iam_root_mfa.
+        assert_eq!(
+            root_without_hardware_mfa(&root(false, Some(false), 0)),
+            Some(false)
+        );
+        let virtual_no_password = RootRecord {
+            virtual_mfa: Some(true),
+            ..root(true, Some(false), 0)
+        };
+        assert_eq!(root_without_hardware_mfa(&virtual_no_password), Some(false));
+    }
+
+    #[test]
+    fn root_recent_use_within_the_window() {
+        let c = ChecksConfig::default();
+        let used = |d| RootRecord {
+            last_used: Some(days_ago(d)),
+            ..root(true, None, 0)
+        };
+        assert!(root_used_recently(&used(29), unix(now()), &c));
+        assert!(!root_used_recently(&used(31), unix(now()), &c));
+        assert!(!root_used_recently(&root(true, None, 0), unix(now()), &c));
+    }
+
+    #[test]
+    fn password_unused_counts_never_used_from_creation() {
+        let c = ChecksConfig::default();
+        let u = |created: Option<i64>, used: Option<i64>, password| UserRecord {
+            created: created.map(days_ago),
+            password_last_used: used.map(days_ago),
+            ..user("u", password, false)
+        };
+        let unused = |u: &UserRecord| password_unused(u, unix(now()), &c);
+        assert!(unused(&u(Some(100), Some(46), true)));
+        assert!(!unused(&u(Some(100), Some(44), true)));
+        assert!(unused(&u(Some(46), None, true)), "never used, old enough");
+        assert!(!unused(&u(Some(10), None, true)), "a new user has time");
+        assert!(!unused(&u(Some(100), None, false)), "no password");
+        assert!(unused(&u(None, None, true)), "unknown age is not young");
+    }
+
+    #[test]
+    fn initial_key_and_multiple_keys() {
+        let k = |user: &str, slot: u8, active, used: Option<i64>| AccessKeyRecord {
+            user: user.into(),
+            slot,
+            access_key_id: format!("AKIA{user}{slot}"),
+            ..key(active, 10, used)
+        };
+        let d = IamData {
+            keys: vec![
+                k("alice", 1, true, None),
+                k("alice", 2, true, Some(1)),
+                k("bob", 1, true, None),
+                k("carol", 1, true, Some(1)),
+                k("carol", 2, false, None),
+            ],
+            users: vec![
+                user("alice", true, true),
+                user("bob", false, false),
+                user("carol", true, true),
+            ],
+            ..IamData::default()
+        };
+        let initial: Vec<&str> = d
+            .keys
+            .iter()
+            .filter(|k| initial_key_unused(&d, k))
+            .map(|k| k.access_key_id.as_str())
+            .collect();
+        // bob has no console password; carol's unused key is inactive.
+        assert_eq!(initial, ["AKIAalice1"]);
+        let multiple: Vec<_> = active_keys_by_user(&d).collect();
+        assert_eq!(multiple, [("alice", 2), ("bob", 1), ("carol", 1)]);
+    }
 }

@@ -1019,6 +1019,36 @@ access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access
     }
 
     #[tokio::test]
+    async fn a_root_with_mfa_is_asked_whether_its_device_is_virtual() {
+        // aws_with_root.csv: root has MFA.
+        for (answer, want) in [
+            (Some(Ok(true)), Some(true)),
+            (Some(Ok(false)), Some(false)),
+            (None, None),
+        ] {
+            let mut data = iam_data(&fixture("aws_with_root.csv"));
+            let api = Account {
+                virtual_mfa: answer,
+                ..account(Some(Ok(None)), Some(Ok(Some(true))))
+            };
+            account_posture(&api, &mut data, &Warned::default())
+                .await
+                .unwrap();
+            assert_eq!(data.root.unwrap().virtual_mfa, want, "{answer:?}");
+        }
+        // Without MFA the answer is known without asking: no virtual device.
+        let mut data = iam_data(&fixture("aws_root_with_keys.csv"));
+        let api = Account {
+            virtual_mfa: Some(Err("ServiceFailure")),
+            ..account(Some(Ok(None)), Some(Ok(Some(true))))
+        };
+        account_posture(&api, &mut data, &Warned::default())
+            .await
+            .unwrap();
+        assert_eq!(data.root.unwrap().virtual_mfa, Some(false));
+    }
+
+    #[tokio::test]
     async fn the_account_summary_says_whether_root_has_a_password() {
         let mut data = iam_data(&fixture("aws_with_root.csv"));
         let api = account(Some(Ok(None)), Some(Ok(Some(false))));
