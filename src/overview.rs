@@ -384,6 +384,8 @@ mod tests {
             policy_public: Some(policy_public),
             acl_public: Some(false),
             encryption: Some(Encryption::Algorithm("AES256")),
+            secure_transport: Some(true),
+            mfa_delete: None,
             denied: Vec::new(),
         };
         S3Data {
@@ -486,7 +488,7 @@ mod tests {
         }
         assert!(
             page.contains(
-                "Passing: iam_root_access_key, iam_root_mfa, iam_user_multiple_active_keys, s3_encryption, ec2_public_ip."
+                "Passing: iam_root_access_key, iam_root_mfa, iam_user_multiple_active_keys, s3_encryption, s3_secure_transport, ec2_public_ip."
             ),
             "{page}"
         );

@@ -35,12 +35,13 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use infraaudit::aws::ec2::Instance;
-use infraaudit::aws::iam::{PrincipalKind, ServiceAccess};
+use infraaudit::aws::iam::{EntityKind, PrincipalKind, ServiceAccess};
 use infraaudit::aws::s3::{Encryption, PublicAccessBlock};
 use infraaudit::checks;
 use infraaudit::collector::access_advisor::{AccessAdvisorData, PrincipalRecord};
 use infraaudit::collector::ec2::{Ec2Data, RegionRecord};
 use infraaudit::collector::iam::{AccessKeyRecord, IamData, RootRecord, UserRecord};
+use infraaudit::collector::iam_authz::AuthzData;
 use infraaudit::collector::s3::{BucketRecord, S3Data};
 use infraaudit::config::Config;
 use infraaudit::metrics::{Exporter, Format};
@@ -175,7 +176,13 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
                 policy_public: None,
                 acl_public: Some(true),
                 encryption: Some(Encryption::Algorithm("aws:kms:dsse")),
-                denied: vec!["GetBucketPublicAccessBlock", "GetBucketPolicyStatus"],
+                secure_transport: None,
+                mfa_delete: Some(true),
+                denied: vec![
+                    "GetBucketPublicAccessBlock",
+                    "GetBucketPolicyStatus",
+                    "GetBucketPolicy",
+                ],
             },
             BucketRecord {
                 name: AWKWARD[1].into(),
@@ -187,7 +194,9 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
                 policy_public: Some(false),
                 acl_public: Some(true),
                 encryption: None,
-                denied: vec!["GetBucketEncryption"],
+                secure_transport: Some(false),
+                mfa_delete: None,
+                denied: vec!["GetBucketEncryption", "GetBucketVersioning"],
             },
         ],
     };
@@ -293,6 +302,7 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
 #[derive(Default)]
 struct Data<'a> {
     iam: Vec<(&'a str, &'a IamData)>,
+    iam_authz: Vec<(&'a str, &'a AuthzData)>,
     s3: Vec<(&'a str, &'a S3Data)>,
     ec2: Vec<(&'a str, &'a Ec2Data)>,
     access_advisor: Vec<(&'a str, &'a AccessAdvisorData)>,
@@ -302,7 +312,7 @@ struct Data<'a> {
 fn data<'a>(snap: &'a Snapshot, config: &Config) -> Data<'a> {
     let mut d = Data::default();
     // A collector the reference does not know fails here, naming it.
-    let known = ["iam", "s3", "ec2", "access_advisor"];
+    let known = ["iam", "iam_authz", "s3", "ec2", "access_advisor"];
     for spec in infraaudit::collector::ALL {
         assert!(
             known.contains(&spec.name),
@@ -316,6 +326,9 @@ fn data<'a>(snap: &'a Snapshot, config: &Config) -> Data<'a> {
         }
         match *collector {
             "iam" => d.iam.push((account, entry.data::<IamData>().unwrap())),
+            "iam_authz" => d
+                .iam_authz
+                .push((account, entry.data::<AuthzData>().unwrap())),
             "s3" => d.s3.push((account, entry.data::<S3Data>().unwrap())),
             "ec2" => d.ec2.push((account, entry.data::<Ec2Data>().unwrap())),
             "access_advisor" => d
@@ -586,6 +599,11 @@ fn reference(
         roots().map(|(l, root)| (l, flag(root.mfa_active))),
     );
     r.gauges(
+        "iam_root_hardware_mfa_enabled",
+        None,
+        roots().filter_map(|(l, root)| Some((l, flag(root.mfa_active && !root.virtual_mfa?)))),
+    );
+    r.gauges(
         "iam_root_password_enabled",
         None,
         roots().filter_map(|(l, root)| Some((l, flag(root.password_enabled?)))),
@@ -669,6 +687,79 @@ fn reference(
         }),
     );
 
+    // IAM authorization details
+    let users = || {
+        d.iam_authz.iter().flat_map(|(a, x)| {
+            x.entities
+                .iter()
+                .filter(|e| e.kind == EntityKind::User)
+                .map(move |u| (*a, u))
+        })
+    };
+    r.gauges(
+        "iam_user_policies",
+        None,
+        users().flat_map(|(a, u)| {
+            [("attached", u.attached.len()), ("inline", u.inline)].map(|(kind, n)| {
+                let l = [("account_id", a), ("user", u.name.as_str()), ("kind", kind)];
+                (labels(&l), n as f64)
+            })
+        }),
+    );
+    let managed = || {
+        d.iam_authz.iter().flat_map(|(a, x)| {
+            x.policies
+                .iter()
+                .map(move |p| (labels(&[("account_id", a), ("policy", p.name.as_str())]), p))
+        })
+    };
+    r.gauges(
+        "iam_policy_full_admin",
+        None,
+        managed().map(|(l, p)| (l, flag(p.full_admin))),
+    );
+    r.gauges(
+        "iam_policy_attachments",
+        None,
+        managed().map(|(l, p)| (l, f64::from(p.attachments))),
+    );
+    r.gauges(
+        "iam_aws_managed_policy_attached",
+        None,
+        ["AWSSupportAccess", "AWSCloudShellFullAccess"]
+            .into_iter()
+            .flat_map(|policy| {
+                d.iam_authz.iter().flat_map(move |(a, x)| {
+                    x.entities
+                        .iter()
+                        .filter(move |e| {
+                            e.attached
+                                .iter()
+                                .any(|arn| arn.ends_with(&format!(":iam::aws:policy/{policy}")))
+                        })
+                        .map(move |e| {
+                            let l = [
+                                ("account_id", *a),
+                                ("policy", policy),
+                                ("principal_type", e.kind.as_str()),
+                                ("principal", e.name.as_str()),
+                            ];
+                            (labels(&l), 1.0)
+                        })
+                })
+            }),
+    );
+    r.gauges(
+        "iam_server_certificate_expiry_timestamp",
+        SECONDS,
+        d.iam_authz.iter().flat_map(|(a, x)| {
+            x.certificates.iter().flatten().map(|c| {
+                let l = [("account_id", *a), ("certificate", c.name.as_str())];
+                (labels(&l), unix(c.expiration))
+            })
+        }),
+    );
+
     // S3
     let buckets = || {
         d.s3.iter().flat_map(|(a, x)| {
@@ -718,6 +809,16 @@ fn reference(
             Some(Encryption::Algorithm(algorithm)) => Some(plus(l, "algorithm", algorithm)),
             _ => None,
         }),
+    );
+    r.gauges(
+        "s3_bucket_secure_transport_required",
+        None,
+        buckets().filter_map(|(l, b, _)| Some((l, flag(b.secure_transport?)))),
+    );
+    r.gauges(
+        "s3_bucket_mfa_delete_enabled",
+        None,
+        buckets().filter_map(|(l, b, _)| Some((l, flag(b.mfa_delete?)))),
     );
     r.gauges(
         "s3_bucket_access_denied",
@@ -818,8 +919,24 @@ fn reference(
         [
             ("iam_access_key_age", config.checks.access_key_max_age),
             ("iam_access_key_unused", config.checks.access_key_max_unused),
+            ("iam_root_recent_use", config.checks.root_max_recent_use),
+            (
+                "iam_user_password_unused",
+                config.checks.access_key_max_unused,
+            ),
         ]
         .map(|(check, limit)| (labels(&[("check", check)]), limit.as_secs_f64())),
+    );
+    r.infos(
+        "check",
+        infraaudit::collector::Check::all().map(|c| {
+            labels(&[
+                ("check", c.name()),
+                ("title", c.title()),
+                ("severity", c.severity().as_str()),
+                ("cis", c.cis()),
+            ])
+        }),
     );
     r.gauges(
         "check_failed_resources",

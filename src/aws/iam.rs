@@ -603,9 +603,15 @@ impl AuthzApi for IamClient {
                     .find(|v| v.is_default_version())
                     .and_then(|v| v.document())
                     .map(decode_policy_document);
+                let arn = p.arn().unwrap_or_default();
+                // The name is the ARN's last segment; an answer without PolicyName still has it.
+                let name = p
+                    .policy_name()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| arn.rsplit('/').next().unwrap_or_default());
                 details.policies.push(ManagedPolicy {
-                    name: p.policy_name().unwrap_or_default().to_owned(),
-                    arn: p.arn().unwrap_or_default().to_owned(),
+                    name: name.to_owned(),
+                    arn: arn.to_owned(),
                     attachments: p
                         .attachment_count()
                         .and_then(|n| u32::try_from(n).ok())

@@ -97,6 +97,18 @@ pub trait S3Api: Sync {
     fn account_public_access_block(
         &self,
     ) -> impl Future<Output = Result<PublicAccessBlock, Error>> + Send;
+    /// The bucket policy's JSON (GetBucketPolicy); None without a policy.
+    fn bucket_policy(
+        &self,
+        bucket: &str,
+        region: &str,
+    ) -> impl Future<Output = Result<Option<String>, Error>> + Send;
+    /// Whether versioning has MFA Delete enabled (GetBucketVersioning).
+    fn bucket_mfa_delete(
+        &self,
+        bucket: &str,
+        region: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
 }
 
 const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
@@ -305,6 +317,35 @@ impl S3Api for S3Client {
             Some("aws:kms:dsse") => Encryption::Algorithm("aws:kms:dsse"),
             Some(_) => Encryption::Algorithm("other"),
         })
+    }
+
+    async fn bucket_policy(&self, bucket: &str, region: &str) -> Result<Option<String>, Error> {
+        let policy = self
+            .limiter
+            .run(|| {
+                self.client(region)
+                    .get_bucket_policy()
+                    .bucket(bucket)
+                    .send()
+            })
+            .await
+            .map(|out| out.policy().map(str::to_owned))
+            .map_err(|e| aws_error("s3", "GetBucketPolicy", e));
+        or_absent(policy, "NoSuchBucketPolicy", None)
+    }
+
+    async fn bucket_mfa_delete(&self, bucket: &str, region: &str) -> Result<bool, Error> {
+        let out = self
+            .limiter
+            .run(|| {
+                self.client(region)
+                    .get_bucket_versioning()
+                    .bucket(bucket)
+                    .send()
+            })
+            .await
+            .map_err(|e| aws_error("s3", "GetBucketVersioning", e))?;
+        Ok(out.mfa_delete() == Some(&aws_sdk_s3::types::MfaDeleteStatus::Enabled))
     }
 
     async fn account_public_access_block(&self) -> Result<PublicAccessBlock, Error> {

@@ -203,7 +203,7 @@ const USER_POLICIES: Family<'static> = Family::gauge(
 const POLICY_FULL_ADMIN: Family<'static> = Family::gauge(
     "iam_policy_full_admin",
     concat!(
-        "1 if the customer-managed policy's default version allows \"*\" actions on \"*\" resources, 0 if not. ",
+        "1 if the customer-managed policy's default version allows every action (*) on every resource (*), 0 if not. ",
         refreshed!(),
         "."
     ),

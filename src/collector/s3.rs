@@ -32,8 +32,10 @@ pub static SPEC: Spec = Spec {
         "s3:GetAccountPublicAccessBlock",
         "s3:GetBucketAcl",
         "s3:GetBucketLocation",
+        "s3:GetBucketPolicy",
         "s3:GetBucketPolicyStatus",
         "s3:GetBucketPublicAccessBlock",
+        "s3:GetBucketVersioning",
         "s3:GetEncryptionConfiguration",
         "s3:ListAllMyBuckets",
     ],
@@ -56,6 +58,11 @@ pub struct BucketRecord {
     pub policy_public: Option<bool>,
     pub acl_public: Option<bool>,
     pub encryption: Option<Encryption>,
+    /// Its policy denies every S3 action to everyone without TLS (see
+    /// [`requires_secure_transport`]).
+    pub secure_transport: Option<bool>,
+    /// Versioning with MFA Delete enabled.
+    pub mfa_delete: Option<bool>,
     /// The operations that answered AccessDenied for this bucket.
     pub denied: Vec<&'static str>,
 }
@@ -87,6 +94,113 @@ impl BucketRecord {
     pub fn encrypted(&self) -> Option<bool> {
         self.encryption.as_ref().map(|e| *e != Encryption::None)
     }
+}
+
+/// Whether a bucket policy requires TLS as CIS 2.1.1 asks: one statement that denies every S3
+/// action (`s3:*` or `*`) to every principal on the bucket and its objects when
+/// `aws:SecureTransport` is false. A deny on some actions only leaves the others open over HTTP,
+/// so it does not count.
+pub fn requires_secure_transport(policy: &str, bucket: &str) -> bool {
+    use serde_json::Value as Json;
+    let Ok(doc) = serde_json::from_str::<Json>(policy) else {
+        return false;
+    };
+    let statements: Vec<&Json> = match doc.get("Statement") {
+        Some(Json::Array(list)) => list.iter().collect(),
+        Some(one @ Json::Object(_)) => vec![one],
+        _ => return false,
+    };
+    let strings = |v: Option<&Json>| -> Vec<String> {
+        match v {
+            Some(Json::String(s)) => vec![s.clone()],
+            Some(Json::Array(list)) => list
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let everyone = |p: Option<&Json>| match p {
+        Some(Json::String(s)) => s == "*",
+        Some(Json::Object(m)) => m
+            .get("AWS")
+            .is_some_and(|a| strings(Some(a)).iter().any(|s| s == "*")),
+        _ => false,
+    };
+    let insecure = |c: Option<&Json>| {
+        let Some(Json::Object(ops)) = c else {
+            return false;
+        };
+        ops.iter()
+            .filter(|(op, _)| op.as_str() == "Bool" || op.as_str() == "BoolIfExists")
+            .filter_map(|(_, keys)| keys.as_object())
+            .flat_map(|keys| keys.iter())
+            .any(|(key, value)| {
+                key.eq_ignore_ascii_case("aws:SecureTransport")
+                    && match value {
+                        Json::Bool(b) => !b,
+                        Json::String(s) => s.eq_ignore_ascii_case("false"),
+                        Json::Array(list) => list.iter().any(|x| {
+                            x.as_bool() == Some(false)
+                                || x.as_str().is_some_and(|s| s.eq_ignore_ascii_case("false"))
+                        }),
+                        _ => false,
+                    }
+            })
+    };
+    statements.into_iter().any(|s| {
+        let actions = strings(s.get("Action"));
+        let resources = strings(s.get("Resource"));
+        // Partitions other than `aws` name the bucket the same way.
+        let covers = |target: &str| {
+            resources.iter().any(|r| {
+                let r = r.replacen("arn:aws-cn:", "arn:aws:", 1).replacen(
+                    "arn:aws-us-gov:",
+                    "arn:aws:",
+                    1,
+                );
+                glob(&r, target)
+            })
+        };
+        s.get("Effect").and_then(Json::as_str) == Some("Deny")
+            && everyone(s.get("Principal"))
+            && actions
+                .iter()
+                .any(|a| a == "*" || a.eq_ignore_ascii_case("s3:*"))
+            && covers(&format!("arn:aws:s3:::{bucket}"))
+            && covers(&format!("arn:aws:s3:::{bucket}/*"))
+            && insecure(s.get("Condition"))
+    })
+}
+
+/// IAM's wildcard match: `*` any run of characters, `?` one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Classic two-pointer match with one backtrack point.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < t.len() {
+        match p.get(i) {
+            Some('*') => {
+                star = Some(i);
+                mark = j;
+                i += 1;
+            }
+            Some(c) if *c == '?' || Some(c) == t.get(j) => {
+                i += 1;
+                j += 1;
+            }
+            _ => match star {
+                Some(s) => {
+                    i = s + 1;
+                    mark += 1;
+                    j = mark;
+                }
+                None => return false,
+            },
+        }
+    }
+    p.get(i..)
+        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
 }
 
 /// Three-valued AND: false wins, then unknown.
@@ -196,16 +310,20 @@ async fn bucket(
                     policy_public: None,
                     acl_public: None,
                     encryption: None,
+                    secure_transport: None,
+                    mfa_delete: None,
                     denied: vec!["GetBucketLocation"],
                 }));
             }
         },
     };
-    let (block, policy, acl, encryption) = tokio::join!(
+    let (block, policy, acl, encryption, document, mfa_delete) = tokio::join!(
         api.bucket_public_access_block(&name, &region),
         api.bucket_policy_public(&name, &region),
         api.bucket_acl_public(&name, &region),
         api.bucket_encryption(&name, &region),
+        api.bucket_policy(&name, &region),
+        api.bucket_mfa_delete(&name, &region),
     );
     let mut gone = false;
     let mut s = (&mut denied, &mut gone);
@@ -213,6 +331,9 @@ async fn bucket(
     let policy_public = known(answer(policy)?, "GetBucketPolicyStatus", &mut s);
     let acl_public = known(answer(acl)?, "GetBucketAcl", &mut s);
     let encryption = known(answer(encryption)?, "GetBucketEncryption", &mut s);
+    let secure_transport = known(answer(document)?, "GetBucketPolicy", &mut s)
+        .map(|d| d.is_some_and(|d| requires_secure_transport(&d, &name)));
+    let mfa_delete = known(answer(mfa_delete)?, "GetBucketVersioning", &mut s);
     if gone {
         return Ok(None);
     }
@@ -226,6 +347,8 @@ async fn bucket(
         policy_public,
         acl_public,
         encryption,
+        secure_transport,
+        mfa_delete,
         denied,
     }))
 }
@@ -303,12 +426,33 @@ const ACCESS_DENIED: Family<'static> = Family::gauge(
     None,
 );
 
+const SECURE_TRANSPORT: Family<'static> = Family::gauge(
+    "s3_bucket_secure_transport_required",
+    concat!(
+        "1 if the bucket policy denies every S3 action to everyone when aws:SecureTransport is false (CIS 2.1.1), 0 if not or without a policy; absent when GetBucketPolicy is denied. ",
+        refreshed!(),
+        "."
+    ),
+    None,
+);
+const MFA_DELETE: Family<'static> = Family::gauge(
+    "s3_bucket_mfa_delete_enabled",
+    concat!(
+        "1 if the bucket's versioning has MFA Delete enabled, 0 if not; absent when GetBucketVersioning is denied. ",
+        refreshed!(),
+        "."
+    ),
+    None,
+);
+
 const FAMILIES: &[Family<'static>] = &[
     PUBLIC,
     BUCKET_BLOCK,
     ACCOUNT_BLOCK,
     ENCRYPTION_ENABLED,
     ENCRYPTION,
+    SECURE_TRANSPORT,
+    MFA_DELETE,
     ACCESS_DENIED,
 ];
 
@@ -363,6 +507,14 @@ fn encode(account: &str, data: &Data, r: &mut Recorder<'_>) {
         }),
     );
     r.series(
+        &SECURE_TRANSPORT,
+        buckets().filter_map(|(l, b)| Some((l, flag(b.secure_transport?)))),
+    );
+    r.series(
+        &MFA_DELETE,
+        buckets().filter_map(|(l, b)| Some((l, flag(b.mfa_delete?)))),
+    );
+    r.series(
         &ACCESS_DENIED,
         buckets().flat_map(|(l, b)| {
             let [acc, bucket, region] = l;
@@ -381,16 +533,7 @@ const CHECKS: &[CheckSpec] = &[
         severity: Severity::Critical,
         cis: "2.1.4",
         describe: |_| "a bucket is public".into(),
-        failed: |d, _, _| {
-            let d = d.downcast_ref::<S3Data>()?;
-            let account = &d.account_public_access_block;
-            Some(
-                d.buckets
-                    .iter()
-                    .filter(|b| b.public(account) == Some(true))
-                    .count(),
-            )
-        },
+        failed: |d, _, _| count_buckets(d, |b, account| b.public(account)),
     },
     CheckSpec {
         name: "s3_encryption",
@@ -399,20 +542,48 @@ const CHECKS: &[CheckSpec] = &[
         severity: Severity::Low,
         cis: "",
         describe: |_| "a bucket has no default encryption".into(),
-        failed: |d, _, _| {
-            let d = d.downcast_ref::<S3Data>()?;
-            Some(
-                d.buckets
-                    .iter()
-                    .filter(|b| b.encrypted() == Some(false))
-                    .count(),
-            )
-        },
+        failed: |d, _, _| count_buckets(d, |b, _| b.encrypted().map(|e| !e)),
+    },
+    CheckSpec {
+        name: "s3_secure_transport",
+        collector: NAME,
+        title: "S3 bucket policies deny requests without TLS",
+        severity: Severity::Medium,
+        cis: "2.1.1",
+        describe: |_| "a bucket policy does not deny every request without TLS".into(),
+        failed: |d, _, _| count_buckets(d, |b, _| b.secure_transport.map(|s| !s)),
+    },
+    CheckSpec {
+        name: "s3_mfa_delete",
+        collector: NAME,
+        title: "MFA Delete is enabled on S3 buckets",
+        severity: Severity::Low,
+        cis: "2.1.2",
+        describe: |_| "a bucket does not have MFA Delete".into(),
+        failed: |d, _, _| count_buckets(d, |b, _| b.mfa_delete.map(|m| !m)),
     },
 ];
 
 pub const PUBLIC_ACCESS: Check = Check(&CHECKS[0]);
 pub const ENCRYPTION_CHECK: Check = Check(&CHECKS[1]);
+pub const SECURE_TRANSPORT_CHECK: Check = Check(&CHECKS[2]);
+pub const MFA_DELETE_CHECK: Check = Check(&CHECKS[3]);
+
+/// Buckets that fail `rule` (Some(true) is a failure). A bucket whose answer is unknown counts
+/// in neither direction; when no bucket's answer is known, the check is unknown, not passing
+/// (a role without the permission for any bucket).
+fn count_buckets(
+    d: &Data,
+    rule: fn(&BucketRecord, &PublicAccessBlock) -> Option<bool>,
+) -> Option<usize> {
+    let d = d.downcast_ref::<S3Data>()?;
+    let account = &d.account_public_access_block;
+    let verdicts: Vec<Option<bool>> = d.buckets.iter().map(|b| rule(b, account)).collect();
+    if !verdicts.is_empty() && verdicts.iter().all(Option::is_none) {
+        return None;
+    }
+    Some(verdicts.into_iter().filter(|v| *v == Some(true)).count())
+}
 
 /// Every bucket on each S3 check whose answer is known.
 fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &mut Vec<Finding>) {
@@ -449,6 +620,22 @@ fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &m
                 _ => "no default encryption".to_owned(),
             };
             add(ENCRYPTION_CHECK, &b.name, !encrypted, details);
+        }
+        if let Some(secure) = b.secure_transport {
+            let details = if secure {
+                "the policy denies every request without TLS"
+            } else {
+                "no policy statement denies every S3 action without TLS"
+            };
+            add(SECURE_TRANSPORT_CHECK, &b.name, !secure, details.into());
+        }
+        if let Some(mfa) = b.mfa_delete {
+            let details = if mfa {
+                "MFA Delete enabled"
+            } else {
+                "MFA Delete not enabled"
+            };
+            add(MFA_DELETE_CHECK, &b.name, !mfa, details.into());
         }
     }
 }
@@ -578,6 +765,14 @@ mod tests {
         async fn account_public_access_block(&self) -> Result<PublicAccessBlock, Error> {
             Ok(RESTRICT)
         }
+
+        async fn bucket_policy(&self, bucket: &str, region: &str) -> Result<Option<String>, Error> {
+            self.answer("GetBucketPolicy", bucket, region, None)
+        }
+
+        async fn bucket_mfa_delete(&self, bucket: &str, region: &str) -> Result<bool, Error> {
+            self.answer("GetBucketVersioning", bucket, region, false)
+        }
     }
 
     /// What the fake's default answers make of a bucket.
@@ -589,15 +784,19 @@ mod tests {
             policy_public: Some(false),
             acl_public: Some(false),
             encryption: Some(Encryption::Algorithm("AES256")),
+            secure_transport: Some(false),
+            mfa_delete: Some(false),
             denied: Vec::new(),
         }
     }
 
-    const OPERATIONS: [&str; 4] = [
+    const OPERATIONS: [&str; 6] = [
         "GetPublicAccessBlock",
         "GetBucketPolicyStatus",
         "GetBucketAcl",
         "GetBucketEncryption",
+        "GetBucketPolicy",
+        "GetBucketVersioning",
     ];
 
     #[tokio::test]
@@ -657,13 +856,15 @@ mod tests {
             policy_public: None,
             acl_public: None,
             encryption: None,
+            secure_transport: None,
+            mfa_delete: None,
             denied: vec!["GetBucketLocation"],
         };
         assert_eq!(data.buckets, [complete("found", "eu-west-1"), hidden]);
         // Each bucket is asked in its own region; without one there is nothing to ask.
         let found_calls = api.calls_for("found");
         assert_eq!(found_calls[0].0, "GetBucketLocation");
-        assert_eq!(found_calls.len(), 5);
+        assert_eq!(found_calls.len(), 7);
         assert!(found_calls[1..].iter().all(|(_, r)| r == "eu-west-1"));
         assert_eq!(api.calls_for("hidden").len(), 1);
     }
@@ -720,5 +921,62 @@ mod tests {
             with(Some(Encryption::Algorithm("aws:kms"))).encrypted(),
             Some(true)
         );
+    }
+
+    #[test]
+    fn secure_transport_needs_a_full_deny_without_tls() {
+        let policy =
+            |statement: &str| format!(r#"{{"Version":"2012-10-17","Statement":[{statement}]}}"#);
+        let full = r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#;
+        assert!(requires_secure_transport(&policy(full), "b"));
+        let variants = [
+            // Principal {"AWS": "*"}, Action "*", a wildcard resource, a boolean false.
+            (
+                r#"{"Effect":"Deny","Principal":{"AWS":["*"]},"Action":"*","Resource":"arn:aws:s3:::b*","Condition":{"Bool":{"aws:securetransport":false}}}"#,
+                true,
+            ),
+            // Only some actions: the others stay open over HTTP.
+            (
+                r#"{"Effect":"Deny","Principal":"*","Action":["s3:GetObject","s3:PutObject"],"Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#,
+                false,
+            ),
+            // Objects only, not the bucket.
+            (
+                r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#,
+                false,
+            ),
+            // Another bucket.
+            (
+                r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::other","arn:aws:s3:::other/*"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#,
+                false,
+            ),
+            // Allow over TLS is not a deny over HTTP.
+            (
+                r#"{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"],"Condition":{"Bool":{"aws:SecureTransport":"true"}}}"#,
+                false,
+            ),
+            // One principal only.
+            (
+                r#"{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"s3:*","Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#,
+                false,
+            ),
+            // No condition: a deny of everything, which is not this control.
+            (
+                r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*"}"#,
+                false,
+            ),
+        ];
+        for (statement, want) in variants {
+            assert_eq!(
+                requires_secure_transport(&policy(statement), "b"),
+                want,
+                "{statement}"
+            );
+        }
+        assert!(!requires_secure_transport("not json", "b"));
+        assert!(glob("arn:aws:s3:::b*", "arn:aws:s3:::b/*"));
+        assert!(glob("*", "anything"));
+        assert!(!glob("arn:aws:s3:::b", "arn:aws:s3:::bc"));
+        assert!(glob("a?c*", "abcdef"));
     }
 }

@@ -10,11 +10,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use infraaudit::aws::counters::ApiMetrics;
 use infraaudit::aws::ec2::Instance;
-use infraaudit::aws::iam::PasswordPolicy;
+use infraaudit::aws::iam::{
+    AuthorizationDetails, Entity, EntityKind, ManagedPolicy, PasswordPolicy, ServerCertificate,
+};
 use infraaudit::aws::s3::{Encryption, PublicAccessBlock};
 use infraaudit::collector::ec2::{self, Ec2Data, RegionRecord};
 use infraaudit::collector::iam::credential_report;
 use infraaudit::collector::iam::{self, AccessKeyRecord, IamData};
+use infraaudit::collector::iam_authz::{self, AuthzData};
 use infraaudit::collector::s3::{self, BucketRecord, S3Data};
 use infraaudit::config::Config;
 use infraaudit::metrics::Exporter;
@@ -85,13 +88,22 @@ pub fn scenario(config: &Config) -> (Exporter, Arc<SnapshotStore>, Arc<ApiMetric
     store.record_discovery(Some(7), NOW - 7200.0);
     store.record_discovery(None, NOW - 3600.0);
     let mut iam = IamData::new(&report, Some(generated), keys, Some(policy));
-    // The report says not_supported; GetAccountSummary's AccountPasswordPresent said yes.
+    // The report says not_supported; GetAccountSummary's AccountPasswordPresent said yes, and
+    // ListVirtualMFADevices found root's device: a virtual one.
     iam.root.as_mut().unwrap().password_enabled = Some(true);
+    iam.root.as_mut().unwrap().virtual_mfa = Some(true);
     store.record(
         PROD,
         "iam",
         Outcome::Success(iam::SPEC.record(PROD, Arc::new(iam))),
         1.25,
+        NOW - 600.0,
+    );
+    store.record(
+        PROD,
+        "iam_authz",
+        Outcome::Success(iam_authz::SPEC.record(PROD, Arc::new(authz_data()))),
+        0.5,
         NOW - 600.0,
     );
     store.record(
@@ -197,6 +209,60 @@ pub fn count(api: &ApiMetrics, aws: &AwsCalls) {
     }
 }
 
+pub fn authz_data() -> AuthzData {
+    let entity = |kind: EntityKind, name: &str, attached: &[&str], inline: usize| Entity {
+        kind,
+        name: name.into(),
+        arn: format!("arn:aws:iam::{PROD}:{}/{name}", kind.as_str()),
+        attached: attached.iter().map(|a| (*a).to_owned()).collect(),
+        inline,
+    };
+    let policy = |name: &str, attachments: u32, document: &str| ManagedPolicy {
+        name: name.into(),
+        arn: format!("arn:aws:iam::{PROD}:policy/{name}"),
+        attachments,
+        document: Some(document.into()),
+    };
+    let admin =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let read = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:Get*","Resource":"*"}]}"#;
+    let certificate = |name: &str, expires: &str| ServerCertificate {
+        name: name.into(),
+        arn: format!("arn:aws:iam::{PROD}:server-certificate/{name}"),
+        expiration: expires.parse().unwrap(),
+    };
+    AuthzData::new(
+        AuthorizationDetails {
+            entities: vec![
+                entity(
+                    EntityKind::User,
+                    "alice",
+                    &["arn:aws:iam::aws:policy/AWSCloudShellFullAccess"],
+                    1,
+                ),
+                entity(EntityKind::User, "bob", &[], 0),
+                entity(
+                    EntityKind::Group,
+                    "admins",
+                    &[&format!("arn:aws:iam::{PROD}:policy/break-glass")],
+                    0,
+                ),
+                entity(
+                    EntityKind::Role,
+                    "support",
+                    &["arn:aws:iam::aws:policy/AWSSupportAccess"],
+                    0,
+                ),
+            ],
+            policies: vec![policy("break-glass", 1, admin), policy("s3-read", 0, read)],
+        },
+        Some(vec![
+            certificate("old-site", "2025-01-01T00:00:00Z"),
+            certificate("www", "2027-06-01T00:00:00Z"),
+        ]),
+    )
+}
+
 pub fn s3_data() -> S3Data {
     let bucket = |name: &str, region: &str| BucketRecord {
         name: name.into(),
@@ -205,6 +271,8 @@ pub fn s3_data() -> S3Data {
         policy_public: Some(false),
         acl_public: Some(false),
         encryption: Some(Encryption::None),
+        secure_transport: Some(false),
+        mfa_delete: Some(false),
         denied: Vec::new(),
     };
     S3Data {
@@ -218,6 +286,8 @@ pub fn s3_data() -> S3Data {
                     restrict_public_buckets: true,
                 }),
                 encryption: Some(Encryption::Algorithm("AES256")),
+                secure_transport: Some(true),
+                mfa_delete: Some(true),
                 ..bucket("prod-logs", "us-east-1")
             },
             BucketRecord {
@@ -228,7 +298,8 @@ pub fn s3_data() -> S3Data {
             BucketRecord {
                 policy_public: None,
                 encryption: Some(Encryption::Algorithm("aws:kms")),
-                denied: vec!["GetBucketPolicyStatus"],
+                mfa_delete: None,
+                denied: vec!["GetBucketPolicyStatus", "GetBucketVersioning"],
                 ..bucket("prod-restricted", "us-east-1")
             },
         ],

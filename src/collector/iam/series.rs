@@ -79,9 +79,7 @@ const ROOT_MFA: Family<'static> = Family::gauge(
 );
 const ROOT_HARDWARE_MFA: Family<'static> = Family::gauge(
     "iam_root_hardware_mfa_enabled",
-    root_help!(
-        "1 if the root user's MFA is a hardware device (MFA on, no virtual device assigned to root), 0 if it is virtual or absent; also absent when ListVirtualMFADevices is denied"
-    ),
+    "1 if the root user's MFA is a hardware device (MFA on in the IAM credential report, and no virtual device assigned to root in ListVirtualMFADevices), 0 if it is virtual or absent. Refreshed in the background every {every}; absent when the report has no <root_account> row or ListVirtualMFADevices is denied.",
     None,
 );
 const ROOT_PASSWORD: Family<'static> = Family::gauge(
