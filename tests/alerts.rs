@@ -121,6 +121,23 @@ fn every_alert_is_complete_and_has_a_runbook_section() {
         "InfraAuditCredentialReportStale",
         "InfraAuditExporterDown",
         "InfraAuditDiscoveryFailing",
+        // Issue 15: one per CIS check.
+        "InfraAuditRootHardwareMFAMissing",
+        "InfraAuditRootRecentlyUsed",
+        "InfraAuditConsolePasswordUnused",
+        "InfraAuditInitialAccessKeyUnused",
+        "InfraAuditUserMultipleActiveKeys",
+        "InfraAuditUserDirectPolicies",
+        "InfraAuditFullAdminPolicyAttached",
+        "InfraAuditSupportRoleMissing",
+        "InfraAuditServerCertificateExpired",
+        "InfraAuditCloudShellFullAccess",
+        "InfraAuditS3SecureTransportNotRequired",
+        "InfraAuditS3MFADeleteDisabled",
+        "InfraAuditEBSDefaultEncryptionOff",
+        "InfraAuditNACLAdminPortsOpen",
+        "InfraAuditSecurityGroupAdminPortsOpen",
+        "InfraAuditDefaultSecurityGroupOpen",
     ] {
         assert!(names.contains(required), "{required} is missing");
     }
