@@ -253,7 +253,11 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
 
     // Every query of every dashboard panel returns at least one series.
     let mut checked = 0;
-    for file in ["infraaudit-posture.json", "infraaudit-health.json"] {
+    for file in [
+        "infraaudit-posture.json",
+        "infraaudit-health.json",
+        "infraaudit-cis.json",
+    ] {
         let dashboard: Value =
             serde_json::from_str(&read(&repo().join("dashboards").join(file))).unwrap();
         let queries = dashboard_queries(&dashboard);
