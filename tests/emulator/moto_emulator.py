@@ -22,6 +22,15 @@ report part of --demo alone.
 account's own (one under a path) and a service-linked one, which the collector must skip. moto
 has no Access Advisor API; the test serves canned AWS-format answers for it from its proxy.
 
+The CIS scenario (issue 15; not with --no-default-seed): groups, customer-managed and two
+AWS-managed policies, inline policies, server certificates, bucket policies denying plain HTTP,
+MFA Delete, EBS encryption by default, network ACLs and security groups in the base and the
+second account, and a virtual MFA device on the second account's root user. Each of those
+accounts' entry in "resources" gains "cis": check -> {"failing": [...], "passing": [...]}, every
+resource each new check judges (named as in its findings) in the regions of "cis_regions", and
+"cis_names": resource id -> what was seeded. moto answers a few of these calls unlike AWS;
+patch_moto_gaps makes them as AWS's, in every mode.
+
 For benchmarks: --count-requests counts every AWS request by (account, service, action) at the
 emulator (GET /_bench/counts, POST /_bench/reset); --users/--buckets/--instances seed a synthetic
 population into the base account (--no-default-seed drops the hand-written scenario).
@@ -32,6 +41,7 @@ import io
 import json
 import logging
 import random
+import re
 import sys
 import threading
 import time
@@ -122,14 +132,39 @@ PUBLIC_POLICY = lambda bucket: json.dumps(  # noqa: E731
     }
 )
 
+
+def tls_statement(bucket, scope):
+    """Deny without TLS: on every action ("full") or only on reads and writes ("partial")."""
+    arns = [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
+    action = "s3:*" if scope == "full" else ["s3:GetObject", "s3:PutObject"]
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*" if scope == "full" else {"AWS": "*"},
+        "Action": action,
+        "Resource": arns,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
 # Account-level public access block (S3 Control); absent means none.
 ACCOUNT_BLOCK = {ROLE_ACCOUNT: {"RestrictPublicBuckets": True}}
 
 # Buckets, with what the tests must find: `public` is the effective answer by the rules in
 # docs/metrics.md, worked out by hand for each scenario, not by running our code.
+# `tls`: a statement denying requests with aws:SecureTransport false, on every action ("full":
+# s3:*, passes s3_secure_transport) or on some ("partial": fails); absent: none (fails).
+# `mfa_delete`: versioning Enabled with MFADelete Enabled (True, passes s3_mfa_delete) or
+# Disabled (False, fails); absent: versioning never configured (fails).
 BUCKETS = {
     BASE_ACCOUNT: [
-        {"name": "ia-public-policy", "region": "us-east-1", "policy": True, "public": True},
+        {
+            "name": "ia-public-policy",
+            "region": "us-east-1",
+            "policy": True,
+            "tls": "full",
+            "public": True,
+        },
         {"name": "ia-public-acl", "region": "eu-west-1", "acl": "public-read", "public": True},
         {
             "name": "ia-acl-ignored",
@@ -138,8 +173,22 @@ BUCKETS = {
             "block": {"IgnorePublicAcls": True},
             "public": False,
         },
-        {"name": "ia-aes", "region": "us-east-1", "encryption": "AES256", "public": False},
-        {"name": "ia-kms", "region": "eu-west-1", "encryption": "aws:kms", "public": False},
+        {
+            "name": "ia-aes",
+            "region": "us-east-1",
+            "encryption": "AES256",
+            "tls": "partial",
+            "mfa_delete": True,
+            "public": False,
+        },
+        {
+            "name": "ia-kms",
+            "region": "eu-west-1",
+            "encryption": "aws:kms",
+            "tls": "full",
+            "mfa_delete": False,
+            "public": False,
+        },
         {"name": "ia-plain", "region": "us-east-1", "public": False},
     ],
     DEMO_ACCOUNT: [
@@ -147,13 +196,21 @@ BUCKETS = {
     ],
     ROLE_ACCOUNT: [
         # Public by policy, neutralised by RestrictPublicBuckets on the account.
-        {"name": "ia-role-policy", "region": "us-east-1", "policy": True, "public": False},
+        {
+            "name": "ia-role-policy",
+            "region": "us-east-1",
+            "policy": True,
+            "tls": "partial",
+            "mfa_delete": True,
+            "public": False,
+        },
         # RestrictPublicBuckets does nothing to ACLs.
         {
             "name": "ia-role-acl",
             "region": "us-east-1",
             "acl": "public-read",
             "encryption": "AES256",
+            "tls": "full",
             "public": True,
         },
     ],
@@ -187,6 +244,10 @@ DEMO_ROOTS = {
     DEMO_ACCOUNT: (False, None, False),
 }
 
+# --demo only: days since the root user last signed in or used its key (None: never), for
+# iam_root_recent_use (30 days by default): the base account's root fails, the others pass.
+ROOT_LAST_USED_DAYS = {BASE_ACCOUNT: 3, ROLE_ACCOUNT: 120, DEMO_ACCOUNT: None}
+
 ISO = "%Y-%m-%dT%H:%M:%S+00:00"
 
 
@@ -194,7 +255,8 @@ def root_row(account, now):
     """A `<root_account>` row as AWS writes it (password columns not_supported)."""
     mfa, key_age, _ = DEMO_ROOTS[account]
     created = (now - timedelta(days=900)).strftime(ISO)
-    used = (now - timedelta(days=3)).strftime(ISO)
+    used_days = ROOT_LAST_USED_DAYS[account]
+    used = "no_information" if used_days is None else (now - timedelta(days=used_days)).strftime(ISO)
     if key_age is None:
         key = ["false", "N/A", "N/A", "N/A", "N/A"]
     else:
@@ -377,8 +439,23 @@ def seed_resources(endpoint, console):
                 s3.put_public_access_block(
                     Bucket=b["name"], PublicAccessBlockConfiguration=b["block"]
                 )
+            statements = []
             if b.get("policy"):
-                s3.put_bucket_policy(Bucket=b["name"], Policy=PUBLIC_POLICY(b["name"]))
+                statements += json.loads(PUBLIC_POLICY(b["name"]))["Statement"]
+            if "tls" in b:
+                statements.append(tls_statement(b["name"], b["tls"]))
+            if statements:
+                policy = {"Version": "2012-10-17", "Statement": statements}
+                s3.put_bucket_policy(Bucket=b["name"], Policy=json.dumps(policy))
+            if "mfa_delete" in b:
+                # AWS wants the root user's MFA in x-amz-mfa for this; moto checks nothing.
+                s3.put_bucket_versioning(
+                    Bucket=b["name"],
+                    VersioningConfiguration={
+                        "Status": "Enabled",
+                        "MFADelete": "Enabled" if b["mfa_delete"] else "Disabled",
+                    },
+                )
             if "acl" in b:
                 s3.put_bucket_acl(Bucket=b["name"], ACL=b["acl"])
             if "encryption" in b:
@@ -433,6 +510,572 @@ def seed_resources(endpoint, console):
             "buckets": BUCKETS[account],
             "instances": instances,
         }
+    return out
+
+
+# --- CIS AWS Foundations scenario (issue 15) ---
+
+
+def patch_moto_gaps():
+    """What moto 5.2.5 answers unlike AWS where the CIS checks read it, made as AWS answers, in
+    every mode (none of it changes an answer another test reads):
+    - GetAccountAuthorizationDetails leaves PolicyName and PolicyId out of Policies[] (its
+      serializer finds no attribute of that name on the policy); AWS always sends them.
+    - ListServerCertificates and GetServerCertificate give every certificate the Expiration
+      2012-05-08T01:02:03Z (and UploadDate 2010-05-08) whatever its body; AWS gives the
+      certificate's notAfter.
+    - PutBucketVersioning drops MFADelete and GetBucketVersioning never returns it; AWS returns
+      MfaDelete once it was set (setting it needs the root user's MFA in x-amz-mfa: moto
+      checks nothing, as here).
+    """
+    from cryptography import x509
+    from moto.core.responses import ActionResult
+    from moto.iam import responses as iam_responses
+    from moto.iam.models import Policy
+    from moto.s3.responses import S3Response
+
+    Policy.policy_name = property(lambda self: self.name)
+    Policy.policy_id = property(lambda self: self.id)
+
+    def expiration(cert):
+        try:
+            parsed = x509.load_pem_x509_certificate(cert.cert_body.encode())
+        except ValueError:
+            return "2012-05-08T01:02:03.004Z"  # moto's, for a body that is no certificate
+        return parsed.not_valid_after_utc
+
+    def metadata(cert):
+        return {
+            "ServerCertificateName": cert.cert_name,
+            "Path": cert.path,
+            "Arn": cert.arn,
+            "UploadDate": getattr(cert, "upload_date", "2010-05-08T01:02:03.004Z"),
+            "ServerCertificateId": getattr(cert, "certificate_id", "ASCACKCEVSQ6C2EXAMPLE"),
+            "Expiration": expiration(cert),
+        }
+
+    def list_server_certificates(self):
+        certs = self.backend.list_server_certificates()
+        return ActionResult(
+            {"ServerCertificateMetadataList": [metadata(c) for c in certs], "IsTruncated": False}
+        )
+
+    def get_server_certificate(self):
+        cert = self.backend.get_server_certificate(self._get_param("ServerCertificateName"))
+        server_cert = {"ServerCertificateMetadata": metadata(cert), "CertificateBody": cert.cert_body}
+        if cert.cert_chain:
+            server_cert["CertificateChain"] = cert.cert_chain
+        return ActionResult({"ServerCertificate": server_cert})
+
+    iam_responses.IamResponse.list_server_certificates = list_server_certificates
+    iam_responses.IamResponse.get_server_certificate = get_server_certificate
+
+    bucket_put = S3Response._bucket_response_put
+
+    def _bucket_response_put(self, request, bucket_name, querystring):
+        result = bucket_put(self, request, bucket_name, querystring)
+        if "versioning" in querystring:
+            found = re.search(r"<MfaDelete>(Enabled|Disabled)</MfaDelete>", self.body.decode())
+            if found:
+                self.backend.get_bucket(bucket_name).mfa_delete = found.group(1)
+        return result
+
+    def get_bucket_versioning(self):
+        bucket = self.backend.get_bucket(self.bucket_name)
+        result = {"Status": bucket.versioning_status}
+        if getattr(bucket, "mfa_delete", None):
+            result["MFADelete"] = bucket.mfa_delete
+        self.data["Action"] = "GetBucketVersioning"
+        return self.serialized(ActionResult(result))
+
+    S3Response._bucket_response_put = _bucket_response_put
+    S3Response.get_bucket_versioning = get_bucket_versioning
+
+
+# AWS-managed policies the checks look for. moto loads its 1,500 AWS-managed policies only
+# with MOTO_IAM_LOAD_MANAGED_POLICIES=true (a second per account, and GetAccountAuthorization-
+# Details without a filter then returns them all); these two are added to each account instead.
+SUPPORT_ACCESS = "AWSSupportAccess"
+CLOUDSHELL_FULL_ACCESS = "AWSCloudShellFullAccess"
+
+
+def add_aws_managed_policies(account, data):
+    from moto.iam.models import AWSManagedPolicy
+
+    backend = iam_backends[account]["aws"]
+    for name in (SUPPORT_ACCESS, CLOUDSHELL_FULL_ACCESS):
+        policy = AWSManagedPolicy.from_data(name, account, "us-east-1", data[name])
+        if policy.arn not in backend.managed_policies:
+            backend.aws_managed_policies.append(policy)
+            backend.managed_policies[policy.arn] = policy
+
+
+def doc(*statements):
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+ADMIN = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+
+# Customer-managed policies: name -> (default version's document, an older non-default version
+# or None, whether the default version allows "*" on "*"). iam_policy_full_admin fails for a
+# policy that allows "*" on "*" in its default version and is attached to someone.
+CIS_POLICIES = {
+    BASE_ACCOUNT: {
+        "ia-full-admin": (doc(ADMIN), None, True),  # attached to a group: fails
+        "ia-unused-admin": (doc(ADMIN), None, True),  # attached to nobody: passes
+        "ia-s3-read": (doc({"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}), None, False),
+        # Full admin only in v1, which is not the default: passes.
+        "ia-old-admin": (
+            doc({"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}),
+            doc(ADMIN),
+            False,
+        ),
+    },
+    ROLE_ACCOUNT: {
+        # One statement as an object, its Action and Resource as lists: fails.
+        "ia-admin-list": (
+            json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": {"Effect": "Allow", "Action": ["*"], "Resource": ["*"]},
+                }
+            ),
+            None,
+            True,
+        ),
+        # Deny, not Allow: passes.
+        "ia-deny-all": (doc({"Effect": "Deny", "Action": "*", "Resource": "*"}), None, False),
+        "ia-readonly": (doc({"Effect": "Allow", "Action": "iam:Get*", "Resource": "*"}), None, False),
+    },
+}
+
+# Groups: name -> (members, attached policies: customer-managed by name, AWS-managed by name).
+CIS_GROUPS = {
+    BASE_ACCOUNT: {
+        "ia-admins": (["carol"], ["ia-full-admin", "ia-old-admin"]),
+        "ia-support": ([], [SUPPORT_ACCESS]),
+        "ia-shell": (["dave"], [CLOUDSHELL_FULL_ACCESS]),
+    },
+    ROLE_ACCOUNT: {
+        "ia-devs": (["erin"], ["ia-admin-list", "ia-deny-all"]),
+    },
+}
+
+# Policies directly on users: user -> (attached policies, inline policy names).
+CIS_USER_POLICIES = {
+    BASE_ACCOUNT: {"alice": (["ia-s3-read"], []), "bob": ([], ["bob-inline"])},
+    ROLE_ACCOUNT: {"frank": ([CLOUDSHELL_FULL_ACCESS], [])},
+}
+
+# Policies on roles: role -> attached policies.
+CIS_ROLE_POLICIES = {ROLE_ACCOUNT: {"InfraAuditRole": ["ia-readonly"]}}
+
+# Server certificates: name -> (path, expires in this many days; negative: expired).
+CIS_CERTIFICATES = {
+    BASE_ACCOUNT: {"ia-cert-expired": ("/", -30), "ia-cert-valid": ("/", 365)},
+    ROLE_ACCOUNT: {"ia-role-cert": ("/cloudfront/", 200)},
+}
+
+# Regions the tests audit (tests/common/mod.rs two_accounts): EBS and VPC resources are seeded
+# and reported for these only. The second account discovers every region when not given one:
+# there, each other region adds a failing default network ACL, a failing default security group
+# and a failing EBS region (moto's defaults), none of them in the lists below.
+CIS_REGIONS = {
+    BASE_ACCOUNT: ["us-east-1", "eu-west-1"],
+    ROLE_ACCOUNT: ["ap-southeast-2"],
+}
+
+# EBS encryption by default turned on in these regions (moto's default is off).
+EBS_ENCRYPTED = {BASE_ACCOUNT: ["eu-west-1"], ROLE_ACCOUNT: ["ap-southeast-2"]}
+
+ANY4, ANY6 = "0.0.0.0/0", "::/0"
+
+
+def entry(number, action, protocol, cidr, ports=None, egress=False):
+    e = {"RuleNumber": number, "RuleAction": action, "Protocol": protocol, "Egress": egress}
+    e["Ipv6CidrBlock" if ":" in cidr else "CidrBlock"] = cidr
+    if ports:
+        e["PortRange"] = {"From": ports[0], "To": ports[1]}
+    return e
+
+
+EGRESS_ALL = entry(100, "allow", "-1", ANY4, egress=True)
+
+# Network ACLs in the default VPC: (Name tag, region, entries in the order created, open).
+# moto returns entries in the order created, not by rule number, ingress and egress mixed, and
+# adds no `*` deny entries to a new ACL. Each default VPC's default ACL (moto: ingress and egress
+# 100 allow all from 0.0.0.0/0, 32767 deny; no IPv6 entries) allows 22 from anywhere: fails.
+CIS_NACLS = {
+    BASE_ACCOUNT: [
+        # Lower-numbered denies hide the later allows, created first: passes.
+        (
+            "ia-nacl-deny-first",
+            "eu-west-1",
+            [
+                entry(200, "allow", "6", ANY4, (22, 22)),
+                entry(210, "allow", "-1", ANY6),
+                entry(100, "deny", "6", ANY4, (0, 1024)),
+                entry(110, "deny", "6", ANY4, (3389, 3389)),
+                entry(120, "deny", "6", ANY6, (22, 22)),
+                entry(130, "deny", "6", ANY6, (3389, 3389)),
+                EGRESS_ALL,
+            ],
+            False,
+        ),
+        # 22 from anywhere: fails.
+        ("ia-nacl-ssh-open", "eu-west-1", [entry(100, "allow", "6", ANY4, (22, 22)), EGRESS_ALL], True),
+        # Admin ports from private ranges only, HTTPS and 23-3388 from anywhere: passes.
+        (
+            "ia-nacl-private",
+            "us-east-1",
+            [
+                entry(100, "allow", "6", "10.0.0.0/8", (22, 22)),
+                entry(110, "allow", "6", "192.168.0.0/16", (3389, 3389)),
+                entry(120, "allow", "6", ANY4, (443, 443)),
+                entry(130, "allow", "6", ANY6, (23, 3388)),
+                entry(140, "allow", "17", ANY4, (0, 65535)),
+                EGRESS_ALL,
+            ],
+            False,
+        ),
+    ],
+    ROLE_ACCOUNT: [
+        # Every protocol from ::/0: fails.
+        ("ia-role-nacl-all-v6", "ap-southeast-2", [entry(100, "allow", "-1", ANY6), EGRESS_ALL], True),
+        # Every port denied from ::/0 and the admin ports from 0.0.0.0/0 before all is allowed:
+        # passes.
+        (
+            "ia-role-nacl-denied",
+            "ap-southeast-2",
+            [
+                entry(50, "deny", "6", ANY6, (0, 65535)),
+                entry(60, "deny", "6", ANY4, (22, 22)),
+                entry(70, "deny", "6", ANY4, (3389, 3389)),
+                entry(100, "allow", "-1", ANY4),
+                entry(101, "allow", "-1", ANY6),
+                EGRESS_ALL,
+            ],
+            False,
+        ),
+        # A deny after the allow hides nothing: fails (3389 from 0.0.0.0/0).
+        (
+            "ia-role-nacl-deny-late",
+            "ap-southeast-2",
+            [
+                entry(100, "allow", "6", ANY4, (3000, 4000)),
+                entry(200, "deny", "6", ANY4, (3389, 3389)),
+                EGRESS_ALL,
+            ],
+            True,
+        ),
+    ],
+}
+
+# Security groups in the default VPC: (name, region, ingress IpPermissions, open). A
+# UserIdGroupPairs of "self" refers to the group itself.
+CIS_SECURITY_GROUPS = {
+    BASE_ACCOUNT: [
+        # Every TCP port to ::/0: fails.
+        (
+            "ia-sg-wide-v6",
+            "eu-west-1",
+            [{"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535, "Ipv6Ranges": [{"CidrIpv6": ANY6}]}],
+            True,
+        ),
+        # Admin ports from private ranges and from itself only: passes.
+        (
+            "ia-sg-private",
+            "eu-west-1",
+            [
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 3389,
+                    "ToPort": 3389,
+                    "IpRanges": [{"CidrIp": "192.168.0.0/16"}],
+                },
+                {"IpProtocol": "-1", "UserIdGroupPairs": "self"},
+            ],
+            False,
+        ),
+        # Every protocol from ::/0: fails.
+        ("ia-sg-all-v6", "us-east-1", [{"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": ANY6}]}], True),
+        # HTTPS, and ports around the admin ones, from anywhere: passes.
+        (
+            "ia-sg-web",
+            "us-east-1",
+            [
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 443,
+                    "ToPort": 443,
+                    "IpRanges": [{"CidrIp": ANY4}],
+                    "Ipv6Ranges": [{"CidrIpv6": ANY6}],
+                },
+                {"IpProtocol": "tcp", "FromPort": 23, "ToPort": 3388, "IpRanges": [{"CidrIp": ANY4}]},
+                {"IpProtocol": "udp", "FromPort": 0, "ToPort": 65535, "IpRanges": [{"CidrIp": ANY4}]},
+            ],
+            False,
+        ),
+    ],
+    ROLE_ACCOUNT: [
+        # A range holding 3389, from 0.0.0.0/0: fails.
+        (
+            "ia-role-sg-rdp-range",
+            "ap-southeast-2",
+            [{"IpProtocol": "tcp", "FromPort": 3000, "ToPort": 4000, "IpRanges": [{"CidrIp": ANY4}]}],
+            True,
+        ),
+        (
+            "ia-role-sg-private",
+            "ap-southeast-2",
+            [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "172.16.0.0/12"}]}],
+            False,
+        ),
+    ],
+}
+
+# Default security groups emptied (every rule revoked): vpc_default_security_group_open passes.
+# moto's default group has no ingress rule (AWS's has one from itself) and one egress rule to
+# 0.0.0.0/0 (and ::/0 in a VPC with IPv6): the others fail.
+EMPTIED_DEFAULT_SG = {BASE_ACCOUNT: ["eu-west-1"], ROLE_ACCOUNT: []}
+# The role account's default group gets AWS's self-referencing ingress rule back.
+SELF_REFERENCING_DEFAULT_SG = {BASE_ACCOUNT: [], ROLE_ACCOUNT: ["ap-southeast-2"]}
+
+
+def self_signed(name, not_before, not_after):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}.example.com")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return pem, private
+
+
+def seed_root_virtual_mfa(account):
+    """A virtual MFA device assigned to the root user, as AWS lists it (moto's EnableMFADevice
+    takes IAM users only): iam_root_hardware_mfa fails where the root row says MFA is on."""
+    from moto.iam.models import VirtualMfaDevice
+
+    backend = iam_backends[account]["aws"]
+    device = VirtualMfaDevice(account, "us-east-1", "/root-account-mfa-device")
+    device.enable_date = naive_utc(datetime.now(timezone.utc) - timedelta(days=400))
+    # What ListVirtualMFADevices serializes as User (AWS's has no UserName for the root user).
+    device.user = device.user_attribute = {
+        "Path": "/",
+        "UserId": account,
+        "Arn": f"arn:aws:iam::{account}:root",
+        "CreateDate": naive_utc(datetime.now(timezone.utc) - timedelta(days=900)),
+    }
+    backend.virtual_mfa_devices[device.serial_number] = device
+    return device.serial_number
+
+
+def verdicts(failing, passing):
+    return {"failing": sorted(failing), "passing": sorted(passing)}
+
+
+def seed_cis(endpoint, now, seeded, console, with_root):
+    """The CIS scenario of both accounts, through the API where moto has one; returns
+    account -> {"cis": check -> {"failing": [...], "passing": [...]}, "cis_regions": [...],
+    "cis_names": {resource: seeded name}} with every resource each new check of issue 15 judges
+    in the regions of CIS_REGIONS, by the rules of the issue, worked out from the tables above."""
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    managed = json.loads(aws_managed_policies_data)
+    out = {}
+    for account in (BASE_ACCOUNT, ROLE_ACCOUNT):
+        client = clients(endpoint, account)
+        iam = client("iam")
+        cis, names = {}, {}
+        add_aws_managed_policies(account, managed)
+        arn = {
+            SUPPORT_ACCESS: f"arn:aws:iam::aws:policy/{SUPPORT_ACCESS}",
+            CLOUDSHELL_FULL_ACCESS: f"arn:aws:iam::aws:policy/{CLOUDSHELL_FULL_ACCESS}",
+        }
+        for name, (default, older, _) in CIS_POLICIES[account].items():
+            first = older if older else default
+            arn[name] = iam.create_policy(PolicyName=name, PolicyDocument=first)["Policy"]["Arn"]
+            if older:
+                iam.create_policy_version(PolicyArn=arn[name], PolicyDocument=default, SetAsDefault=True)
+        attached = {}  # policy -> principals ("user/NAME", ...)
+        for group, (members, policies) in CIS_GROUPS[account].items():
+            iam.create_group(GroupName=group)
+            for user in members:
+                iam.add_user_to_group(GroupName=group, UserName=user)
+            for p in policies:
+                iam.attach_group_policy(GroupName=group, PolicyArn=arn[p])
+                attached.setdefault(p, []).append(f"group/{group}")
+        for user, (policies, inline) in CIS_USER_POLICIES[account].items():
+            for p in policies:
+                iam.attach_user_policy(UserName=user, PolicyArn=arn[p])
+                attached.setdefault(p, []).append(f"user/{user}")
+            for name in inline:
+                iam.put_user_policy(
+                    UserName=user,
+                    PolicyName=name,
+                    PolicyDocument=doc({"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}),
+                )
+        for role, policies in CIS_ROLE_POLICIES.get(account, {}).items():
+            for p in policies:
+                iam.attach_role_policy(RoleName=role, PolicyArn=arn[p])
+                attached.setdefault(p, []).append(f"role/{role}")
+
+        users = sorted(seeded[account])
+        roles = sorted(r["RoleName"] for r in iam.list_roles()["Roles"])
+        principals = (
+            [f"user/{u}" for u in users]
+            + [f"group/{g}" for g in CIS_GROUPS[account]]
+            + [f"role/{r}" for r in roles]
+        )
+        direct = set(CIS_USER_POLICIES[account])
+        cis["iam_user_direct_policies"] = verdicts(direct, set(users) - direct)
+        full = {p for p, (_, _, admin) in CIS_POLICIES[account].items() if admin and p in attached}
+        cis["iam_policy_full_admin"] = verdicts(full, set(CIS_POLICIES[account]) - full)
+        support = SUPPORT_ACCESS in attached
+        cis["iam_support_role"] = verdicts([] if support else ["account"], ["account"] if support else [])
+        shell = set(attached.get(CLOUDSHELL_FULL_ACCESS, []))
+        cis["iam_cloudshell_full_access"] = verdicts(shell, set(principals) - shell)
+
+        expired, valid = [], []
+        for name, (path, days) in CIS_CERTIFICATES[account].items():
+            not_after = now + timedelta(days=days)
+            body, key = self_signed(name, not_after - timedelta(days=395), not_after)
+            iam.upload_server_certificate(
+                ServerCertificateName=name, CertificateBody=body, PrivateKey=key, Path=path
+            )
+            (expired if days < 0 else valid).append(name)
+        cis["iam_server_certificate_expired"] = verdicts(expired, valid)
+
+        # The credential report's checks, from SEED and CONSOLE (default thresholds: 45 days).
+        console_users = {u for u, c in console.get(account, {}).items() if c["password"]}
+        unused, used = [], []
+        for u in console_users:
+            last = console[account][u]["password_last_used"]
+            # Every seeded user was created 500 days ago.
+            (unused if last is None or now.timestamp() - last > 45 * 86400 else used).append(u)
+        cis["iam_user_password_unused"] = verdicts(unused, used)
+        initial, other = [], []
+        multiple, single = [], []
+        for u, keys in seeded[account].items():
+            active = [k for k in keys if k["active"]]
+            if keys:
+                (multiple if len(active) >= 2 else single).append(u)
+            if u in console_users:
+                for k in active:
+                    (initial if k["last_used"] is None else other).append(f"{u}/{k['id']}")
+        cis["iam_user_initial_access_key"] = verdicts(initial, other)
+        cis["iam_user_multiple_active_keys"] = verdicts(multiple, single)
+
+        if with_root:
+            # --demo / --aws-like-report: the root row of DEMO_ROOTS.
+            mfa, key_age, password = DEMO_ROOTS[account]
+            no_credentials = not password and key_age is None
+            virtual = account == ROLE_ACCOUNT
+            hardware_fails = not no_credentials and (not mfa or virtual)
+            cis["iam_root_hardware_mfa"] = verdicts(
+                ["root"] if hardware_fails else [], [] if hardware_fails else ["root"]
+            )
+            days = ROOT_LAST_USED_DAYS[account]
+            recent = days is not None and days < 30
+            cis["iam_root_recent_use"] = verdicts(
+                ["root"] if recent else [], [] if recent else ["root"]
+            )
+        if account == ROLE_ACCOUNT:
+            names["root-mfa"] = seed_root_virtual_mfa(account)
+
+        buckets = BUCKETS[account]
+        tls = {b["name"] for b in buckets if b.get("tls") == "full"}
+        cis["s3_secure_transport"] = verdicts({b["name"] for b in buckets} - tls, tls)
+        mfa_delete = {b["name"] for b in buckets if b.get("mfa_delete")}
+        cis["s3_mfa_delete"] = verdicts({b["name"] for b in buckets} - mfa_delete, mfa_delete)
+
+        regions = CIS_REGIONS[account]
+        on = EBS_ENCRYPTED[account]
+        for region in on:
+            client("ec2", region).enable_ebs_encryption_by_default()
+        cis["ec2_ebs_default_encryption"] = verdicts(set(regions) - set(on), on)
+
+        nacl_fail, nacl_pass = [], []
+        sg_fail, sg_pass = [], []
+        default_fail, default_pass = [], []
+        for region in regions:
+            ec2 = client("ec2", region)
+            vpc = [v for v in ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]][0]["VpcId"]
+            for acl in ec2.describe_network_acls()["NetworkAcls"]:
+                # The default VPC's default ACL allows everything: fails.
+                resource = f"{region}/{acl['NetworkAclId']}"
+                nacl_fail.append(resource)
+                names[resource] = f"default ACL of {acl['VpcId']}"
+            for name, r, entries, open_ in CIS_NACLS[account]:
+                if r != region:
+                    continue
+                acl = ec2.create_network_acl(
+                    VpcId=vpc,
+                    TagSpecifications=[
+                        {"ResourceType": "network-acl", "Tags": [{"Key": "Name", "Value": name}]}
+                    ],
+                )["NetworkAcl"]["NetworkAclId"]
+                for e in entries:
+                    ec2.create_network_acl_entry(NetworkAclId=acl, **e)
+                resource = f"{region}/{acl}"
+                (nacl_fail if open_ else nacl_pass).append(resource)
+                names[resource] = name
+            default_sg = ec2.describe_security_groups(
+                Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": ["default"]}]
+            )["SecurityGroups"][0]
+            resource = f"{region}/{default_sg['GroupId']}"
+            names[resource] = f"default security group of {vpc}"
+            sg_pass.append(resource)  # moto's has no ingress rule
+            if region in EMPTIED_DEFAULT_SG[account]:
+                ec2.revoke_security_group_egress(
+                    GroupId=default_sg["GroupId"], IpPermissions=default_sg["IpPermissionsEgress"]
+                )
+                default_pass.append(resource)
+            else:
+                default_fail.append(resource)
+            if region in SELF_REFERENCING_DEFAULT_SG[account]:
+                ec2.authorize_security_group_ingress(
+                    GroupId=default_sg["GroupId"],
+                    IpPermissions=[
+                        {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": default_sg["GroupId"]}]}
+                    ],
+                )
+            for name, r, permissions, open_ in CIS_SECURITY_GROUPS[account]:
+                if r != region:
+                    continue
+                group = ec2.create_security_group(
+                    GroupName=name, Description=f"infraaudit test: {name}", VpcId=vpc
+                )["GroupId"]
+                for p in permissions:
+                    if p.get("UserIdGroupPairs") == "self":
+                        p = {**p, "UserIdGroupPairs": [{"GroupId": group}]}
+                    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[p])
+                resource = f"{region}/{group}"
+                (sg_fail if open_ else sg_pass).append(resource)
+                names[resource] = name
+        cis["vpc_nacl_admin_ports_open"] = verdicts(nacl_fail, nacl_pass)
+        cis["ec2_security_group_admin_ports_open"] = verdicts(sg_fail, sg_pass)
+        cis["vpc_default_security_group_open"] = verdicts(default_fail, default_pass)
+        out[account] = {"cis": cis, "cis_regions": regions, "cis_names": names}
     return out
 
 
@@ -737,6 +1380,7 @@ def main():
     regions = [r for r in args.regions.split(",") if r]
     if args.demo or args.aws_like_report:
         patch_report_like_aws(datetime.now(timezone.utc))
+    patch_moto_gaps()
     if not args.demo:
         for scenario in (SEED, CONSOLE, BUCKETS, INSTANCES, DEMO_ROOTS):
             scenario.pop(DEMO_ACCOUNT, None)
@@ -758,7 +1402,12 @@ def main():
     seeded[BASE_ACCOUNT].update(seed_users(now, args.users, mix))
     if args.access_advisor_roles:
         seed_access_advisor_roles()
-    resources = seed_resources(endpoint, seed_console(now))
+    console = seed_console(now)
+    resources = seed_resources(endpoint, console)
+    if not args.no_default_seed:
+        with_root = args.demo or args.aws_like_report
+        for account, cis in seed_cis(endpoint, now, seeded, console, with_root).items():
+            resources[account].update(cis)
     seed_seconds = round(time.monotonic() - started, 3)
     if server.counter:
         # The seeding's own requests are not the client's.
