@@ -580,13 +580,22 @@ def patch_moto_gaps():
                 self.backend.get_bucket(bucket_name).mfa_delete = found.group(1)
         return result
 
+    # AWS's answer has the root element VersioningConfiguration (moto writes
+    # GetBucketVersioningResponse, which the Rust SDK refuses) and MfaDelete once it was set.
     def get_bucket_versioning(self):
         bucket = self.backend.get_bucket(self.bucket_name)
-        result = {"Status": bucket.versioning_status}
-        if getattr(bucket, "mfa_delete", None):
-            result["MFADelete"] = bucket.mfa_delete
         self.data["Action"] = "GetBucketVersioning"
-        return self.serialized(ActionResult(result))
+        parts = ""
+        if bucket.versioning_status:
+            parts += f"<Status>{bucket.versioning_status}</Status>"
+        if getattr(bucket, "mfa_delete", None):
+            parts += f"<MfaDelete>{bucket.mfa_delete}</MfaDelete>"
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"{parts}</VersioningConfiguration>"
+        )
+        return 200, {"Content-Type": "application/xml"}, body
 
     S3Response._bucket_response_put = _bucket_response_put
     S3Response.get_bucket_versioning = get_bucket_versioning
