@@ -43,6 +43,7 @@ pub static SPEC: Spec = Spec {
         "iam:GetAccountSummary",
         "iam:GetCredentialReport",
         "iam:ListAccessKeys",
+        "iam:ListVirtualMFADevices",
     ],
     build: |session, section| {
         let config = section.typed::<IamConfig>().cloned().unwrap_or_default();
