@@ -19,6 +19,25 @@ from pathlib import Path
 HEADING = "## Side by side with Prowler"
 ROOT = Path(__file__).resolve().parent.parent
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the tree
+from prowler_compare import NOTES, PROWLER  # noqa: E402
+
+
+def mapping():
+    """The table of our checks and Prowler's, from bench/prowler_compare.py's mapping."""
+    theirs = {}
+    for prowler, ours in PROWLER.items():
+        theirs.setdefault(ours, []).append(f"`{prowler}`")
+    rows = [
+        "| our check | CIS v3.0 | Prowler's check(s) | resource (ours; Prowler's when it differs) |",
+        "|---|---|---|---|",
+    ]
+    for ours, prowlers in theirs.items():
+        cis, resource = NOTES[ours]
+        rows.append(f"| `{ours}` | {cis} | {', '.join(prowlers)} | {resource} |")
+    return rows
+
 
 def time_v(path):
     text = Path(path).read_text()
@@ -72,7 +91,7 @@ def machine():
 
 
 def render(runs_dir, isolation):
-    rows, agree, detail, verdicts = [], [], [], []
+    rows, agree, detail, verdicts, exercised = [], [], [], [], set()
     ns = sorted((p for p in runs_dir.iterdir() if p.is_dir()), key=lambda p: int(p.name[1:]))
     for d in ns:
         n = int(d.name[1:])
@@ -111,6 +130,7 @@ def render(runs_dir, isolation):
         if a["unexplained"]:
             agree.append(f"|  | **UNEXPLAINED: {len(a['unexplained'])}** (see agreement.json) |  |  |  |  |  |")
         rules = a["rules"]
+        exercised.update(what.rsplit(": ", 1)[1] for what in a["differences_by_rule"])
     sink = runs_dir / "sinkhole.jsonl"
     tried = sorted({json.loads(line)["target"] for line in sink.read_text().splitlines() if line})
     install = ROOT / ".venv-prowler/.install-seconds"
@@ -141,31 +161,53 @@ def render(runs_dir, isolation):
             "builds and tests at the time: absolute times are noise, the ratios measured side by side in one run",
             "are the figures to quote.",
             "",
-            f"One account on the counting moto emulator (moto {moto_v}), seeded with `--no-default-seed",
-            "--aws-like-report --users N --buckets 20 --instances 20 --regions us-east-1,eu-west-1` (90% of users",
-            "with one or two keys, ages 1 to 400 days, last used never / 12 h / 60 d / 120 d ago; seven bucket",
-            "cases; IMDSv1/v2, public IP or not, some stopped; a `<root_account>` row with one key and no MFA).",
+            f"One account on the counting moto emulator (moto {moto_v}), bench/prowler_emulator.py: tests/emulator/",
+            "moto_emulator.py seeded with `--no-default-seed --aws-like-report --users N --buckets 20 --instances 20",
+            "--regions us-east-1,eu-west-1` (90% of users with one or two keys, ages 1 to 400 days, last used never",
+            "/ 12 h / 60 d / 120 d ago; seven bucket cases; IMDSv1/v2, public IP or not, some stopped; a",
+            "`<root_account>` row with one key, no MFA, last used 3 days ago), plus the CIS population of issue 15:",
+            "a console password on every 10th user (last used never / 5 / 60 / 120 days ago), a customer policy",
+            "attached to every 25th user and an inline one on every 25th; full-admin customer policies attached",
+            "as `\"*\"` and as `[\"*\"]`, unattached, by NotAction, and in an old version only; AWSSupportAccess on",
+            "a group only; AWSCloudShellFullAccess on a user, a group and a role; server certificates expired 30",
+            "days and 2 hours ago and valid 2 hours and 300 days more; four buckets denying requests without TLS",
+            "on `s3:*`, `*`, GetObject+PutObject or GetObject only, one with MFA Delete; EBS encryption by default",
+            "on in eu-west-1 only; in us-east-1 nine security groups (22 or 3389 open by port, range, protocol -1",
+            "and IPv6, harmless ones, UDP 0-65535, one attached to no network interface), seven network ACLs",
+            "(denies before and after allows, IPv4 and IPv6, 1024-3388), a VPC whose default security group is",
+            "emptied and in use and one left unused; eu-west-1 keeps its defaults only.",
             f"`{ia_v}`: `infraaudit audit --format json --checks {','.join(['iam_access_key_age', '...'])}` (release",
             f"build, zero-config: the ambient `testing` credentials, regions us-east-1 and eu-west-1), median of",
             f"{ia_runs} runs. {prowler_v} (PyPI, `.venv-prowler`, install {install_s}): `prowler aws -f us-east-1",
-            "eu-west-1 --checks iam_rotate_access_key_90_days iam_user_accesskey_unused iam_root_mfa_enabled",
-            "iam_no_root_access_key s3_bucket_public_access s3_bucket_default_encryption ec2_instance_imdsv2_enabled",
-            f"ec2_instance_public_ip -M json-ocsf`, {pr_runs} run(s) per N, pointed at the emulator by",
+            f"eu-west-1 --checks <the {len(PROWLER)} checks of the table below> -M json-ocsf`, {pr_runs} run(s) per N, pointed at the emulator by",
             "`AWS_ENDPOINT_URL`. AWS requests are counted at the emulator, reset before each run. Both ran in",
             f"{iso}, with HTTP(S)_PROXY set to a sinkhole on 127.0.0.1 that logs and refuses",
             "anything not for loopback: "
             + ("Prowler tried " + ", ".join(f"`{t}`" for t in tried) + "." if tried else "neither tool tried to reach any other host."),
             "Nothing had to be disabled: in Prowler's code the one internet call on these paths is the",
-            "version check of `prowler -v` (api.github.com), which the bench does not run; moto answers",
-            "every call Prowler makes for these checks (organizations:DescribeAccount with an error, as AWS",
-            "does for an account outside an organization).",
+            "version check of `prowler -v` (api.github.com), which the bench does not run. moto's error",
+            "answers are listed below (organizations:DescribeAccount fails, as AWS does for an account outside",
+            "an organization); where moto 5.2.5 answers unlike AWS (server certificates' expiry, MFA Delete,",
+            "the two AWS-managed policies) tests/emulator/moto_emulator.py makes it answer as AWS does.",
+            "",
+            "The checks compared: each of ours with the Prowler check(s) testing the same CIS control the same",
+            "way (bench/prowler_compare.py's mapping). A resource fails ours when it fails any of the Prowler",
+            "checks on its row: Prowler's security-group port-22 and port-3389 checks report PASS for a group its",
+            "all-ports check failed. Left out: `ec2_networkacl_allow_ingress_any_port` (Prowler's CIS 5.1 list has",
+            "it; it fails a network ACL allowing every port, which is no admin-port rule: an ACL denying 22 and",
+            "3389 before allowing the rest fails it and passes CIS's audit), `ec2_ebs_volume_encryption` (Prowler's",
+            "CIS 3.0 file maps 2.2.1 to it; it judges volumes, the control's audit reads the default setting as",
+            "`ec2_ebs_default_encryption` does). Prowler's CIS 3.0 file lists no check for 1.22 (Manual); its 4.0",
+            "file maps it to `iam_policy_cloudshell_admin_not_attached`.",
+            "",
+            *mapping(),
             "",
             "| users | wall infraaudit | wall Prowler | wall ratio | requests infraaudit | requests Prowler | requests ratio | peak RSS infraaudit | peak RSS Prowler | RSS ratio | CPU infraaudit | CPU Prowler |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             "Targets: at least 10x less wall time and at least 5x fewer AWS requests. " + "; ".join(verdicts) + ".",
-            "Where the requests go (Prowler builds its whole IAM, S3 and EC2 inventory whatever the checks: per user ListAccessKeys,",
+            "Where the requests go (Prowler builds its whole IAM, S3, EC2 and VPC inventory whatever the checks: per user ListAccessKeys,",
             "GetLoginProfile, ListMFADevices, policies, tags, GenerateServiceLastAccessedDetails; per bucket a",
             "dozen Get* calls):",
             "",
@@ -182,8 +224,9 @@ def render(runs_dir, isolation):
             "### Findings agreement",
             "",
             "FAIL findings of each tool mapped to (check, resource) by bench/prowler_compare.py (keys as",
-            "user and credential-report slot, buckets by name, instances by id, the root user) and diffed;",
-            "every difference is attributed to a rule, and the bench fails on any it cannot attribute.",
+            "user and credential-report slot, the rest as in the table above) and diffed; every difference is",
+            "attributed to a rule, checked against what the emulator holds (bench/prowler_emulator.py reads",
+            "it back after seeding), and the bench fails on any it cannot attribute.",
             "",
             "| users | check | FAIL infraaudit | FAIL Prowler | both | only infraaudit | only Prowler |",
             "|---|---|---|---|---|---|---|",
@@ -191,13 +234,21 @@ def render(runs_dir, isolation):
             "",
             "The rules behind the differences:",
             "",
-            *[f"- `{k}`: {v}." for k, v in rules.items()],
+            *[f"- `{k}`: {v}." for k, v in rules.items() if k in exercised],
             "",
-            "Not exercised by this seed, by the same reading of the two codes: Prowler honours an account-level",
-            "block only with both IgnorePublicAcls and RestrictPublicBuckets (infraaudit flag by flag, as",
-            "above); and without a `<root_account>` row in the credential report (moto's own report has none,",
-            "hence `--aws-like-report`) Prowler's root checks emit nothing while infraaudit reports no verdict",
-            "for them (its stderr says which checks got none and why): neither says PASS.",
+            "Documented from the two codes, not exercised by this seed (bench/prowler_compare.py applies them",
+            "when the emulator holds the situation):",
+            "",
+            *[f"- `{k}`: {v}." for k, v in rules.items() if k not in exercised],
+            "",
+            "Also not exercised, by the same reading: Prowler honours an account-level block only with both",
+            "IgnorePublicAcls and RestrictPublicBuckets (infraaudit flag by flag, as above); without a",
+            "`<root_account>` row in the credential report (moto's own report has none, hence",
+            "`--aws-like-report`) Prowler's root checks emit nothing while infraaudit reports no verdict for",
+            "them (its stderr says which checks got none and why): neither says PASS; and where a call is",
+            "denied, Prowler still judges (a bucket whose versioning or policy it could not read fails",
+            "s3_bucket_no_mfa_delete and s3_bucket_secure_transport_policy) while infraaudit leaves that",
+            "check's series absent: unknown, not FAIL.",
             "",
         ]
     )

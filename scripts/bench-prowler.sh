@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# `make bench-prowler`: infraaudit and Prowler side by side (issue 7 point 4). One account on the
-# counting moto emulator, seeded with N users (most with keys), 20 buckets and 20 instances in
-# us-east-1 and eu-west-1; for each N, `infraaudit audit` (release build) and `prowler aws`, each
-# limited to the same eight checks and two regions, under /usr/bin/time -v: wall time, peak RSS,
-# and the AWS requests counted at the emulator (reset before each run). Then the FAIL findings of
-# both are mapped to (check, resource) and diffed by bench/prowler_compare.py, which explains each
-# difference by a documented rule and fails on any it cannot. Writes the "Side by side with
-# Prowler" section of BENCHMARKS.md.
+# `make bench-prowler`: infraaudit and Prowler side by side (issue 7 point 4, extended by issue 15
+# to the CIS checks both have). One account on the counting moto emulator, seeded with N users
+# (most with keys), 20 buckets and 20 instances in us-east-1 and eu-west-1, plus the CIS population
+# of bench/prowler_emulator.py (console passwords, direct and admin policies, support and CloudShell
+# attachments, server certificates, TLS-only bucket policies, MFA Delete, EBS default encryption,
+# network ACLs and security groups); for each N, `infraaudit audit` (release build) and `prowler
+# aws`, each limited to the same checks (24 of ours, the 27 of Prowler's that test the same rules)
+# and two regions, under /usr/bin/time -v: wall time, peak RSS, and the AWS requests counted at the
+# emulator (reset before each run). Then the FAIL findings of both are mapped to (check, resource)
+# and diffed by bench/prowler_compare.py, which explains each difference by a documented rule and
+# fails on any it cannot. Writes the "Side by side with Prowler" section of BENCHMARKS.md.
 #
 # Prowler is installed here (never by `make test`) into .venv-prowler, pinned in
 # bench/prowler_requirements.txt. The measured part runs in a network namespace with loopback only
@@ -21,10 +24,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
+# Ours, and Prowler's that test the same rules (bench/prowler_compare.py maps one to the other).
 checks_ours=iam_access_key_age,iam_access_key_unused,iam_root_mfa,iam_root_access_key,s3_public_access,s3_encryption,ec2_imdsv2,ec2_public_ip
+checks_ours+=,iam_root_hardware_mfa,iam_root_recent_use,iam_user_password_unused,iam_user_initial_access_key
+checks_ours+=,iam_user_multiple_active_keys,iam_user_direct_policies,iam_policy_full_admin,iam_support_role
+checks_ours+=,iam_server_certificate_expired,iam_cloudshell_full_access,s3_secure_transport,s3_mfa_delete
+checks_ours+=,ec2_ebs_default_encryption,vpc_nacl_admin_ports_open,ec2_security_group_admin_ports_open
+checks_ours+=,vpc_default_security_group_open
 checks_prowler=(iam_rotate_access_key_90_days iam_user_accesskey_unused iam_root_mfa_enabled
   iam_no_root_access_key s3_bucket_public_access s3_bucket_default_encryption
-  ec2_instance_imdsv2_enabled ec2_instance_public_ip)
+  ec2_instance_imdsv2_enabled ec2_instance_public_ip
+  iam_root_hardware_mfa_enabled iam_avoid_root_usage iam_user_console_access_unused
+  iam_user_no_setup_initial_access_key iam_user_two_active_access_key
+  iam_policy_attached_only_to_group_or_roles iam_customer_attached_policy_no_administrative_privileges
+  iam_support_role_created iam_no_expired_server_certificates_stored
+  iam_policy_cloudshell_admin_not_attached s3_bucket_secure_transport_policy s3_bucket_no_mfa_delete
+  ec2_ebs_default_encryption ec2_networkacl_allow_ingress_tcp_port_22
+  ec2_networkacl_allow_ingress_tcp_port_3389 ec2_securitygroup_allow_ingress_from_internet_to_all_ports
+  ec2_securitygroup_allow_ingress_from_internet_to_tcp_port_22
+  ec2_securitygroup_allow_ingress_from_internet_to_tcp_port_3389
+  ec2_securitygroup_default_restrict_traffic)
 regions=(us-east-1 eu-west-1)
 
 fail() { echo "bench-prowler: FAILED: $*" >&2; exit 1; }
@@ -33,6 +52,7 @@ if [ "${1:-}" != --inner ]; then
   # Prerequisites, outside the network namespace (they download).
   # shellcheck source=scripts/lib.sh
   . scripts/lib.sh  # the script runs from the repository root
+  bench_name=bench-prowler  # lib.sh's fail(), which replaces ours here, names the script by it
   missing=()
   [ -x /usr/bin/time ] || missing+=(time)
   command -v curl >/dev/null || missing+=(curl)
@@ -64,6 +84,11 @@ if [ "${1:-}" != --inner ]; then
   # Not `prowler -v`: that asks api.github.com for the latest release.
   .venv-prowler/bin/python -c 'from prowler.config.config import prowler_version' \
     || fail "the Prowler install in .venv-prowler is broken"
+
+  # Both lists are the mapping's, so a check added on one side only is noticed before the runs.
+  PYTHONPATH=bench PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -c 'import sys, prowler_compare as c
+sys.exit(sorted(c.PROWLER) != sorted(sys.argv[2:]) or set(c.PROWLER.values()) != set(sys.argv[1].split(",")))' \
+    "$checks_ours" "${checks_prowler[@]}" || fail "the checks lists differ from bench/prowler_compare.py's PROWLER"
 
   cargo build --release --locked --bin infraaudit
 
@@ -123,8 +148,9 @@ for n in $users_list; do
   echo "bench-prowler: N=$n: seeding the emulator" >&2
   # One AMI instead of moto's ~1,300 defaults: moto reports their snapshots as the account's own,
   # which would cost Prowler one DescribeSnapshotAttribute each that a real fresh account does not.
+  # bench/prowler_emulator.py is tests/emulator/moto_emulator.py plus the CIS population.
   coproc EMU {
-    MOTO_AMIS_PATH=$root/bench/prowler_amis.json exec .venv/bin/python tests/emulator/moto_emulator.py \
+    MOTO_AMIS_PATH=$root/bench/prowler_amis.json exec .venv/bin/python bench/prowler_emulator.py \
       --count-requests --no-default-seed --aws-like-report --users "$n" --buckets "$buckets" \
       --instances "$instances" --regions "$(IFS=,; echo "${regions[*]}")" 2>"$d/emulator.err"
   }

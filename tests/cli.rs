@@ -80,6 +80,12 @@ fn scenario_failures(emu: &Emulator) -> BTreeSet<(String, String, String)> {
                 fail(account, "s3_encryption", name);
             }
         }
+        // The CIS checks of issue 15: the emulator lists their failing resources itself.
+        for (check, v) in r["cis"].as_object().into_iter().flatten() {
+            for resource in v["failing"].as_array().unwrap() {
+                fail(account, check, resource.as_str().unwrap().to_owned());
+            }
+        }
         for (id, i) in r["instances"].as_object().unwrap() {
             if i["state"] == "terminated" {
                 continue;
@@ -194,7 +200,15 @@ fn audit_filters_and_formats() {
     let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
     assert_eq!(
         reader.headers().unwrap(),
-        vec!["account_id", "check", "resource", "status", "details"]
+        vec![
+            "account_id",
+            "check",
+            "resource",
+            "status",
+            "details",
+            "cis",
+            "severity"
+        ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     let mut want = BTreeSet::new();
