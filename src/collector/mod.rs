@@ -8,6 +8,7 @@
 pub mod access_advisor;
 pub mod ec2;
 pub mod iam;
+pub mod regions;
 pub mod s3;
 
 use std::any::Any;
@@ -304,7 +305,8 @@ impl serde::Serialize for Check {
 pub struct Finding {
     pub account_id: String,
     pub check: Check,
-    /// `user/AKIA...`, `root`, a user, `account`, a bucket, or `region/instance-id`.
+    /// `user/AKIA...`, `root`, a user, `account`, a bucket, a region, `region/instance-id`,
+    /// `region/acl-...` or `region/sg-...`.
     pub resource: String,
     pub failed: bool,
     pub details: String,
