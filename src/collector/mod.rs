@@ -6,6 +6,7 @@
 //! in CONTRIBUTING.md).
 
 pub mod access_advisor;
+pub mod ebs;
 pub mod ec2;
 pub mod iam;
 pub mod regions;
@@ -23,7 +24,13 @@ use crate::error::Error;
 use crate::expo::{Family, Fragments, Recorder};
 
 /// Every collector, in the order of their families in `/metrics` and of their checks.
-pub static ALL: [&Spec; 4] = [&iam::SPEC, &s3::SPEC, &ec2::SPEC, &access_advisor::SPEC];
+pub static ALL: [&Spec; 5] = [
+    &iam::SPEC,
+    &s3::SPEC,
+    &ec2::SPEC,
+    &ebs::SPEC,
+    &access_advisor::SPEC,
+];
 
 /// What one successful run produced; each collector downcasts its own.
 pub type Data = dyn Any + Send + Sync;
