@@ -11,6 +11,7 @@ pub mod ec2;
 pub mod iam;
 pub mod regions;
 pub mod s3;
+pub mod vpc;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -24,11 +25,12 @@ use crate::error::Error;
 use crate::expo::{Family, Fragments, Recorder};
 
 /// Every collector, in the order of their families in `/metrics` and of their checks.
-pub static ALL: [&Spec; 5] = [
+pub static ALL: [&Spec; 6] = [
     &iam::SPEC,
     &s3::SPEC,
     &ec2::SPEC,
     &ebs::SPEC,
+    &vpc::SPEC,
     &access_advisor::SPEC,
 ];
 
