@@ -197,6 +197,7 @@ fn iam(a: usize, generation: u64, now: i64) -> IamData {
             password_enabled: Some(a.is_multiple_of(3)),
             active_keys: 0,
             last_used: Some(ts(now - 40 * DAY)),
+            virtual_mfa: Some(a.is_multiple_of(4)),
         }),
         users,
         password_policy: Some(PasswordPolicy {
@@ -238,6 +239,8 @@ fn s3(a: usize, generation: u64) -> S3Data {
                     1..=3 => Encryption::Algorithm("aws:kms"),
                     _ => Encryption::Algorithm("AES256"),
                 }),
+                secure_transport: Some(rng.u8(..4) == 0),
+                mfa_delete: Some(rng.u8(..20) == 0),
                 denied: Vec::new(),
             }
         })

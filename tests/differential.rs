@@ -34,15 +34,18 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use chrono::DateTime;
-use infraaudit::aws::ec2::Instance;
+use infraaudit::aws::ec2::{Instance, NetworkAcl, SecurityGroup};
 use infraaudit::aws::iam::{EntityKind, PrincipalKind, ServiceAccess};
 use infraaudit::aws::s3::{Encryption, PublicAccessBlock};
 use infraaudit::checks;
 use infraaudit::collector::access_advisor::{AccessAdvisorData, PrincipalRecord};
+use infraaudit::collector::ebs::EbsData;
 use infraaudit::collector::ec2::{Ec2Data, RegionRecord};
 use infraaudit::collector::iam::{AccessKeyRecord, IamData, RootRecord, UserRecord};
 use infraaudit::collector::iam_authz::AuthzData;
+use infraaudit::collector::regions::Regional;
 use infraaudit::collector::s3::{BucketRecord, S3Data};
+use infraaudit::collector::vpc::{VpcData, VpcRegion, rules};
 use infraaudit::config::Config;
 use infraaudit::metrics::{Exporter, Format};
 use infraaudit::snapshot::{
@@ -232,6 +235,74 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
         ],
     };
 
+    // Awkward regions, one never answered; awkward VPC ids on an open ACL and groups.
+    let ebs = EbsData {
+        regions: vec![
+            Regional {
+                region: AWKWARD[3].into(),
+                success: true,
+                data: Some(Arc::new(true)),
+            },
+            Regional {
+                region: AWKWARD[0].into(),
+                success: false,
+                data: None,
+            },
+        ],
+    };
+    let mut default_group = SecurityGroup {
+        group_id: "sg-0third00000000001".into(),
+        group_name: "default".into(),
+        vpc_id: AWKWARD[1].into(),
+        ingress: Vec::new(),
+        egress: vec![scenario::permission("-1", None, &["0.0.0.0/0"])],
+    };
+    default_group
+        .ingress
+        .push(scenario::permission("-1", None, &["::/0"]));
+    let vpc = VpcData {
+        regions: vec![
+            Regional {
+                region: AWKWARD[2].into(),
+                success: false,
+                data: Some(Arc::new(VpcRegion {
+                    network_acls: vec![NetworkAcl {
+                        network_acl_id: "acl-0third0000000001".into(),
+                        vpc_id: AWKWARD[4].into(),
+                        is_default: false,
+                        entries: vec![scenario::acl_entry(
+                            1,
+                            false,
+                            true,
+                            "6",
+                            Some((0, 65535)),
+                            "::/0",
+                        )],
+                    }],
+                    security_groups: vec![
+                        default_group,
+                        SecurityGroup {
+                            group_id: "sg-0third00000000002".into(),
+                            group_name: AWKWARD[0].into(),
+                            vpc_id: AWKWARD[1].into(),
+                            ingress: vec![scenario::permission(
+                                "17",
+                                Some((22, 22)),
+                                &["0.0.0.0/0"],
+                            )],
+                            egress: Vec::new(),
+                        },
+                    ],
+                })),
+            },
+            Regional {
+                region: AWKWARD[3].into(),
+                success: true,
+                data: Some(Arc::new(VpcRegion::default())),
+            },
+        ],
+    };
+
     let service = |namespace: &str, days_ago: Option<f64>| ServiceAccess {
         namespace: namespace.into(),
         last_authenticated: days_ago.map(|d| t(NOW - d * 86_400.0)),
@@ -287,6 +358,20 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
     store.record(THIRD, "ec2", Outcome::Failure, -0.0, NOW);
     store.record(
         THIRD,
+        "ebs",
+        Outcome::Success(infraaudit::collector::ebs::SPEC.record(THIRD, Arc::new(ebs))),
+        2.0,
+        NOW - 60.0,
+    );
+    store.record(
+        THIRD,
+        "vpc",
+        Outcome::Success(infraaudit::collector::vpc::SPEC.record(THIRD, Arc::new(vpc))),
+        3.0,
+        NOW - 30.0,
+    );
+    store.record(
+        THIRD,
         "access_advisor",
         Outcome::Success(
             infraaudit::collector::access_advisor::SPEC.record(THIRD, Arc::new(access_advisor)),
@@ -305,6 +390,8 @@ struct Data<'a> {
     iam_authz: Vec<(&'a str, &'a AuthzData)>,
     s3: Vec<(&'a str, &'a S3Data)>,
     ec2: Vec<(&'a str, &'a Ec2Data)>,
+    ebs: Vec<(&'a str, &'a EbsData)>,
+    vpc: Vec<(&'a str, &'a VpcData)>,
     access_advisor: Vec<(&'a str, &'a AccessAdvisorData)>,
     intervals: Vec<(&'static str, f64)>,
 }
@@ -312,7 +399,15 @@ struct Data<'a> {
 fn data<'a>(snap: &'a Snapshot, config: &Config) -> Data<'a> {
     let mut d = Data::default();
     // A collector the reference does not know fails here, naming it.
-    let known = ["iam", "iam_authz", "s3", "ec2", "access_advisor"];
+    let known = [
+        "iam",
+        "iam_authz",
+        "s3",
+        "ec2",
+        "ebs",
+        "vpc",
+        "access_advisor",
+    ];
     for spec in infraaudit::collector::ALL {
         assert!(
             known.contains(&spec.name),
@@ -331,6 +426,8 @@ fn data<'a>(snap: &'a Snapshot, config: &Config) -> Data<'a> {
                 .push((account, entry.data::<AuthzData>().unwrap())),
             "s3" => d.s3.push((account, entry.data::<S3Data>().unwrap())),
             "ec2" => d.ec2.push((account, entry.data::<Ec2Data>().unwrap())),
+            "ebs" => d.ebs.push((account, entry.data::<EbsData>().unwrap())),
+            "vpc" => d.vpc.push((account, entry.data::<VpcData>().unwrap())),
             "access_advisor" => d
                 .access_advisor
                 .push((account, entry.data::<AccessAdvisorData>().unwrap())),
@@ -867,6 +964,99 @@ fn reference(
         "ec2_region_success",
         None,
         d.ec2.iter().flat_map(|(a, x)| {
+            x.regions.iter().map(|region| {
+                let l = [("account_id", *a), ("region", region.region.as_str())];
+                (labels(&l), flag(region.success))
+            })
+        }),
+    );
+
+    // EBS
+    r.gauges(
+        "ebs_encryption_by_default",
+        None,
+        d.ebs.iter().flat_map(|(a, x)| {
+            x.regions.iter().filter_map(|region| {
+                let l = [("account_id", *a), ("region", region.region.as_str())];
+                Some((labels(&l), flag(*region.data.as_deref()?)))
+            })
+        }),
+    );
+    r.gauges(
+        "ebs_region_success",
+        None,
+        d.ebs.iter().flat_map(|(a, x)| {
+            x.regions.iter().map(|region| {
+                let l = [("account_id", *a), ("region", region.region.as_str())];
+                (labels(&l), flag(region.success))
+            })
+        }),
+    );
+
+    // VPC
+    let vpc_regions = || {
+        d.vpc.iter().flat_map(|(a, x)| {
+            x.regions.iter().filter_map(move |region| {
+                Some((*a, region.region.as_str(), region.data.as_deref()?))
+            })
+        })
+    };
+    r.gauges(
+        "vpc_network_acl_admin_ports_open",
+        None,
+        vpc_regions().flat_map(|(a, region, x)| {
+            x.network_acls.iter().map(move |acl| {
+                let l = [
+                    ("account_id", a),
+                    ("region", region),
+                    ("vpc_id", acl.vpc_id.as_str()),
+                    ("network_acl_id", acl.network_acl_id.as_str()),
+                ];
+                (
+                    labels(&l),
+                    flag(!rules::nacl_admin_openings(acl).is_empty()),
+                )
+            })
+        }),
+    );
+    let groups = || {
+        vpc_regions().flat_map(|(a, region, x)| {
+            x.security_groups.iter().map(move |g| {
+                let l = [
+                    ("account_id", a),
+                    ("region", region),
+                    ("vpc_id", g.vpc_id.as_str()),
+                    ("security_group_id", g.group_id.as_str()),
+                ];
+                (labels(&l), g)
+            })
+        })
+    };
+    r.gauges(
+        "vpc_security_group_admin_ports_open",
+        None,
+        groups().map(|(l, g)| (l, flag(!rules::security_group_admin_openings(g).is_empty()))),
+    );
+    r.gauges(
+        "vpc_default_security_group_rules",
+        None,
+        groups()
+            .filter(|(_, g)| g.group_name == "default")
+            .flat_map(|(l, g)| {
+                [
+                    (
+                        plus(l.clone(), "direction", "ingress"),
+                        rules::rule_count(&g.ingress),
+                    ),
+                    (plus(l, "direction", "egress"), rules::rule_count(&g.egress)),
+                ]
+                .map(|(l, n)| (l, n as f64))
+            }),
+    );
+    r.gauges(
+        "vpc_region_success",
+        None,
+        d.vpc.iter().flat_map(|(a, x)| {
             x.regions.iter().map(|region| {
                 let l = [("account_id", *a), ("region", region.region.as_str())];
                 (labels(&l), flag(region.success))

@@ -45,7 +45,18 @@ use serde_json::Value;
 /// and add it.
 const ACTIONS: &[(&str, &str, &str)] = &[
     ("ec2", "DescribeInstances", "ec2:DescribeInstances"),
+    ("ec2", "DescribeNetworkAcls", "ec2:DescribeNetworkAcls"),
     ("ec2", "DescribeRegions", "ec2:DescribeRegions"),
+    (
+        "ec2",
+        "DescribeSecurityGroups",
+        "ec2:DescribeSecurityGroups",
+    ),
+    (
+        "ec2",
+        "GetEbsEncryptionByDefault",
+        "ec2:GetEbsEncryptionByDefault",
+    ),
     (
         "iam",
         "GenerateCredentialReport",
@@ -125,9 +136,12 @@ fn collector_config(url: &str, only: &str) -> String {
     );
     format!(
         "{config}\n[collectors.s3]\nenabled = {}\n[collectors.ec2]\nenabled = {}\n\
+         [collectors.ebs]\nenabled = {}\n[collectors.vpc]\nenabled = {}\n\
          [collectors.access_advisor]\nenabled = {}\njob_wait = \"1m\"\n",
         on("s3"),
         on("ec2"),
+        on("ebs"),
+        on("vpc"),
         on("access_advisor")
     )
 }
@@ -288,7 +302,7 @@ fn service_of(collector: &str) -> &'static str {
     match collector {
         "iam" | "access_advisor" => "iam",
         "s3" => "s3",
-        "ec2" => "ec2",
+        "ec2" | "ebs" | "vpc" => "ec2",
         other => panic!("no service for {other}"),
     }
 }

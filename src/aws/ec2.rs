@@ -1,7 +1,10 @@
-//! The EC2 calls of the EC2 collector, each within the account's concurrency limit.
+//! The EC2 calls of the regional collectors (ec2, ebs, vpc), each within the account's
+//! concurrency limit.
 
 use aws_config::{Region, SdkConfig};
-use aws_sdk_ec2::types::{Filter, HttpTokensState, InstanceMetadataEndpointState};
+use aws_sdk_ec2::types::{
+    Filter, HttpTokensState, InstanceMetadataEndpointState, IpPermission, RuleAction,
+};
 
 use super::{CountCalls, Limiter, PerRegion, aws_error, home_region, retry_partition};
 use crate::error::Error;
@@ -19,12 +22,95 @@ pub struct Instance {
     pub public_ip: bool,
 }
 
-/// The EC2 calls, apart so that the collector's handling of failing regions can be tested.
-pub trait Ec2Api: Sync {
+/// One network ACL, as the vpc collector reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkAcl {
+    pub network_acl_id: String,
+    pub vpc_id: String,
+    /// The VPC's default network ACL.
+    pub is_default: bool,
+    /// In AWS's order (the rules sort them by number).
+    pub entries: Vec<AclEntry>,
+}
+
+/// One entry (rule) of a network ACL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclEntry {
+    /// 1 to 32766; 32767 is the `*` rule that denies whatever no other rule matched.
+    pub rule_number: i32,
+    /// True for an outbound rule.
+    pub egress: bool,
+    /// True for `allow`, false for `deny`.
+    pub allow: bool,
+    /// The IP protocol number as AWS gives it: `6` TCP, `17` UDP, `-1` all.
+    pub protocol: String,
+    /// The port range (inclusive) for TCP and UDP; None for other protocols.
+    pub ports: Option<(i32, i32)>,
+    /// The IPv4 source (ingress) or destination (egress), or None for an IPv6 rule.
+    pub cidr_block: Option<String>,
+    pub ipv6_cidr_block: Option<String>,
+}
+
+/// One security group, as the vpc collector reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroup {
+    pub group_id: String,
+    pub group_name: String,
+    pub vpc_id: String,
+    /// Inbound permissions (IpPermissions).
+    pub ingress: Vec<Permission>,
+    /// Outbound permissions (IpPermissionsEgress).
+    pub egress: Vec<Permission>,
+}
+
+/// One IpPermission: a protocol and port range, and the sources (or destinations) it allows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Permission {
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, a protocol number, or `-1` for all traffic.
+    pub protocol: String,
+    /// Inclusive; None when AWS gives none (all traffic, or every port).
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub ipv4_ranges: Vec<String>,
+    pub ipv6_ranges: Vec<String>,
+    /// Prefix lists and security groups (group pairs) referenced: counted, not named.
+    pub prefix_lists: usize,
+    pub group_pairs: usize,
+}
+
+/// Listing the account's enabled regions, which every regional collector may need.
+pub trait Regions: Sync {
     /// The regions enabled for the account (opted in, or not needing it).
     fn enabled_regions(&self) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
+}
+
+/// The EC2 collector's call, apart so that its handling of failing regions can be tested.
+pub trait Ec2Api: Regions {
     /// Every instance in `region` but terminated ones.
     fn instances(&self, region: &str) -> impl Future<Output = Result<Vec<Instance>, Error>> + Send;
+}
+
+/// The EBS collector's call.
+pub trait EbsApi: Regions {
+    /// Whether EBS encryption by default is on in `region` (GetEbsEncryptionByDefault).
+    fn ebs_encryption_by_default(
+        &self,
+        region: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+}
+
+/// The VPC collector's calls.
+pub trait VpcApi: Regions {
+    /// Every network ACL in `region`, sorted by id.
+    fn network_acls(
+        &self,
+        region: &str,
+    ) -> impl Future<Output = Result<Vec<NetworkAcl>, Error>> + Send;
+    /// Every security group in `region`, sorted by id.
+    fn security_groups(
+        &self,
+        region: &str,
+    ) -> impl Future<Output = Result<Vec<SecurityGroup>, Error>> + Send;
 }
 
 /// Every state but `terminated`: a terminated instance is gone and must not be exported.
@@ -64,7 +150,7 @@ impl Ec2Client {
     }
 }
 
-impl Ec2Api for Ec2Client {
+impl Regions for Ec2Client {
     async fn enabled_regions(&self) -> Result<Vec<String>, Error> {
         let out = self
             .limiter
@@ -83,7 +169,9 @@ impl Ec2Api for Ec2Client {
         regions.sort();
         Ok(regions)
     }
+}
 
+impl Ec2Api for Ec2Client {
     async fn instances(&self, region: &str) -> Result<Vec<Instance>, Error> {
         let client = self.client(region);
         let state_filter = Filter::builder()
@@ -155,5 +243,135 @@ impl Ec2Api for Ec2Client {
         }
         instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
         Ok(instances)
+    }
+}
+
+impl EbsApi for Ec2Client {
+    async fn ebs_encryption_by_default(&self, region: &str) -> Result<bool, Error> {
+        let client = self.client(region);
+        let out = self
+            .limiter
+            .run(|| client.get_ebs_encryption_by_default().send())
+            .await
+            .map_err(|e| aws_error("ec2", "GetEbsEncryptionByDefault", e))?;
+        // AWS always sends it; were it absent, off is the setting's own default.
+        Ok(out.ebs_encryption_by_default().unwrap_or(false))
+    }
+}
+
+impl VpcApi for Ec2Client {
+    async fn network_acls(&self, region: &str) -> Result<Vec<NetworkAcl>, Error> {
+        let client = self.client(region);
+        let identity = &self.counter.identity;
+        let mut acls = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .limiter
+                .run(|| {
+                    client
+                        .describe_network_acls()
+                        .max_results(1000)
+                        .set_next_token(token.take())
+                        .send()
+                })
+                .await
+                .map_err(|e| aws_error("ec2", "DescribeNetworkAcls", e))?;
+            for acl in out.network_acls() {
+                // Filed under this account only when each ACL says it is this account's.
+                let owner = acl.owner_id().unwrap_or("(none)");
+                if owner != identity.account_id() {
+                    return Err(identity.mismatch(owner, "EC2 DescribeNetworkAcls (OwnerId)"));
+                }
+                let Some(id) = acl.network_acl_id() else {
+                    continue;
+                };
+                let entries = acl
+                    .entries()
+                    .iter()
+                    .map(|e| AclEntry {
+                        rule_number: e.rule_number().unwrap_or(i32::MAX),
+                        egress: e.egress().unwrap_or(false),
+                        allow: e.rule_action() == Some(&RuleAction::Allow),
+                        protocol: e.protocol().unwrap_or_default().to_owned(),
+                        ports: e.port_range().and_then(|p| Some((p.from()?, p.to()?))),
+                        cidr_block: e.cidr_block().map(str::to_owned),
+                        ipv6_cidr_block: e.ipv6_cidr_block().map(str::to_owned),
+                    })
+                    .collect();
+                acls.push(NetworkAcl {
+                    network_acl_id: id.to_owned(),
+                    vpc_id: acl.vpc_id().unwrap_or_default().to_owned(),
+                    is_default: acl.is_default().unwrap_or(false),
+                    entries,
+                });
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        acls.sort_by(|a, b| a.network_acl_id.cmp(&b.network_acl_id));
+        Ok(acls)
+    }
+
+    async fn security_groups(&self, region: &str) -> Result<Vec<SecurityGroup>, Error> {
+        let client = self.client(region);
+        let identity = &self.counter.identity;
+        let mut groups = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .limiter
+                .run(|| {
+                    client
+                        .describe_security_groups()
+                        .max_results(1000)
+                        .set_next_token(token.take())
+                        .send()
+                })
+                .await
+                .map_err(|e| aws_error("ec2", "DescribeSecurityGroups", e))?;
+            for g in out.security_groups() {
+                let owner = g.owner_id().unwrap_or("(none)");
+                if owner != identity.account_id() {
+                    return Err(identity.mismatch(owner, "EC2 DescribeSecurityGroups (OwnerId)"));
+                }
+                let Some(id) = g.group_id() else { continue };
+                groups.push(SecurityGroup {
+                    group_id: id.to_owned(),
+                    group_name: g.group_name().unwrap_or_default().to_owned(),
+                    vpc_id: g.vpc_id().unwrap_or_default().to_owned(),
+                    ingress: g.ip_permissions().iter().map(permission).collect(),
+                    egress: g.ip_permissions_egress().iter().map(permission).collect(),
+                });
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        Ok(groups)
+    }
+}
+
+fn permission(p: &IpPermission) -> Permission {
+    Permission {
+        protocol: p.ip_protocol().unwrap_or_default().to_owned(),
+        from_port: p.from_port(),
+        to_port: p.to_port(),
+        ipv4_ranges: p
+            .ip_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ip().map(str::to_owned))
+            .collect(),
+        ipv6_ranges: p
+            .ipv6_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ipv6().map(str::to_owned))
+            .collect(),
+        prefix_lists: p.prefix_list_ids().len(),
+        group_pairs: p.user_id_group_pairs().len(),
     }
 }

@@ -1,17 +1,16 @@
 //! EC2 collector: every instance but terminated ones, per region, with its metadata options and
 //! public IPv4.
 //!
-//! Regions are collected concurrently. A region that fails (not enabled, denied by an SCP) keeps
-//! its last good instances, shows in `infraaudit_ec2_region_success`, and does not fail the
-//! others; the run fails only when no region answered.
+//! Regions are collected concurrently ([`regions::collect`]). A region that fails (not enabled,
+//! denied by an SCP) keeps its last good instances, shows in `infraaudit_ec2_region_success`, and
+//! does not fail the others; the run fails only when no region answered.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
-use futures_util::{StreamExt, stream};
 
-use super::{Check, CheckSpec, Collector, Data, Finding, Severity, Spec};
+use super::{Check, CheckSpec, Collector, Data, Finding, Severity, Spec, regions};
 use crate::aws::AccountSession;
 use crate::aws::ec2::{Ec2Api, Ec2Client, Instance};
 use crate::config::{ChecksConfig, CollectorConfig};
@@ -55,7 +54,7 @@ pub struct Ec2Data {
 }
 
 /// Each region's last good instances.
-pub type RegionCache = HashMap<String, Arc<Vec<Instance>>>;
+pub type RegionCache = regions::Cache<Vec<Instance>>;
 
 pub struct Ec2Collector {
     client: Ec2Client,
@@ -76,74 +75,27 @@ impl Ec2Collector {
     }
 }
 
-/// The instances of `regions` (or of the enabled regions), `max_concurrency` regions at a time.
+/// The instances of `regions` (or of the enabled regions), `max_concurrency` regions at a time
+/// (see [`regions::collect`]).
 pub async fn collect(
     api: &impl Ec2Api,
     regions: &[String],
     last: &Mutex<RegionCache>,
     max_concurrency: usize,
 ) -> Result<Ec2Data, Error> {
-    let regions = if regions.is_empty() {
-        api.enabled_regions().await?
-    } else {
-        regions.to_vec()
-    };
-    let mut results = stream::iter(regions)
-        .map(|region| async move {
-            let r = api.instances(&region).await;
-            (region, r)
+    let out = regions::collect(api, regions, last, max_concurrency, |region| async move {
+        api.instances(&region).await
+    })
+    .await?;
+    let regions = out
+        .into_iter()
+        .map(|r| RegionRecord {
+            region: r.region,
+            success: r.success,
+            instances: r.data.unwrap_or_default(),
         })
-        .buffer_unordered(max_concurrency);
-    let previous = last.lock().map(|l| l.clone()).unwrap_or_default();
-    let mut fresh = RegionCache::new();
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    while let Some((region, result)) = results.next().await {
-        match result {
-            Ok(instances) => {
-                let instances = Arc::new(instances);
-                fresh.insert(region.clone(), instances.clone());
-                out.push(RegionRecord {
-                    region,
-                    success: true,
-                    instances,
-                });
-            }
-            Err(e) => {
-                errors.push((region.clone(), e));
-                let instances = previous.get(&region).cloned().unwrap_or_default();
-                fresh.insert(region.clone(), instances.clone());
-                out.push(RegionRecord {
-                    region,
-                    success: false,
-                    instances,
-                });
-            }
-        }
-    }
-    // Another account's instances in any region: nothing of this run can be trusted.
-    if let Some(i) = errors
-        .iter()
-        .position(|(_, e)| matches!(e, Error::AccountMismatch { .. }))
-    {
-        return Err(errors.swap_remove(i).1);
-    }
-    // When no region answered, the run fails and its failure line says why (once, not once
-    // per region as well).
-    if out.iter().all(|r| !r.success) {
-        if let Some((_, e)) = errors.into_iter().next() {
-            return Err(e);
-        }
-    } else {
-        for (region, e) in errors {
-            tracing::warn!(%region, error.kind = e.kind(), error = %e, "region failed; keeping its last good instances");
-        }
-    }
-    if let Ok(mut l) = last.lock() {
-        *l = fresh;
-    }
-    out.sort_by(|a, b| a.region.cmp(&b.region));
-    Ok(Ec2Data { regions: out })
+        .collect();
+    Ok(Ec2Data { regions })
 }
 
 impl Collector for Ec2Collector {
@@ -388,12 +340,14 @@ mod tests {
         }
     }
 
-    impl Ec2Api for Fake {
+    impl crate::aws::ec2::Regions for Fake {
         async fn enabled_regions(&self) -> Result<Vec<String>, Error> {
             self.calls.lock().unwrap().push("DescribeRegions".into());
             Ok(self.enabled.clone())
         }
+    }
 
+    impl Ec2Api for Fake {
         async fn instances(&self, region: &str) -> Result<Vec<Instance>, Error> {
             self.calls.lock().unwrap().push(region.into());
             match self.answers.lock().unwrap().get(region) {

@@ -6,10 +6,13 @@
 //! in CONTRIBUTING.md).
 
 pub mod access_advisor;
+pub mod ebs;
 pub mod ec2;
 pub mod iam;
 pub mod iam_authz;
+pub mod regions;
 pub mod s3;
+pub mod vpc;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -23,11 +26,13 @@ use crate::error::Error;
 use crate::expo::{Family, Fragments, Recorder};
 
 /// Every collector, in the order of their families in `/metrics` and of their checks.
-pub static ALL: [&Spec; 5] = [
+pub static ALL: [&Spec; 7] = [
     &iam::SPEC,
     &iam_authz::SPEC,
     &s3::SPEC,
     &ec2::SPEC,
+    &ebs::SPEC,
+    &vpc::SPEC,
     &access_advisor::SPEC,
 ];
 
@@ -311,7 +316,8 @@ impl serde::Serialize for Check {
 pub struct Finding {
     pub account_id: String,
     pub check: Check,
-    /// `user/AKIA...`, `root`, a user, `account`, a bucket, or `region/instance-id`.
+    /// `user/AKIA...`, `root`, a user, `account`, a bucket, a region, `region/instance-id`,
+    /// `region/acl-...` or `region/sg-...`.
     pub resource: String,
     pub failed: bool,
     pub details: String,

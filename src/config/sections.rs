@@ -208,10 +208,16 @@ mod tests {
             c.collectors.get("s3").unwrap().common.interval,
             Duration::from_secs(3600)
         );
-        assert_eq!(c.enabled_collectors(), ["iam", "iam_authz", "s3"]);
+        assert_eq!(
+            c.enabled_collectors(),
+            ["iam", "iam_authz", "s3", "ebs", "vpc"]
+        );
         // The first account follows [collectors.*]; the second has its own list, in our order,
         // which runs ec2 although it is disabled for the others.
-        assert_eq!(s.accounts[0].collectors, ["iam", "iam_authz", "s3"]);
+        assert_eq!(
+            s.accounts[0].collectors,
+            ["iam", "iam_authz", "s3", "ebs", "vpc"]
+        );
         assert_eq!(s.accounts[1].collectors, ["iam", "s3", "ec2"]);
         assert!(s.accounts[0].regions.is_empty());
         assert_eq!(s.accounts[1].regions, ["eu-central-1"]);
@@ -263,7 +269,15 @@ mod tests {
         let s = load_str(on, &no_env, &sections()).unwrap();
         assert_eq!(
             s.config.enabled_collectors(),
-            ["iam", "iam_authz", "s3", "ec2", "access_advisor"]
+            [
+                "iam",
+                "iam_authz",
+                "s3",
+                "ec2",
+                "ebs",
+                "vpc",
+                "access_advisor"
+            ]
         );
         assert_eq!(
             s.config

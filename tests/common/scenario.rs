@@ -1,5 +1,5 @@
-//! The snapshot behind tests/golden/: two accounts, the IAM, S3 and EC2 collectors, AWS call
-//! counters, and a discovery that failed after one that worked.
+//! The snapshot behind tests/golden/: two accounts, the IAM, S3, EC2, EBS and VPC collectors, AWS
+//! call counters, and a discovery that failed after one that worked.
 //!
 //! tests/golden.rs compares its exposition with the golden files; tests/differential.rs adds to it
 //! and encodes it with prometheus-client too. Only those two include this file (by path, not
@@ -9,16 +9,19 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use infraaudit::aws::counters::ApiMetrics;
-use infraaudit::aws::ec2::Instance;
+use infraaudit::aws::ec2::{AclEntry, Instance, NetworkAcl, Permission, SecurityGroup};
 use infraaudit::aws::iam::{
     AuthorizationDetails, Entity, EntityKind, ManagedPolicy, PasswordPolicy, ServerCertificate,
 };
 use infraaudit::aws::s3::{Encryption, PublicAccessBlock};
+use infraaudit::collector::ebs::{self, EbsData};
 use infraaudit::collector::ec2::{self, Ec2Data, RegionRecord};
 use infraaudit::collector::iam::credential_report;
 use infraaudit::collector::iam::{self, AccessKeyRecord, IamData};
 use infraaudit::collector::iam_authz::{self, AuthzData};
+use infraaudit::collector::regions::Regional;
 use infraaudit::collector::s3::{self, BucketRecord, S3Data};
+use infraaudit::collector::vpc::{self, VpcData, VpcRegion};
 use infraaudit::config::Config;
 use infraaudit::metrics::Exporter;
 use infraaudit::snapshot::{AccountInfo, Outcome, SnapshotStore};
@@ -120,7 +123,21 @@ pub fn scenario(config: &Config) -> (Exporter, Arc<SnapshotStore>, Arc<ApiMetric
         0.75,
         NOW - 120.0,
     );
-    // The second account's IAM run has never succeeded; it has no EC2 collector.
+    store.record(
+        PROD,
+        "ebs",
+        Outcome::Success(ebs::SPEC.record(PROD, Arc::new(ebs_data()))),
+        0.5,
+        NOW - 1800.0,
+    );
+    store.record(
+        PROD,
+        "vpc",
+        Outcome::Success(vpc::SPEC.record(PROD, Arc::new(vpc_data()))),
+        1.5,
+        NOW - 240.0,
+    );
+    // The second account's IAM run has never succeeded; it has no EC2, EBS or VPC collector.
     store.record(STAGING, "iam", Outcome::Failure, 30.0, NOW - 60.0);
     let all_blocked = PublicAccessBlock {
         block_public_acls: true,
@@ -336,6 +353,135 @@ pub fn ec2_data() -> Ec2Data {
                     instance("i-0us000000000000001", "web", false, true, "running"),
                     instance("i-0us000000000000002", "app", true, false, "running"),
                 ]),
+            },
+        ],
+    }
+}
+
+/// Encryption by default off in us-east-1; eu-west-1 failed this run and keeps its last answer;
+/// ap-south-1 has never answered.
+pub fn ebs_data() -> EbsData {
+    let region = |name: &str, success: bool, on: Option<bool>| Regional {
+        region: name.into(),
+        success,
+        data: on.map(Arc::new),
+    };
+    EbsData {
+        regions: vec![
+            region("ap-south-1", false, None),
+            region("eu-west-1", false, Some(true)),
+            region("us-east-1", true, Some(false)),
+        ],
+    }
+}
+
+/// A NACL entry: inbound unless `egress`, on an IPv6 source when `cidr` has a `:`.
+pub fn acl_entry(
+    rule_number: i32,
+    egress: bool,
+    allow: bool,
+    protocol: &str,
+    ports: Option<(i32, i32)>,
+    cidr: &str,
+) -> AclEntry {
+    let v6 = cidr.contains(':');
+    AclEntry {
+        rule_number,
+        egress,
+        allow,
+        protocol: protocol.into(),
+        ports,
+        cidr_block: (!v6).then(|| cidr.into()),
+        ipv6_cidr_block: v6.then(|| cidr.into()),
+    }
+}
+
+/// Traffic of `protocol` (`-1`: all) between the ports, from or to the CIDRs.
+pub fn permission(protocol: &str, ports: Option<(i32, i32)>, cidrs: &[&str]) -> Permission {
+    let (v6, v4): (Vec<&str>, Vec<&str>) = cidrs.iter().partition(|c| c.contains(':'));
+    Permission {
+        protocol: protocol.into(),
+        from_port: ports.map(|p| p.0),
+        to_port: ports.map(|p| p.1),
+        ipv4_ranges: v4.into_iter().map(String::from).collect(),
+        ipv6_ranges: v6.into_iter().map(String::from).collect(),
+        prefix_lists: 0,
+        group_pairs: 0,
+    }
+}
+
+/// us-east-1: the default ACL as AWS creates it (all traffic allowed: open), an ACL whose deny
+/// with a lower number hides a later allow of SSH (closed), the default security group as AWS
+/// creates it (fails) and a group opening RDP to ::/0 with all ports; eu-west-1 has never
+/// answered.
+pub fn vpc_data() -> VpcData {
+    let star = |egress| {
+        [
+            acl_entry(32767, egress, false, "-1", None, "0.0.0.0/0"),
+            acl_entry(32768, egress, false, "-1", None, "::/0"),
+        ]
+    };
+    let mut default_acl = vec![
+        acl_entry(100, false, true, "-1", None, "0.0.0.0/0"),
+        acl_entry(100, true, true, "-1", None, "0.0.0.0/0"),
+    ];
+    default_acl.extend(star(false));
+    default_acl.extend(star(true));
+    let mut private_acl = vec![
+        acl_entry(90, false, false, "6", Some((22, 22)), "0.0.0.0/0"),
+        acl_entry(100, false, true, "6", Some((22, 22)), "0.0.0.0/0"),
+        acl_entry(110, false, true, "6", Some((443, 443)), "0.0.0.0/0"),
+    ];
+    private_acl.extend(star(false));
+    private_acl.extend(star(true));
+    let mut self_reference = permission("-1", None, &[]);
+    self_reference.group_pairs = 1;
+    let us_east_1 = VpcRegion {
+        network_acls: vec![
+            NetworkAcl {
+                network_acl_id: "acl-0us00000000000001".into(),
+                vpc_id: "vpc-0us00000000000001".into(),
+                is_default: true,
+                entries: default_acl,
+            },
+            NetworkAcl {
+                network_acl_id: "acl-0us00000000000002".into(),
+                vpc_id: "vpc-0us00000000000001".into(),
+                is_default: false,
+                entries: private_acl,
+            },
+        ],
+        security_groups: vec![
+            SecurityGroup {
+                group_id: "sg-0us00000000000001".into(),
+                group_name: "default".into(),
+                vpc_id: "vpc-0us00000000000001".into(),
+                ingress: vec![self_reference],
+                egress: vec![permission("-1", None, &["0.0.0.0/0", "::/0"])],
+            },
+            SecurityGroup {
+                group_id: "sg-0us00000000000002".into(),
+                group_name: "bastion".into(),
+                vpc_id: "vpc-0us00000000000001".into(),
+                ingress: vec![
+                    permission("tcp", Some((0, 65535)), &["::/0"]),
+                    permission("tcp", Some((443, 443)), &["0.0.0.0/0"]),
+                ],
+                egress: vec![permission("-1", None, &["0.0.0.0/0"])],
+            },
+        ],
+    };
+    VpcData {
+        regions: vec![
+            Regional {
+                region: "eu-west-1".into(),
+                success: false,
+                data: None,
+            },
+            Regional {
+                region: "us-east-1".into(),
+                success: true,
+                data: Some(Arc::new(us_east_1)),
             },
         ],
     }
