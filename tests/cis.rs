@@ -300,5 +300,8 @@ fn api(d: &Daemon, method: &str, path: &str, body: Option<Value>) -> (u16, Value
     }
     let resp = req.send().unwrap();
     let status = resp.status().as_u16();
-    (status, serde_json::from_str(&resp.text().unwrap()).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_str(&resp.text().unwrap()).unwrap_or(Value::Null),
+    )
 }
