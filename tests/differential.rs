@@ -813,7 +813,7 @@ fn reference(
     r.gauges(
         "iam_policy_full_admin",
         None,
-        managed().map(|(l, p)| (l, flag(p.full_admin))),
+        managed().filter_map(|(l, p)| Some((l, flag(p.full_admin?)))),
     );
     r.gauges(
         "iam_policy_attachments",

@@ -264,31 +264,45 @@ impl VpcApi for Ec2Client {
         let client = self.client(region);
         let identity = &self.counter.identity;
         let mut acls = Vec::new();
+        let mut foreign: Option<String> = None;
         let mut token: Option<String> = None;
         loop {
+            let sent = token.take();
             let out = self
                 .limiter
                 .run(|| {
                     client
                         .describe_network_acls()
                         .max_results(1000)
-                        .set_next_token(token.take())
+                        .set_next_token(sent.clone())
                         .send()
                 })
                 .await
                 .map_err(|e| aws_error("ec2", "DescribeNetworkAcls", e))?;
             for acl in out.network_acls() {
-                // Filed under this account only when each ACL says it is this account's.
+                // Filed under this account only when the ACL says it is this account's. A shared
+                // VPC shows its owner's ACLs to participants: those are the owner's to audit.
                 let owner = acl.owner_id().unwrap_or("(none)");
                 if owner != identity.account_id() {
-                    return Err(identity.mismatch(owner, "EC2 DescribeNetworkAcls (OwnerId)"));
+                    if owner == "(none)" {
+                        return Err(identity.mismatch(owner, "EC2 DescribeNetworkAcls (OwnerId)"));
+                    }
+                    foreign.get_or_insert_with(|| owner.to_owned());
+                    continue;
                 }
                 let Some(id) = acl.network_acl_id() else {
                     continue;
                 };
+                // AWS always sends these fields; an entry without them is left out rather than
+                // guessed, as a guessed deny could hide an allow.
                 let entries = acl
                     .entries()
                     .iter()
+                    .filter(|e| {
+                        e.rule_number().is_some()
+                            && e.egress().is_some()
+                            && e.rule_action().is_some()
+                    })
                     .map(|e| AclEntry {
                         rule_number: e.rule_number().unwrap_or(i32::MAX),
                         egress: e.egress().unwrap_or(false),
@@ -306,10 +320,21 @@ impl VpcApi for Ec2Client {
                     entries,
                 });
             }
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => break,
+            let next = out.next_token().filter(|t| !t.is_empty());
+            token = super::next_page(
+                "ec2",
+                "DescribeNetworkAcls",
+                next.is_some(),
+                next,
+                sent.as_deref(),
+            )?;
+            if token.is_none() {
+                break;
             }
+        }
+        // Only another account's ACLs: these are not this account's answers at all.
+        if let (true, Some(owner)) = (acls.is_empty(), foreign) {
+            return Err(identity.mismatch(&owner, "EC2 DescribeNetworkAcls (OwnerId)"));
         }
         acls.sort_by(|a, b| a.network_acl_id.cmp(&b.network_acl_id));
         Ok(acls)
@@ -319,23 +344,32 @@ impl VpcApi for Ec2Client {
         let client = self.client(region);
         let identity = &self.counter.identity;
         let mut groups = Vec::new();
+        let mut foreign: Option<String> = None;
         let mut token: Option<String> = None;
         loop {
+            let sent = token.take();
             let out = self
                 .limiter
                 .run(|| {
                     client
                         .describe_security_groups()
                         .max_results(1000)
-                        .set_next_token(token.take())
+                        .set_next_token(sent.clone())
                         .send()
                 })
                 .await
                 .map_err(|e| aws_error("ec2", "DescribeSecurityGroups", e))?;
             for g in out.security_groups() {
+                // As for ACLs: groups shared by another account are that account's.
                 let owner = g.owner_id().unwrap_or("(none)");
                 if owner != identity.account_id() {
-                    return Err(identity.mismatch(owner, "EC2 DescribeSecurityGroups (OwnerId)"));
+                    if owner == "(none)" {
+                        return Err(
+                            identity.mismatch(owner, "EC2 DescribeSecurityGroups (OwnerId)")
+                        );
+                    }
+                    foreign.get_or_insert_with(|| owner.to_owned());
+                    continue;
                 }
                 let Some(id) = g.group_id() else { continue };
                 groups.push(SecurityGroup {
@@ -346,10 +380,20 @@ impl VpcApi for Ec2Client {
                     egress: g.ip_permissions_egress().iter().map(permission).collect(),
                 });
             }
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => break,
+            let next = out.next_token().filter(|t| !t.is_empty());
+            token = super::next_page(
+                "ec2",
+                "DescribeSecurityGroups",
+                next.is_some(),
+                next,
+                sent.as_deref(),
+            )?;
+            if token.is_none() {
+                break;
             }
+        }
+        if let (true, Some(owner)) = (groups.is_empty(), foreign) {
+            return Err(identity.mismatch(&owner, "EC2 DescribeSecurityGroups (OwnerId)"));
         }
         groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         Ok(groups)

@@ -254,6 +254,7 @@ impl AccountApi for IamClient {
     async fn root_virtual_mfa(&self) -> Result<bool, Error> {
         let mut marker: Option<String> = None;
         loop {
+            let sent = marker.take();
             let out = self
                 .limiter
                 .run(|| {
@@ -261,7 +262,7 @@ impl AccountApi for IamClient {
                         .list_virtual_mfa_devices()
                         .assignment_status(aws_sdk_iam::types::AssignmentStatusType::Assigned)
                         .max_items(1000)
-                        .set_marker(marker.take())
+                        .set_marker(sent.clone())
                         .send()
                 })
                 .await
@@ -273,9 +274,15 @@ impl AccountApi for IamClient {
             if root {
                 return Ok(true);
             }
-            match out.marker() {
-                Some(m) if out.is_truncated() && !m.is_empty() => marker = Some(m.to_owned()),
-                _ => return Ok(false),
+            marker = super::next_page(
+                "iam",
+                "ListVirtualMFADevices",
+                out.is_truncated(),
+                out.marker(),
+                sent.as_deref(),
+            )?;
+            if marker.is_none() {
+                return Ok(false);
             }
         }
     }
@@ -485,8 +492,6 @@ pub struct Entity {
 pub struct ManagedPolicy {
     pub name: String,
     pub arn: String,
-    /// Users, groups and roles it is attached to.
-    pub attachments: u32,
     /// The default version's document, decoded; None when the answer has none.
     pub document: Option<String>,
 }
@@ -552,6 +557,7 @@ impl AuthzApi for IamClient {
         let mut details = AuthorizationDetails::default();
         let mut marker: Option<String> = None;
         loop {
+            let sent = marker.take();
             let out = self
                 .limiter
                 .run(|| {
@@ -564,7 +570,7 @@ impl AuthzApi for IamClient {
                         .filter(EntityType::Role)
                         .filter(EntityType::LocalManagedPolicy)
                         .max_items(1000)
-                        .set_marker(marker.take())
+                        .set_marker(sent.clone())
                         .send()
                 })
                 .await
@@ -612,16 +618,18 @@ impl AuthzApi for IamClient {
                 details.policies.push(ManagedPolicy {
                     name: name.to_owned(),
                     arn: arn.to_owned(),
-                    attachments: p
-                        .attachment_count()
-                        .and_then(|n| u32::try_from(n).ok())
-                        .unwrap_or(0),
                     document,
                 });
             }
-            match out.marker() {
-                Some(m) if out.is_truncated() && !m.is_empty() => marker = Some(m.to_owned()),
-                _ => break,
+            marker = super::next_page(
+                "iam",
+                "GetAccountAuthorizationDetails",
+                out.is_truncated(),
+                out.marker(),
+                sent.as_deref(),
+            )?;
+            if marker.is_none() {
+                break;
             }
         }
         let arns = details
@@ -638,13 +646,14 @@ impl AuthzApi for IamClient {
         let mut certificates = Vec::new();
         let mut marker: Option<String> = None;
         loop {
+            let sent = marker.take();
             let out = self
                 .limiter
                 .run(|| {
                     self.client
                         .list_server_certificates()
                         .max_items(1000)
-                        .set_marker(marker.take())
+                        .set_marker(sent.clone())
                         .send()
                 })
                 .await
@@ -671,9 +680,15 @@ impl AuthzApi for IamClient {
                     expiration,
                 });
             }
-            match out.marker() {
-                Some(m) if out.is_truncated() && !m.is_empty() => marker = Some(m.to_owned()),
-                _ => break,
+            marker = super::next_page(
+                "iam",
+                "ListServerCertificates",
+                out.is_truncated(),
+                out.marker(),
+                sent.as_deref(),
+            )?;
+            if marker.is_none() {
+                break;
             }
         }
         self.identity().check_arns(

@@ -365,6 +365,30 @@ async fn caller_account_with(sts: &aws_sdk_sts::Client) -> Result<String, Error>
     })
 }
 
+/// The marker of the next page, or None after the last. A truncated answer without a marker, or
+/// a marker that comes back again, is a bad answer: stopping there would pass off part of the
+/// data as all of it, and following it could loop for ever.
+pub fn next_page(
+    service: &'static str,
+    operation: &'static str,
+    truncated: bool,
+    marker: Option<&str>,
+    previous: Option<&str>,
+) -> Result<Option<String>, Error> {
+    let bad = |message: &str| Error::Aws {
+        service,
+        operation,
+        code: "bad_pagination".into(),
+        message: message.into(),
+    };
+    match marker.filter(|m| !m.is_empty()) {
+        _ if !truncated => Ok(None),
+        None => Err(bad("a truncated answer without a marker")),
+        Some(m) if Some(m) == previous => Err(bad("the same marker twice")),
+        Some(m) => Ok(Some(m.to_owned())),
+    }
+}
+
 /// Longest AWS message kept in an error: it is for logs, and an endpoint that answers with a
 /// page of HTML must not fill them.
 const MAX_MESSAGE_CHARS: usize = 300;

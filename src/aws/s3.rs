@@ -103,7 +103,7 @@ pub trait S3Api: Sync {
         bucket: &str,
         region: &str,
     ) -> impl Future<Output = Result<Option<String>, Error>> + Send;
-    /// Whether versioning has MFA Delete enabled (GetBucketVersioning).
+    /// Whether versioning is enabled with MFA Delete (GetBucketVersioning).
     fn bucket_mfa_delete(
         &self,
         bucket: &str,
@@ -345,7 +345,12 @@ impl S3Api for S3Client {
             })
             .await
             .map_err(|e| aws_error("s3", "GetBucketVersioning", e))?;
-        Ok(out.mfa_delete() == Some(&aws_sdk_s3::types::MfaDeleteStatus::Enabled))
+        // CIS 2.1.2 wants both: MFA Delete can stay Enabled on a bucket whose versioning was
+        // suspended, where it protects nothing new.
+        Ok(
+            out.status() == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                && out.mfa_delete() == Some(&aws_sdk_s3::types::MfaDeleteStatus::Enabled),
+        )
     }
 
     async fn account_public_access_block(&self) -> Result<PublicAccessBlock, Error> {

@@ -53,9 +53,12 @@ const WATCHED: [&str; 2] = [SUPPORT_POLICY, CLOUDSHELL_POLICY];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRecord {
     pub name: String,
+    /// Users, groups and roles it is attached to, counted from their attachments in the same
+    /// answer.
     pub attachments: u32,
-    /// Its default version allows every action on every resource.
-    pub full_admin: bool,
+    /// Its default version allows every action on every resource; None when the answer has no
+    /// default version document, or one that does not parse.
+    pub full_admin: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -75,13 +78,19 @@ impl AuthzData {
     ) -> Self {
         let mut entities = details.entities;
         entities.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        let attached_to = |arn: &str| {
+            entities
+                .iter()
+                .filter(|e| e.attached.iter().any(|a| a == arn))
+                .count() as u32
+        };
         let mut policies: Vec<PolicyRecord> = details
             .policies
             .into_iter()
             .map(|p| PolicyRecord {
-                full_admin: p.document.as_deref().is_some_and(allows_full_admin),
+                full_admin: p.document.as_deref().and_then(allows_full_admin),
+                attachments: attached_to(&p.arn),
                 name: p.name,
-                attachments: p.attachments,
             })
             .collect();
         policies.sort_by(|a, b| a.name.cmp(&b.name));
@@ -114,15 +123,13 @@ fn is_aws_managed(arn: &str, name: &str) -> bool {
 
 /// Whether a policy document allows `"Action": "*"` on `"Resource": "*"` in one statement
 /// (CIS 1.16). Conditions are ignored: full access under a condition is still full access to
-/// whoever meets it. A document that does not parse allows nothing we can show.
-pub fn allows_full_admin(document: &str) -> bool {
-    let Ok(doc) = serde_json::from_str::<Json>(document) else {
-        return false;
-    };
+/// whoever meets it. None for a document that does not parse: unknown, not passing.
+pub fn allows_full_admin(document: &str) -> Option<bool> {
+    let doc = serde_json::from_str::<Json>(document).ok()?;
     let statements: Vec<&Json> = match doc.get("Statement") {
         Some(Json::Array(list)) => list.iter().collect(),
         Some(one @ Json::Object(_)) => vec![one],
-        _ => return false,
+        _ => return None,
     };
     let has_star = |v: Option<&Json>, stars: &[&str]| match v {
         Some(Json::String(s)) => stars.contains(&s.as_str()),
@@ -131,11 +138,11 @@ pub fn allows_full_admin(document: &str) -> bool {
             .any(|x| x.as_str().is_some_and(|s| stars.contains(&s))),
         _ => false,
     };
-    statements.into_iter().any(|s| {
+    Some(statements.into_iter().any(|s| {
         s.get("Effect").and_then(Json::as_str) == Some("Allow")
             && has_star(s.get("Action"), &["*", "*:*"])
             && has_star(s.get("Resource"), &["*"])
-    })
+    }))
 }
 
 pub struct AuthzCollector {
@@ -203,7 +210,7 @@ const USER_POLICIES: Family<'static> = Family::gauge(
 const POLICY_FULL_ADMIN: Family<'static> = Family::gauge(
     "iam_policy_full_admin",
     concat!(
-        "1 if the customer-managed policy's default version allows every action (*) on every resource (*), 0 if not. ",
+        "1 if the customer-managed policy's default version allows every action (*) on every resource (*), 0 if not; absent when its document cannot be read. ",
         refreshed!(),
         "."
     ),
@@ -269,7 +276,7 @@ fn encode(account: &str, data: &Data, r: &mut Recorder<'_>) {
         &POLICY_FULL_ADMIN,
         d.policies
             .iter()
-            .map(|p| (policy(account, p), flag(p.full_admin))),
+            .filter_map(|p| Some((policy(account, p), flag(p.full_admin?)))),
     );
     r.series(
         &POLICY_ATTACHMENTS,
@@ -308,8 +315,12 @@ pub fn user_has_direct_policies(u: &Entity) -> bool {
     !u.attached.is_empty() || u.inline > 0
 }
 
-pub fn attached_full_admin(p: &PolicyRecord) -> bool {
-    p.full_admin && p.attachments > 0
+/// Whether the policy is attached and allows full admin; None when attached and unknown.
+pub fn attached_full_admin(p: &PolicyRecord) -> Option<bool> {
+    if p.attachments == 0 {
+        return Some(false);
+    }
+    p.full_admin
 }
 
 pub fn certificate_expired(c: &ServerCertificate, now: f64) -> bool {
@@ -345,13 +356,12 @@ const CHECKS: &[CheckSpec] = &[
         cis: "1.16",
         describe: |_| "an attached customer-managed policy allows \"*\" on \"*\"".into(),
         failed: |d, _, _| {
-            Some(
-                data(d)?
-                    .policies
-                    .iter()
-                    .filter(|p| attached_full_admin(p))
-                    .count(),
-            )
+            // One attached policy that cannot be read leaves the check unknown.
+            data(d)?
+                .policies
+                .iter()
+                .map(attached_full_admin)
+                .try_fold(0, |n, v| Some(n + usize::from(v?)))
         },
     },
     CheckSpec {
@@ -428,17 +438,20 @@ fn findings(account_id: &str, data: &Data, now: f64, _c: &ChecksConfig, out: &mu
         );
     }
     for p in &d.policies {
+        let Some(failed) = attached_full_admin(p) else {
+            continue;
+        };
+        let grants = match p.full_admin {
+            Some(true) => "allows \"*\" on \"*\"",
+            Some(false) => "does not allow \"*\" on \"*\"",
+            None => "its default version cannot be read",
+        };
         add(
             POLICY_FULL_ADMIN_CHECK,
             p.name.clone(),
-            attached_full_admin(p),
+            failed,
             format!(
-                "{}, attached to {} user(s), group(s) or role(s)",
-                if p.full_admin {
-                    "allows \"*\" on \"*\""
-                } else {
-                    "does not allow \"*\" on \"*\""
-                },
+                "{grants}, attached to {} user(s), group(s) or role(s)",
                 p.attachments
             ),
         );
@@ -505,19 +518,21 @@ mod tests {
             // Star action and star resource in different statements is not one grant of both.
             r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"arn:aws:s3:::b"},{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#,
             r#"{"Statement":{"Effect":"Allow","NotAction":"iam:*","Resource":"*"}}"#,
-            "not json",
         ];
         for d in yes {
-            assert!(allows_full_admin(d), "{d}");
+            assert_eq!(allows_full_admin(d), Some(true), "{d}");
         }
         for d in no {
-            assert!(!allows_full_admin(d), "{d}");
+            assert_eq!(allows_full_admin(d), Some(false), "{d}");
         }
+        assert_eq!(allows_full_admin("not json"), None);
+        assert_eq!(allows_full_admin(r#"{"Version":"2012-10-17"}"#), None);
         // IAM's answers are URL-encoded.
         let encoded = "%7B%22Statement%22%3A%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22%2A%22%2C%22Resource%22%3A%22%2A%22%7D%7D";
-        assert!(allows_full_admin(&crate::aws::iam::decode_policy_document(
-            encoded
-        )));
+        assert_eq!(
+            allows_full_admin(&crate::aws::iam::decode_policy_document(encoded)),
+            Some(true)
+        );
     }
 
     #[test]
@@ -561,20 +576,23 @@ mod tests {
                 entity(EntityKind::User, "direct", &[shell], 0),
                 entity(EntityKind::User, "inline", &[], 1),
                 entity(EntityKind::User, "grouped", &[], 0),
-                entity(EntityKind::Group, "ops", &[shell], 2),
+                entity(
+                    EntityKind::Group,
+                    "ops",
+                    &[shell, "arn:aws:iam::123456789012:policy/admin-attached"],
+                    2,
+                ),
                 entity(EntityKind::Role, "support", &[support], 0),
             ],
             policies: vec![
                 ManagedPolicy {
                     name: "admin-attached".into(),
-                    arn: String::new(),
-                    attachments: 1,
+                    arn: "arn:aws:iam::123456789012:policy/admin-attached".into(),
                     document: Some(admin.into()),
                 },
                 ManagedPolicy {
                     name: "admin-unattached".into(),
-                    arn: String::new(),
-                    attachments: 0,
+                    arn: "arn:aws:iam::123456789012:policy/admin-unattached".into(),
                     document: Some(admin.into()),
                 },
             ],

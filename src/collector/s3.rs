@@ -127,25 +127,33 @@ pub fn requires_secure_transport(policy: &str, bucket: &str) -> bool {
             .is_some_and(|a| strings(Some(a)).iter().any(|s| s == "*")),
         _ => false,
     };
+    // The condition must be exactly "aws:SecureTransport is false": any other key or operator
+    // narrows the deny to some requests, leaving the rest allowed over HTTP.
     let insecure = |c: Option<&Json>| {
         let Some(Json::Object(ops)) = c else {
             return false;
         };
-        ops.iter()
-            .filter(|(op, _)| op.as_str() == "Bool" || op.as_str() == "BoolIfExists")
-            .filter_map(|(_, keys)| keys.as_object())
-            .flat_map(|keys| keys.iter())
-            .any(|(key, value)| {
-                key.eq_ignore_ascii_case("aws:SecureTransport")
-                    && match value {
-                        Json::Bool(b) => !b,
-                        Json::String(s) => s.eq_ignore_ascii_case("false"),
-                        Json::Array(list) => list.iter().any(|x| {
-                            x.as_bool() == Some(false)
-                                || x.as_str().is_some_and(|s| s.eq_ignore_ascii_case("false"))
-                        }),
-                        _ => false,
-                    }
+        let is_false = |value: &Json| match value {
+            Json::Bool(b) => !b,
+            Json::String(s) => s.eq_ignore_ascii_case("false"),
+            Json::Array(list) => {
+                !list.is_empty()
+                    && list.iter().all(|x| {
+                        x.as_bool() == Some(false)
+                            || x.as_str().is_some_and(|s| s.eq_ignore_ascii_case("false"))
+                    })
+            }
+            _ => false,
+        };
+        !ops.is_empty()
+            && ops.iter().all(|(op, keys)| {
+                (op == "Bool" || op == "BoolIfExists")
+                    && keys.as_object().is_some_and(|keys| {
+                        !keys.is_empty()
+                            && keys.iter().all(|(key, value)| {
+                                key.eq_ignore_ascii_case("aws:SecureTransport") && is_false(value)
+                            })
+                    })
             })
     };
     statements.into_iter().any(|s| {
@@ -438,7 +446,7 @@ const SECURE_TRANSPORT: Family<'static> = Family::gauge(
 const MFA_DELETE: Family<'static> = Family::gauge(
     "s3_bucket_mfa_delete_enabled",
     concat!(
-        "1 if the bucket's versioning has MFA Delete enabled, 0 if not; absent when GetBucketVersioning is denied. ",
+        "1 if the bucket's versioning is Enabled with MFA Delete Enabled, 0 if not; absent when GetBucketVersioning is denied. ",
         refreshed!(),
         "."
     ),

@@ -234,10 +234,9 @@ pub fn authz_data() -> AuthzData {
         attached: attached.iter().map(|a| (*a).to_owned()).collect(),
         inline,
     };
-    let policy = |name: &str, attachments: u32, document: &str| ManagedPolicy {
+    let policy = |name: &str, document: &str| ManagedPolicy {
         name: name.into(),
         arn: format!("arn:aws:iam::{PROD}:policy/{name}"),
-        attachments,
         document: Some(document.into()),
     };
     let admin =
@@ -271,7 +270,7 @@ pub fn authz_data() -> AuthzData {
                     0,
                 ),
             ],
-            policies: vec![policy("break-glass", 1, admin), policy("s3-read", 0, read)],
+            policies: vec![policy("break-glass", admin), policy("s3-read", read)],
         },
         Some(vec![
             certificate("old-site", "2025-01-01T00:00:00Z"),
