@@ -317,7 +317,7 @@ fn policy_prints_the_permission_policy_and_a_trust_policy_without_the_external_i
         "{}\n[collectors.s3]\nenabled = false\n",
         two_accounts(&emu.endpoint, "1h")
     );
-    let want = policy_json(&permissions(["iam", "ec2", "ebs", "vpc"]));
+    let want = policy_json(&permissions(["iam", "iam_authz", "ec2", "ebs", "vpc"]));
 
     // Text: two labelled blocks; the principal is the ambient credentials' account.
     let out = infraaudit(&["policy"], Some(&config));

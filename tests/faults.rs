@@ -336,7 +336,12 @@ fn a_denied_assume_role_fails_that_account_only_and_says_why_once_per_run() {
 
     // Each failed run says why, once: its "run failed" line names the role and AWS's answer,
     // and no other line repeats it (not even a failed EC2 region: no region answered).
-    let failed_runs = |s: &Scrape| s.sum(FAILURES, &[("account_id", ROLE_ACCOUNT)]);
+    let failed_runs = |s: &Scrape| {
+        COLLECTORS
+            .iter()
+            .map(|c| s.sum(FAILURES, &[("account_id", ROLE_ACCOUNT), ("collector", c)]))
+            .sum::<f64>()
+    };
     let before = failed_runs(&d.scrape());
     let log = log_lines(&d);
     let after = failed_runs(&d.scrape());

@@ -72,6 +72,11 @@ const ACTIONS: &[(&str, &str, &str)] = &[
         "GetAccountPasswordPolicy",
         "iam:GetAccountPasswordPolicy",
     ),
+    (
+        "iam",
+        "GetAccountAuthorizationDetails",
+        "iam:GetAccountAuthorizationDetails",
+    ),
     ("iam", "GetAccountSummary", "iam:GetAccountSummary"),
     ("iam", "GetCredentialReport", "iam:GetCredentialReport"),
     (
@@ -81,7 +86,13 @@ const ACTIONS: &[(&str, &str, &str)] = &[
     ),
     ("iam", "ListAccessKeys", "iam:ListAccessKeys"),
     ("iam", "ListRoles", "iam:ListRoles"),
+    (
+        "iam",
+        "ListServerCertificates",
+        "iam:ListServerCertificates",
+    ),
     ("iam", "ListUsers", "iam:ListUsers"),
+    ("iam", "ListVirtualMFADevices", "iam:ListVirtualMFADevices"),
     (
         "organizations",
         "ListAccountsForParent",
@@ -96,7 +107,9 @@ const ACTIONS: &[(&str, &str, &str)] = &[
     ("s3", "GetBucketAcl", "s3:GetBucketAcl"),
     ("s3", "GetBucketEncryption", "s3:GetEncryptionConfiguration"),
     ("s3", "GetBucketLocation", "s3:GetBucketLocation"),
+    ("s3", "GetBucketPolicy", "s3:GetBucketPolicy"),
     ("s3", "GetBucketPolicyStatus", "s3:GetBucketPolicyStatus"),
+    ("s3", "GetBucketVersioning", "s3:GetBucketVersioning"),
     (
         "s3",
         "GetPublicAccessBlock",
@@ -135,9 +148,11 @@ fn collector_config(url: &str, only: &str) -> String {
         "two_accounts_with changed: {config}"
     );
     format!(
-        "{config}\n[collectors.s3]\nenabled = {}\n[collectors.ec2]\nenabled = {}\n\
+        "{config}\n[collectors.iam_authz]\nenabled = {}\n[collectors.s3]\nenabled = {}\n\
+         [collectors.ec2]\nenabled = {}\n\
          [collectors.ebs]\nenabled = {}\n[collectors.vpc]\nenabled = {}\n\
          [collectors.access_advisor]\nenabled = {}\njob_wait = \"1m\"\n",
+        on("iam_authz"),
         on("s3"),
         on("ec2"),
         on("ebs"),
@@ -300,7 +315,7 @@ fn check_collector(name: &str, proxy: &Proxy) -> Seen {
 
 fn service_of(collector: &str) -> &'static str {
     match collector {
-        "iam" | "access_advisor" => "iam",
+        "iam" | "iam_authz" | "access_advisor" => "iam",
         "s3" => "s3",
         "ec2" | "ebs" | "vpc" => "ec2",
         other => panic!("no service for {other}"),
@@ -322,6 +337,24 @@ fn iam_calls_only_what_it_declares_and_all_of_it() {
             );
         }
     }
+}
+
+#[test]
+fn iam_authz_calls_only_what_it_declares_and_all_of_it() {
+    let proxy = Proxy::start(&emulator().endpoint, 35);
+    check_collector("iam_authz", &proxy);
+}
+
+#[test]
+fn ebs_calls_only_what_it_declares_and_all_of_it() {
+    let proxy = Proxy::start(&emulator().endpoint, 36);
+    check_collector("ebs", &proxy);
+}
+
+#[test]
+fn vpc_calls_only_what_it_declares_and_all_of_it() {
+    let proxy = Proxy::start(&emulator().endpoint, 37);
+    check_collector("vpc", &proxy);
 }
 
 #[test]

@@ -389,8 +389,158 @@ fn summary_agrees_with_resources(s: &Scrape, account: &str) {
             }),
         ),
     ]);
+    let mut want = want;
+    want.extend(cis_summary(s, account));
     // The root checks are absent: unknown (no root row) is not zero.
     assert_eq!(summary(s, account), want, "{account}");
+}
+
+/// The CIS checks of issue 15, recomputed from their resource series with the rules of
+/// docs/metrics.md.
+fn cis_summary(s: &Scrape, account: &str) -> BTreeMap<String, f64> {
+    let a = [("account_id", account)];
+    let now = unix_now();
+    let with = |name: &str, extra: (&str, &str)| s.find(name, &[("account_id", account), extra]);
+    // Users: password, its last use and creation; keys: active, last use.
+    let mut password_unused = 0.0;
+    for p in s.find("infraaudit_iam_user_password_enabled", &a) {
+        if p.value != 1.0 {
+            continue;
+        }
+        let u = [("account_id", account), ("user", p.labels["user"].as_str())];
+        let since = s
+            .value(
+                "infraaudit_iam_user_password_last_used_timestamp_seconds",
+                &u,
+            )
+            .or(s.value("infraaudit_iam_user_created_timestamp_seconds", &u))
+            .unwrap();
+        password_unused += f64::from(now - since > 45.0 * DAY);
+    }
+    let mut active_by_user: BTreeMap<String, f64> = BTreeMap::new();
+    let mut initial = 0.0;
+    for k in s.find("infraaudit_iam_access_key_active", &a) {
+        if k.value != 1.0 {
+            continue;
+        }
+        let user = k.labels["user"].as_str();
+        *active_by_user.entry(user.to_owned()).or_default() += 1.0;
+        let id = [("access_key_id", k.labels["access_key_id"].as_str())];
+        let used = s
+            .value("infraaudit_iam_access_key_last_used_timestamp_seconds", &id)
+            .is_some();
+        let console = s.value(
+            "infraaudit_iam_user_password_enabled",
+            &[("account_id", account), ("user", user)],
+        ) == Some(1.0);
+        initial += f64::from(console && !used);
+    }
+    let mut direct: BTreeMap<String, f64> = BTreeMap::new();
+    for p in s.find("infraaudit_iam_user_policies", &a) {
+        *direct.entry(p.labels["user"].clone()).or_default() += p.value;
+    }
+    let full_admin = s
+        .find("infraaudit_iam_policy_full_admin", &a)
+        .iter()
+        .filter(|p| {
+            p.value == 1.0
+                && s.value(
+                    "infraaudit_iam_policy_attachments",
+                    &[
+                        ("account_id", account),
+                        ("policy", p.labels["policy"].as_str()),
+                    ],
+                )
+                .unwrap()
+                    > 0.0
+        })
+        .count() as f64;
+    let holders = |policy: &str| {
+        with(
+            "infraaudit_iam_aws_managed_policy_attached",
+            ("policy", policy),
+        )
+        .len() as f64
+    };
+    let mut default_sg: BTreeMap<String, f64> = BTreeMap::new();
+    for r in s.find("infraaudit_vpc_default_security_group_rules", &a) {
+        *default_sg
+            .entry(r.labels["security_group_id"].clone())
+            .or_default() += r.value;
+    }
+    BTreeMap::from([
+        ("iam_user_password_unused".to_owned(), password_unused),
+        ("iam_user_initial_access_key".to_owned(), initial),
+        (
+            "iam_user_multiple_active_keys".to_owned(),
+            active_by_user.values().filter(|n| **n > 1.0).count() as f64,
+        ),
+        (
+            "iam_user_direct_policies".to_owned(),
+            direct.values().filter(|n| **n > 0.0).count() as f64,
+        ),
+        ("iam_policy_full_admin".to_owned(), full_admin),
+        (
+            "iam_support_role".to_owned(),
+            f64::from(holders("AWSSupportAccess") == 0.0),
+        ),
+        (
+            "iam_cloudshell_full_access".to_owned(),
+            holders("AWSCloudShellFullAccess"),
+        ),
+        (
+            "iam_server_certificate_expired".to_owned(),
+            count(
+                s,
+                "infraaudit_iam_server_certificate_expiry_timestamp_seconds",
+                account,
+                |t| t < now,
+            ),
+        ),
+        (
+            "s3_secure_transport".to_owned(),
+            count(
+                s,
+                "infraaudit_s3_bucket_secure_transport_required",
+                account,
+                |v| v == 0.0,
+            ),
+        ),
+        (
+            "s3_mfa_delete".to_owned(),
+            count(s, "infraaudit_s3_bucket_mfa_delete_enabled", account, |v| {
+                v == 0.0
+            }),
+        ),
+        (
+            "ec2_ebs_default_encryption".to_owned(),
+            count(s, "infraaudit_ebs_encryption_by_default", account, |v| {
+                v == 0.0
+            }),
+        ),
+        (
+            "vpc_nacl_admin_ports_open".to_owned(),
+            count(
+                s,
+                "infraaudit_vpc_network_acl_admin_ports_open",
+                account,
+                |v| v == 1.0,
+            ),
+        ),
+        (
+            "ec2_security_group_admin_ports_open".to_owned(),
+            count(
+                s,
+                "infraaudit_vpc_security_group_admin_ports_open",
+                account,
+                |v| v == 1.0,
+            ),
+        ),
+        (
+            "vpc_default_security_group_open".to_owned(),
+            default_sg.values().filter(|n| **n > 0.0).count() as f64,
+        ),
+    ])
 }
 
 /// The same summary from the scenario itself, so that a wrong resource metric cannot agree

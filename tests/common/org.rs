@@ -23,6 +23,15 @@ enabled = false
 [collectors.ec2]
 enabled = false
 
+[collectors.iam_authz]
+enabled = false
+
+[collectors.ebs]
+enabled = false
+
+[collectors.vpc]
+enabled = false
+
 [organizations]
 enabled = true
 {organizations}

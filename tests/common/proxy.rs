@@ -623,6 +623,8 @@ fn s3_action(method: &str, path: &str, query: &str) -> String {
             ("GET", Some("policyStatus")) => Some("GetBucketPolicyStatus"),
             ("GET", Some("acl")) => Some("GetBucketAcl"),
             ("GET", Some("encryption")) => Some("GetBucketEncryption"),
+            ("GET", Some("policy")) => Some("GetBucketPolicy"),
+            ("GET", Some("versioning")) => Some("GetBucketVersioning"),
             _ => None,
         }
     } else {
