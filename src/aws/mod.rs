@@ -1048,6 +1048,21 @@ mod tests {
     use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
     use aws_smithy_types::retry::RetryMode;
 
+    #[test]
+    fn a_page_without_a_way_on_is_an_error_not_the_end() {
+        let next = |truncated, marker, previous| next_page("iam", "X", truncated, marker, previous);
+        assert_eq!(next(false, None, None).unwrap(), None);
+        assert_eq!(next(false, Some("m"), None).unwrap(), None);
+        assert_eq!(
+            next(true, Some("m2"), Some("m1")).unwrap(),
+            Some("m2".into())
+        );
+        for (marker, previous) in [(None, None), (Some(""), None), (Some("m"), Some("m"))] {
+            let e = next(true, marker, previous).unwrap_err();
+            assert_eq!(e.aws_code(), Some("bad_pagination"), "{marker:?}");
+        }
+    }
+
     #[tokio::test]
     async fn retries_are_adaptive_with_the_configured_attempts() {
         let cfg = AwsConfig {
