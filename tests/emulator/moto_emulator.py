@@ -1,7 +1,7 @@
 """The AWS emulator for infraaudit's tests: moto in server mode on 127.0.0.1, seeded.
 
 Usage: python moto_emulator.py [--port N] [--demo] [--aws-like-report] [--count-requests]
-       [--access-advisor-roles]
+       [--access-advisor-roles] [--iam-page-size K]
        [--no-default-seed] [--users N] [--buckets B] [--instances I] [--regions r1,r2]
 
 Starts moto's threaded server (port 0: a free one), seeds two accounts, and prints one JSON line
@@ -34,6 +34,10 @@ patch_moto_gaps makes them as AWS's, in every mode.
 For benchmarks: --count-requests counts every AWS request by (account, service, action) at the
 emulator (GET /_bench/counts, POST /_bench/reset); --users/--buckets/--instances seed a synthetic
 population into the base account (--no-default-seed drops the hand-written scenario).
+
+GetAccountAuthorizationDetails and ListServerCertificates page as AWS's do (MaxItems, Marker,
+IsTruncated; moto answers everything at once); --iam-page-size K caps every page of theirs at K
+items whatever MaxItems asks, as AWS may, so that a test sees many pages with few users.
 """
 
 import argparse
@@ -527,6 +531,10 @@ def patch_moto_gaps():
     - PutBucketVersioning drops MFADelete and GetBucketVersioning never returns it; AWS returns
       MfaDelete once it was set (setting it needs the root user's MFA in x-amz-mfa: moto
       checks nothing, as here).
+    - GetAccountAuthorizationDetails and ListServerCertificates ignore MaxItems and Marker and
+      answer everything in one page; AWS pages (MaxItems 1-1000, 100 when absent; IsTruncated
+      and an opaque Marker), and may return fewer items than MaxItems before the end, which
+      --iam-page-size K emulates (see iam_page).
     """
     from cryptography import x509
     from moto.core.responses import ActionResult
@@ -555,10 +563,33 @@ def patch_moto_gaps():
         }
 
     def list_server_certificates(self):
-        certs = self.backend.list_server_certificates()
+        certs = list(self.backend.list_server_certificates())
+        page, more = iam_page(self, "ListServerCertificates", len(certs))
         return ActionResult(
-            {"ServerCertificateMetadataList": [metadata(c) for c in certs], "IsTruncated": False}
+            {"ServerCertificateMetadataList": [metadata(c) for c in certs[page]], **more}
         )
+
+    def get_account_authorization_details(self):
+        details = self.backend.get_account_authorization_details(self._get_param("Filter", []))
+        # moto builds the local policies as a set: in the order they were created instead, so
+        # that every page of one listing sees the same order.
+        order = {id(p): i for i, p in enumerate(self.backend.managed_policies.values())}
+        policies = sorted(details["managed_policies"], key=lambda p: order.get(id(p), len(order)))
+        # Items count across the lists in AWS's order: users, groups, roles, policies.
+        lists = [
+            ("UserDetailList", list(details["users"])),
+            ("GroupDetailList", list(details["groups"])),
+            ("RoleDetailList", list(details["roles"])),
+            ("Policies", policies),
+        ]
+        page, more = iam_page(self, "GetAccountAuthorizationDetails", sum(len(x) for _, x in lists))
+        result, start = {}, 0
+        for key, items in lists:
+            lo = max(page.start - start, 0)
+            hi = max(min(page.stop - start, len(items)), 0)
+            result[key] = items[lo:hi]
+            start += len(items)
+        return ActionResult({**result, **more})
 
     def get_server_certificate(self):
         cert = self.backend.get_server_certificate(self._get_param("ServerCertificateName"))
@@ -568,6 +599,7 @@ def patch_moto_gaps():
         return ActionResult({"ServerCertificate": server_cert})
 
     iam_responses.IamResponse.list_server_certificates = list_server_certificates
+    iam_responses.IamResponse.get_account_authorization_details = get_account_authorization_details
     iam_responses.IamResponse.get_server_certificate = get_server_certificate
 
     bucket_put = S3Response._bucket_response_put
@@ -599,6 +631,49 @@ def patch_moto_gaps():
 
     S3Response._bucket_response_put = _bucket_response_put
     S3Response.get_bucket_versioning = get_bucket_versioning
+
+
+# --iam-page-size K: the most items a page of GetAccountAuthorizationDetails or
+# ListServerCertificates holds, whatever MaxItems asks (None: MaxItems). AWS documents that it
+# may return fewer than MaxItems with IsTruncated true; a client must follow the Marker.
+IAM_PAGE_SIZE = None
+MARKER_PREFIX = "infraaudit-emulator-marker"
+
+
+def iam_page(response, action, total):
+    """The slice of the `total` items one request of `action` gets, and the IsTruncated (and
+    Marker) of its answer, as AWS pages: MaxItems 1-1000 (100 when absent), capped by
+    IAM_PAGE_SIZE; the Marker is opaque to the client (it encodes the next offset)."""
+    import base64
+
+    from moto.iam.exceptions import ValidationError
+
+    raw = response._get_param("MaxItems")
+    try:
+        max_items = 100 if raw in (None, "") else int(raw)
+    except ValueError:
+        max_items = 0
+    if not 1 <= max_items <= 1000:
+        raise ValidationError(
+            f"1 validation error detected: Value '{raw}' at 'maxItems' failed to satisfy"
+            " constraint: Member must have value between 1 and 1000"
+        )
+    start = 0
+    marker = response._get_param("Marker")
+    if marker:
+        try:
+            prefix, what, offset = base64.urlsafe_b64decode(marker).decode().split(":")
+            start = int(offset)
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            prefix = None
+        if prefix != MARKER_PREFIX or what != action or not 0 < start <= total:
+            raise ValidationError("Invalid Marker.")
+    size = min(max_items, IAM_PAGE_SIZE or max_items)
+    stop = min(start + size, total)
+    if stop >= total:
+        return slice(start, stop), {"IsTruncated": False}
+    token = base64.urlsafe_b64encode(f"{MARKER_PREFIX}:{action}:{stop}".encode()).decode()
+    return slice(start, stop), {"IsTruncated": True, "Marker": token}
 
 
 # AWS-managed policies the checks look for. moto loads its 1,500 AWS-managed policies only
@@ -1384,7 +1459,18 @@ def main():
     parser.add_argument("--buckets", type=int, default=0)
     parser.add_argument("--instances", type=int, default=0)
     parser.add_argument("--regions", default="us-east-1,eu-west-1")
+    parser.add_argument(
+        "--iam-page-size",
+        type=int,
+        default=None,
+        help="at most K items a page of GetAccountAuthorizationDetails and ListServerCertificates",
+    )
     args = parser.parse_args()
+    global IAM_PAGE_SIZE
+    if args.iam_page_size is not None:
+        if args.iam_page_size < 1:
+            raise SystemExit("--iam-page-size: at least 1")
+        IAM_PAGE_SIZE = args.iam_page_size
     mix = key_mix(args.keys_per_user)
     regions = [r for r in args.regions.split(",") if r]
     if args.demo or args.aws_like_report:
