@@ -4,7 +4,13 @@ Run by scripts/bench-api.sh with the emulator's venv. For each N, a fresh emulat
 (tests/emulator/moto_emulator.py --count-requests --no-default-seed --users N --aws-like-report)
 and the release daemon with only the IAM collector; the emulator's counts are taken (and zeroed
 in the same step) when the daemon's first run ends (cold) and after each of the next runs
-(warm). Then the whole account: IAM + S3 + EC2 in two regions. Prints Markdown on stdout.
+(warm). Then the IAM authorization collector (`iam_authz`, one paginated
+GetAccountAuthorizationDetails per run, and ListServerCertificates) with the IAM collector's
+ListVirtualMFADevices, at the same N. Then the whole account: IAM + S3 + EC2 in two regions.
+Prints Markdown on stdout.
+
+Each account lists the collectors it runs (`collectors = [...]`), so collectors on by default
+(iam_authz, and any added later) stay out of the rows that do not name them.
 """
 
 import json
@@ -29,6 +35,33 @@ IAM_ACTIONS = [
     "GetAccountSummary",
 ]
 REPORT_ACTIONS = IAM_ACTIONS[:2]
+AUTHZ_ACTIONS = ["GetAccountAuthorizationDetails", "ListServerCertificates"]
+MFA_ACTION = "ListVirtualMFADevices"
+# The items GetAccountAuthorizationDetails returns a page at most (AWS's MaxItems, which we ask).
+MAX_ITEMS = 1000
+
+# The emulator for the iam_authz rows: moto_emulator.py with the base account's root user's MFA
+# on in the credential report (so that the IAM collector asks ListVirtualMFADevices whether it
+# is virtual: no device is root's, the worst case, every page read) and an assigned virtual MFA
+# device for every other synthetic user (the devices that call pages through).
+MFA_EMULATOR = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+import moto_emulator as e
+mfa, key_age, password = e.DEMO_ROOTS[e.BASE_ACCOUNT]
+e.DEMO_ROOTS[e.BASE_ACCOUNT] = (True, key_age, password)
+seed_users = e.seed_users
+def with_devices(now, n, mix):
+    out = seed_users(now, n, mix)
+    backend = e.iam_backends[e.BASE_ACCOUNT]["aws"]
+    for i, name in enumerate(sorted(out)):
+        if i % 2 == 0:
+            device = backend.create_virtual_mfa_device(name + "-mfa", "/")
+            backend.enable_mfa_device(name, device.serial_number, "123456", "654321")
+    return out
+e.seed_users = with_devices
+e.main()
+"""
 
 
 def log(*a):
@@ -46,9 +79,13 @@ def poll(timeout, what, f, every=0.05):
 
 
 class Emulator:
-    def __init__(self, *args):
+    def __init__(self, *args, root_mfa=False):
+        if root_mfa:
+            program = ["-c", MFA_EMULATOR, str(EMULATOR.parent)]
+        else:
+            program = [str(EMULATOR)]
         self.p = subprocess.Popen(
-            [sys.executable, str(EMULATOR), "--count-requests", *args],
+            [sys.executable, *program, "--count-requests", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -57,6 +94,14 @@ class Emulator:
             raise SystemExit("bench-api: FAILED: the emulator did not start")
         self.ready = json.loads(line)
         self.endpoint = self.ready["endpoint"]
+
+    def items(self):
+        """What GetAccountAuthorizationDetails lists with the collector's filter in the base
+        account (users, groups, roles, customer-managed policies), from moto's own state."""
+        url = self.endpoint + "/moto-api/data.json"
+        iam = json.loads(urllib.request.urlopen(url, timeout=60).read())["iam"]
+        classes = ("User", "Group", "Role", "ManagedPolicy")
+        return sum(1 for c in classes for x in iam.get(c, []) if x.get("account_id") == BASE)
 
     def take(self):
         """The counts since the last take, zeroed in the same step."""
@@ -131,9 +176,8 @@ def config(endpoint, collectors, interval, extra_iam=""):
         "[aws]",
         f'endpoint_url = "{endpoint}"',
     ]
-    for c in ("iam", "s3", "ec2"):
-        lines += [f"[collectors.{c}]", f"enabled = {'true' if c in collectors else 'false'}"]
-        lines += [f'interval = "{interval}"']
+    for c in collectors:
+        lines += [f"[collectors.{c}]", f'interval = "{interval}"']
         if c == "iam" and extra_iam:
             lines += [extra_iam]
     lines += [
@@ -141,6 +185,8 @@ def config(endpoint, collectors, interval, extra_iam=""):
         f'id = "{BASE}"',
         'name = "bench"',
         'regions = ["us-east-1", "eu-west-1"]',
+        # Only these: a collector on by default and not named here does not run.
+        "collectors = [" + ", ".join(f'"{c}"' for c in collectors) + "]",
     ]
     return "\n".join(lines) + "\n"
 
@@ -201,6 +247,40 @@ def iam_only(n, interval, warm_cycles, max_age=None):
     return rows, users_with_keys, keys, emu.ready["seed_seconds"]
 
 
+def authz(n, interval, warm_cycles, page_size=None):
+    """The iam_authz collector with the IAM collector (for ListVirtualMFADevices): (rows, seed
+    seconds, items, assigned virtual MFA devices), one row per cycle, a cycle being one run of
+    each."""
+    args = ["--no-default-seed", "--aws-like-report", "--users", str(n)]
+    if page_size:
+        args += ["--iam-page-size", str(page_size)]
+    emu = Emulator(*args, root_mfa=True)
+    items = emu.items()
+    collectors = ["iam", "iam_authz"]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="infraaudit-bench-api-") as work:
+        d = Daemon(config(emu.endpoint, collectors, interval), work)
+        try:
+            last = wait_runs(d, collectors, {}, 600)
+            for cycle in range(warm_cycles + 1):
+                counts = emu.take()
+                rows.append(
+                    {
+                        "cycle": "cold" if cycle == 0 else f"warm {cycle}",
+                        "actions": by_action(counts, "iam"),
+                        "duration": d.collector("collector_duration_seconds", "iam_authz").get(
+                            "iam_authz"
+                        ),
+                    }
+                )
+                if cycle < warm_cycles:
+                    last = wait_runs(d, collectors, last, 600)
+        finally:
+            d.close()
+    emu.close()
+    return rows, emu.ready["seed_seconds"], items, (n + 1) // 2
+
+
 def whole_account(n, buckets, instances, interval):
     emu = Emulator(
         "--no-default-seed",
@@ -227,6 +307,51 @@ def whole_account(n, buckets, instances, interval):
             d.close()
     emu.close()
     return out
+
+
+def print_authz(sizes, interval):
+    print("\n### IAM authorization collector (`iam_authz`) and root hardware MFA, one account\n")
+    print(
+        "The `iam_authz` and `iam` collectors on the same emulator, the N synthetic users and"
+        " nothing else (no groups, roles, customer-managed policies or server certificates), the"
+        " root user's MFA on in the credential report and no virtual device of root's (so"
+        " ListVirtualMFADevices reads every page), an assigned virtual MFA device for every other"
+        f" user. Counts at the emulator per cycle (one run of each collector). Target: one"
+        f" GetAccountAuthorizationDetails per page of {MAX_ITEMS:,} items (MaxItems) ="
+        f" ceil(items / {MAX_ITEMS:,}), the same warm as cold; ListVirtualMFADevices ="
+        f" ceil(assigned devices / {MAX_ITEMS:,}).\n"
+    )
+    head = ["N users", "items", "assigned MFA devices", "cycle", "iam_authz seconds"]
+    head += AUTHZ_ACTIONS + [MFA_ACTION, "target (the three)", "met"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    extra = os.environ.get("BENCH_API_PAGE_SIZE", "100")
+    runs = [(n, None) for n in sizes]
+    if extra:
+        runs.append((int(os.environ.get("BENCH_API_ACCOUNT_USERS", "1000")), int(extra)))
+    for n, page_size in runs:
+        log(f"iam_authz, N={n}" + (f", --iam-page-size {page_size}" if page_size else ""))
+        rows, seed, items, devices = authz(n, interval, 2, page_size)
+        log(f"  seeded in {seed} s")
+        page = min(MAX_ITEMS, page_size or MAX_ITEMS)
+        # The emulator, as AWS, answers a last page that is exactly full with IsTruncated false.
+        want = [-(-items // page), 1, max(1, -(-devices // MAX_ITEMS))]
+        for r in rows:
+            a = r["actions"]
+            got = [a.get(x, 0) for x in AUTHZ_ACTIONS + [MFA_ACTION]]
+            label = f"{n:,}" if page_size is None else f"{n:,}, **pages capped at {page_size}**"
+            secs = f"{r['duration']:.2f}" if r["duration"] is not None else ""
+            cells = [label, f"{items:,}", f"{devices:,}", r["cycle"], secs]
+            cells += [str(x) for x in got]
+            cells += [" / ".join(map(str, want)), "yes" if got == want else "**no**"]
+            print("| " + " | ".join(cells) + " |", flush=True)
+    if extra:
+        print(
+            f"\nThe last rows are an emulation, not AWS: `--iam-page-size {extra}` makes the"
+            f" emulator answer at most {extra} items a page whatever MaxItems asks, as AWS may"
+            " (it documents that a page can hold fewer items than MaxItems with IsTruncated"
+            " true); the collector follows the Marker either way.\n"
+        )
 
 
 def main():
@@ -274,6 +399,8 @@ def main():
         + ", ".join(f"{x} {warm.get(x, 0)}" for x in IAM_ACTIONS if warm.get(x, 0))
         + f" = {rows[1]['total']} calls.\n"
     )
+
+    print_authz(sizes, interval)
 
     n = int(os.environ.get("BENCH_API_ACCOUNT_USERS", "1000"))
     buckets = int(os.environ.get("BENCH_API_BUCKETS", "20"))
