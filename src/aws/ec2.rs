@@ -259,6 +259,29 @@ impl EbsApi for Ec2Client {
     }
 }
 
+const ACL_OWNER: &str = "EC2 DescribeNetworkAcls (OwnerId)";
+const SG_OWNER: &str = "EC2 DescribeSecurityGroups (OwnerId)";
+
+/// Whether an ACL or a group is this account's, to be filed under it. One another account owns
+/// (a shared VPC shows its owner's ACLs to participants; groups can be shared) is that account's
+/// to audit: skipped, and remembered in `foreign` (an answer of nothing but those is not this
+/// account's answer at all). No owner is a mismatch.
+fn owned(
+    owner: Option<&str>,
+    foreign: &mut Option<String>,
+    identity: &super::AccountIdentity,
+    evidence: &'static str,
+) -> Result<bool, Error> {
+    match owner {
+        Some(o) if o == identity.account_id() => Ok(true),
+        Some(o) if !o.is_empty() => {
+            foreign.get_or_insert_with(|| o.to_owned());
+            Ok(false)
+        }
+        _ => Err(identity.mismatch("(none)", evidence)),
+    }
+}
+
 impl VpcApi for Ec2Client {
     async fn network_acls(&self, region: &str) -> Result<Vec<NetworkAcl>, Error> {
         let client = self.client(region);
@@ -280,14 +303,7 @@ impl VpcApi for Ec2Client {
                 .await
                 .map_err(|e| aws_error("ec2", "DescribeNetworkAcls", e))?;
             for acl in out.network_acls() {
-                // Filed under this account only when the ACL says it is this account's. A shared
-                // VPC shows its owner's ACLs to participants: those are the owner's to audit.
-                let owner = acl.owner_id().unwrap_or("(none)");
-                if owner != identity.account_id() {
-                    if owner == "(none)" {
-                        return Err(identity.mismatch(owner, "EC2 DescribeNetworkAcls (OwnerId)"));
-                    }
-                    foreign.get_or_insert_with(|| owner.to_owned());
+                if !owned(acl.owner_id(), &mut foreign, identity, ACL_OWNER)? {
                     continue;
                 }
                 let Some(id) = acl.network_acl_id() else {
@@ -334,7 +350,7 @@ impl VpcApi for Ec2Client {
         }
         // Only another account's ACLs: these are not this account's answers at all.
         if let (true, Some(owner)) = (acls.is_empty(), foreign) {
-            return Err(identity.mismatch(&owner, "EC2 DescribeNetworkAcls (OwnerId)"));
+            return Err(identity.mismatch(&owner, ACL_OWNER));
         }
         acls.sort_by(|a, b| a.network_acl_id.cmp(&b.network_acl_id));
         Ok(acls)
@@ -360,15 +376,7 @@ impl VpcApi for Ec2Client {
                 .await
                 .map_err(|e| aws_error("ec2", "DescribeSecurityGroups", e))?;
             for g in out.security_groups() {
-                // As for ACLs: groups shared by another account are that account's.
-                let owner = g.owner_id().unwrap_or("(none)");
-                if owner != identity.account_id() {
-                    if owner == "(none)" {
-                        return Err(
-                            identity.mismatch(owner, "EC2 DescribeSecurityGroups (OwnerId)")
-                        );
-                    }
-                    foreign.get_or_insert_with(|| owner.to_owned());
+                if !owned(g.owner_id(), &mut foreign, identity, SG_OWNER)? {
                     continue;
                 }
                 let Some(id) = g.group_id() else { continue };
@@ -393,7 +401,7 @@ impl VpcApi for Ec2Client {
             }
         }
         if let (true, Some(owner)) = (groups.is_empty(), foreign) {
-            return Err(identity.mismatch(&owner, "EC2 DescribeSecurityGroups (OwnerId)"));
+            return Err(identity.mismatch(&owner, SG_OWNER));
         }
         groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         Ok(groups)
@@ -417,5 +425,25 @@ fn permission(p: &IpPermission) -> Permission {
             .collect(),
         prefix_lists: p.prefix_list_ids().len(),
         group_pairs: p.user_id_group_pairs().len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_accounts_acls_and_groups_are_skipped_and_no_owner_is_a_mismatch() {
+        let id = super::super::AccountIdentity::detached("111111111111");
+        let mut foreign = None;
+        assert!(owned(Some("111111111111"), &mut foreign, &id, ACL_OWNER).unwrap());
+        assert_eq!(foreign, None);
+        // A shared VPC's owner: skipped, remembered.
+        assert!(!owned(Some("222222222222"), &mut foreign, &id, ACL_OWNER).unwrap());
+        assert_eq!(foreign.as_deref(), Some("222222222222"));
+        for missing in [None, Some("")] {
+            let e = owned(missing, &mut foreign, &id, SG_OWNER).unwrap_err();
+            assert!(matches!(e, Error::AccountMismatch { .. }), "{e}");
+        }
     }
 }
