@@ -94,6 +94,9 @@ pub struct AccountSession {
     /// a role, the GetCallerIdentity that confirms the account.
     sts: aws_sdk_sts::Client,
     endpoint_url: Option<String>,
+    /// Held while GetCallerIdentity is asked, so that the collectors starting together make
+    /// one call, not one each.
+    verifying: tokio::sync::Mutex<()>,
 }
 
 impl AccountSession {
@@ -158,6 +161,7 @@ impl AccountSession {
             counter,
             sts,
             endpoint_url: cfg.endpoint_url.clone(),
+            verifying: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -184,6 +188,11 @@ impl AccountSession {
     /// are checked each time they are obtained, by the provider.
     pub async fn verify_identity(&self) -> Result<(), Error> {
         if self.account.role_arn.is_some() || self.counter.identity.lock().verified {
+            return Ok(());
+        }
+        let _one_at_a_time = self.verifying.lock().await;
+        // Another collector may have verified while this one waited.
+        if self.counter.identity.lock().verified {
             return Ok(());
         }
         let found = self.limiter.run(|| caller_account_with(&self.sts)).await?;

@@ -325,12 +325,20 @@ async fn bucket(
             }
         },
     };
-    let (block, policy, acl, encryption, document, mfa_delete) = tokio::join!(
+    // Without a policy there is no policy status to ask for: not public by policy.
+    let policy_and_status = async {
+        let document = api.bucket_policy(&name, &region).await;
+        let status = match &document {
+            Ok(None) => Ok(false),
+            _ => api.bucket_policy_public(&name, &region).await,
+        };
+        (document, status)
+    };
+    let (block, (document, policy), acl, encryption, mfa_delete) = tokio::join!(
         api.bucket_public_access_block(&name, &region),
-        api.bucket_policy_public(&name, &region),
+        policy_and_status,
         api.bucket_acl_public(&name, &region),
         api.bucket_encryption(&name, &region),
-        api.bucket_policy(&name, &region),
         api.bucket_mfa_delete(&name, &region),
     );
     let mut gone = false;
@@ -677,6 +685,8 @@ mod tests {
         name: &'static str,
         listed_region: Option<&'static str>,
         errors: Vec<(&'static str, &'static str)>,
+        /// GetBucketPolicy answers NoSuchBucketPolicy (by default it has a policy).
+        no_policy: bool,
     }
 
     fn bucket(name: &'static str, errors: &[(&'static str, &'static str)]) -> Bucket {
@@ -684,6 +694,7 @@ mod tests {
             name,
             listed_region: Some("us-east-1"),
             errors: errors.to_vec(),
+            no_policy: false,
         }
     }
 
@@ -775,7 +786,9 @@ mod tests {
         }
 
         async fn bucket_policy(&self, bucket: &str, region: &str) -> Result<Option<String>, Error> {
-            self.answer("GetBucketPolicy", bucket, region, None)
+            let b = self.buckets.iter().find(|b| b.name == bucket).unwrap();
+            let policy = (!b.no_policy).then(|| r#"{"Statement":[]}"#.to_owned());
+            self.answer("GetBucketPolicy", bucket, region, policy)
         }
 
         async fn bucket_mfa_delete(&self, bucket: &str, region: &str) -> Result<bool, Error> {
@@ -986,5 +999,18 @@ mod tests {
         assert!(glob("*", "anything"));
         assert!(!glob("arn:aws:s3:::b", "arn:aws:s3:::bc"));
         assert!(glob("a?c*", "abcdef"));
+    }
+
+    #[tokio::test]
+    async fn a_bucket_without_a_policy_costs_no_policy_status_call() {
+        let api = fake([Bucket {
+            no_policy: true,
+            ..bucket("plain", &[])
+        }]);
+        let data = collect(&api, 4).await.unwrap();
+        let ops: Vec<&str> = api.calls_for("plain").iter().map(|(op, _)| *op).collect();
+        assert!(!ops.contains(&"GetBucketPolicyStatus"), "{ops:?}");
+        assert_eq!(data.buckets[0].policy_public, Some(false));
+        assert_eq!(data.buckets[0].secure_transport, Some(false));
     }
 }
