@@ -381,6 +381,25 @@ fn policy_without_a_principal_account_needs_sts() {
 }
 
 #[test]
+fn the_shipped_example_configuration_passes_check_config() {
+    let example = repo().join("config.example.toml");
+    let out = infraaudit(
+        &["check-config", "--config", example.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Every collector has its section in the example.
+    let effective: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let example = std::fs::read_to_string(&example).unwrap();
+    for name in effective["collectors"].as_object().unwrap().keys() {
+        assert!(
+            example.contains(&format!("[collectors.{name}]")),
+            "config.example.toml has no [collectors.{name}]"
+        );
+    }
+}
+
+#[test]
 fn check_config_prints_the_effective_configuration_without_secrets() {
     let config = two_accounts("http://127.0.0.1:9", "30m");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_infraaudit"));
