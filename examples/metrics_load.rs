@@ -242,12 +242,14 @@ fn s3(a: usize, generation: u64) -> S3Data {
                 secure_transport: Some(rng.u8(..4) == 0),
                 mfa_delete: Some(rng.u8(..20) == 0),
                 denied: Vec::new(),
+                tagged: Default::default(),
             }
         })
         .collect();
     S3Data {
         account_public_access_block: PublicAccessBlock::default(),
         buckets,
+        tagging: Default::default(),
     }
 }
 
@@ -269,6 +271,8 @@ fn ec2(a: usize, generation: u64) -> Ec2Data {
                 .to_owned(),
             imdsv2_required: rng.u8(..10) < 7,
             public_ip: rng.u8(..10) < 2,
+            tags: Vec::new(),
+            tagged: Default::default(),
         });
     }
     Ec2Data {
@@ -281,6 +285,7 @@ fn ec2(a: usize, generation: u64) -> Ec2Data {
                 instances: Arc::new(instances),
             })
             .collect(),
+        tagging: Default::default(),
     }
 }
 
@@ -400,6 +405,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             id: account_id(a),
             name: format!("team-{a:03}-{}", ["prod", "staging", "dev"][a % 3]),
             ou: String::new(),
+            owner: String::new(),
         })
         .collect();
     let store = Arc::new(SnapshotStore::new(

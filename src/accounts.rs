@@ -44,7 +44,8 @@ pub struct Member {
 }
 
 /// Configured accounts first (their settings win over a discovered account with the same id,
-/// which only lends its OU), then the discovered ones by id.
+/// which only lends its OU, and its owner tag when the account has no `owner`), then the
+/// discovered ones by id.
 pub fn merge(
     statics: &[Account],
     discovered: &[Discovered],
@@ -54,14 +55,19 @@ pub fn merge(
     let found: HashMap<&str, &Discovered> = discovered.iter().map(|d| (d.id.as_str(), d)).collect();
     let mut members: Vec<Member> = statics
         .iter()
-        .map(|a| Member {
-            account: a.clone(),
-            ou: found
-                .get(a.id.as_str())
-                .map(|d| d.ou.clone())
-                .unwrap_or_default(),
+        .map(|a| {
+            let found = found.get(a.id.as_str());
+            let mut account = a.clone();
+            if account.owner.is_empty() {
+                account.owner = found.map(|d| d.owner.clone()).unwrap_or_default();
+            }
+            Member {
+                account,
+                ou: found.map(|d| d.ou.clone()).unwrap_or_default(),
+            }
         })
         .collect();
+    let tagging = Arc::new(config.tagging());
     let Some(org) = org else {
         return members;
     };
@@ -81,6 +87,8 @@ pub fn merge(
             external_id: org.external_id.clone(),
             collectors: config.enabled_collectors(),
             regions: config.aws.regions.clone(),
+            owner: d.owner.clone(),
+            tagging: tagging.clone(),
         },
         ou: d.ou.clone(),
     }));
@@ -233,6 +241,7 @@ impl Registry {
                 id: m.account.id.clone(),
                 name: m.account.name.clone(),
                 ou: m.ou.clone(),
+                owner: m.account.owner.clone(),
             })
             .collect();
         self.store.set_accounts(infos, pairs);
@@ -384,6 +393,8 @@ mod tests {
             external_id: Some(Secret::new("static-id".into())),
             collectors,
             regions: vec!["eu-west-1".into()],
+            owner: String::new(),
+            tagging: Default::default(),
         }
     }
 
@@ -393,6 +404,7 @@ mod tests {
             name: name.into(),
             ou: ou.into(),
             partition: "aws".into(),
+            owner: String::new(),
         }
     }
 

@@ -28,7 +28,7 @@ use crate::accounts::Active;
 use crate::audit;
 use crate::aws::AccountSession;
 use crate::aws::counters::ApiMetrics;
-use crate::checks;
+use crate::checks::{self, Owners};
 use crate::collector::iam::{self, IamData};
 use crate::config::{Account, Config, Secret};
 use crate::snapshot::{AccountInfo, SnapshotStore};
@@ -90,6 +90,8 @@ struct AuditResult {
     resource: String,
     status: &'static str,
     details: String,
+    /// The resource's owner, else the account's; null when neither is known.
+    owner: crate::collector::Owner,
 }
 
 /// An error answer: the status and the message for `{"error": ...}`.
@@ -206,7 +208,7 @@ impl Api {
             }
             ("/v1/iam/old-access-keys/list-users", _) => {
                 let query = request::from_query(req.uri().query().unwrap_or_default())?;
-                self.live(query).await
+                self.live(store, query).await
             }
             ("/api/audit/start", _) => {
                 let body = self.body(req).await?;
@@ -293,16 +295,20 @@ impl Api {
             if let Some(t) = iam.report_generated_at {
                 generated.insert(id.clone(), Value::String(rfc3339(t)));
             }
+            let owners = Owners::of(&snap, id);
             for k in &iam.keys {
                 let age = now - k.created;
                 if age.num_seconds() > hours * 3600 {
                     keys.push(old_key(
-                        id,
-                        &k.user,
-                        &k.access_key_id,
-                        k.created,
-                        k.active,
-                        k.last_used,
+                        OldKey {
+                            account: id,
+                            user: &k.user,
+                            key_id: &k.access_key_id,
+                            created: k.created,
+                            active: k.active,
+                            last_used: k.last_used,
+                            owner: owners.user(&k.user),
+                        },
                         now,
                     ));
                 }
@@ -317,6 +323,7 @@ impl Api {
     /// GET /v1/iam/old-access-keys/list-users: the same answer, live from IAM.
     async fn live(
         &self,
+        store: &SnapshotStore,
         OldKeys { hours, account_id }: OldKeys,
     ) -> Result<(StatusCode, Value), Fail> {
         let accounts = self.accounts(account_id.as_deref())?;
@@ -334,7 +341,9 @@ impl Api {
             let Some(session) = active.sessions.get(&id) else {
                 continue;
             };
-            let found = tokio::time::timeout(LIVE_TIMEOUT, live_keys(session, hours, now))
+            // Owners from the snapshot: the users' tags are read by the background runs.
+            let owners = Owners::of(&store.load(), &id);
+            let found = tokio::time::timeout(LIVE_TIMEOUT, live_keys(session, hours, now, &owners))
                 .await
                 .map_err(|_| {
                     fail(
@@ -431,6 +440,7 @@ impl Api {
                     id: account_id.clone(),
                     name: account_id.clone(),
                     ou: String::new(),
+                    owner: String::new(),
                 }],
                 0,
             ))
@@ -439,7 +449,8 @@ impl Api {
         let jobs = active.jobs.get(&account_id).cloned();
         tokio::spawn(async move {
             let _permit = permit;
-            let collectors = audit::collectors_for(&checks);
+            let owners = session.account.tagging.has_owner_keys();
+            let collectors = audit::collectors_for(&checks, owners);
             let runs = session.account.collectors.clone();
             let mut failures = match &jobs {
                 Some(jobs) => audit::run_jobs(jobs, &collectors, &store).await,
@@ -447,7 +458,8 @@ impl Api {
             };
             // A check whose collector does not run for the account has no verdict.
             if !checks.is_empty() {
-                for missing in collectors.iter().filter(|c| !runs.contains(c)) {
+                let feeding = audit::collectors_for(&checks, false);
+                for missing in feeding.iter().filter(|c| !runs.contains(c)) {
                     failures.push((missing, crate::error::Error::Disabled));
                 }
             }
@@ -463,6 +475,7 @@ impl Api {
                         resource: f.resource,
                         status: if f.failed { "FAIL" } else { "PASS" },
                         details: f.details,
+                        owner: f.owner,
                     })
                     .collect();
             if let Ok(mut s) = status.lock() {
@@ -506,6 +519,8 @@ impl Api {
             external_id: Some(external_id),
             collectors: self.config.enabled_collectors(),
             regions: self.config.aws.regions.clone(),
+            owner: String::new(),
+            tagging: Arc::new(self.config.tagging()),
         };
         // Not counted in /metrics: account ids from requests would be unbounded label values.
         Ok(AccountSession::new(
@@ -553,23 +568,28 @@ impl Api {
     }
 }
 
-fn old_key(
-    account: &str,
-    user: &str,
-    key_id: &str,
+/// One key of the old-keys answers.
+struct OldKey<'a> {
+    account: &'a str,
+    user: &'a str,
+    key_id: &'a str,
     created: DateTime<Utc>,
     active: bool,
     last_used: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Value {
+    /// The user's owner, else the account's; empty when none.
+    owner: &'a str,
+}
+
+fn old_key(k: OldKey<'_>, now: DateTime<Utc>) -> Value {
     json!({
-        "account_id": account,
-        "user_name": user,
-        "access_key_id": key_id,
-        "created_date": rfc3339(created),
-        "age_hours": (now - created).num_hours(),
-        "active": active,
-        "last_used_date": last_used.map(rfc3339),
+        "account_id": k.account,
+        "user_name": k.user,
+        "access_key_id": k.key_id,
+        "created_date": rfc3339(k.created),
+        "age_hours": (now - k.created).num_hours(),
+        "active": k.active,
+        "last_used_date": k.last_used.map(rfc3339),
+        "owner": (!k.owner.is_empty()).then_some(k.owner),
     })
 }
 
@@ -578,6 +598,7 @@ async fn live_keys(
     session: &AccountSession,
     hours: i64,
     now: DateTime<Utc>,
+    owners: &Owners,
 ) -> Result<Vec<Value>, crate::error::Error> {
     session.verify_identity().await?;
     let iam = session.iam();
@@ -621,12 +642,15 @@ async fn live_keys(
     for result in with_use {
         let (user, k, last_used) = result?;
         old.push(old_key(
-            &session.account.id,
-            &user,
-            &k.id,
-            k.created,
-            k.active,
-            last_used,
+            OldKey {
+                account: &session.account.id,
+                user: &user,
+                key_id: &k.id,
+                created: k.created,
+                active: k.active,
+                last_used,
+                owner: owners.user(&user),
+            },
             now,
         ));
     }

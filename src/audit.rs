@@ -13,12 +13,18 @@ use crate::scheduler::{self, Job};
 use crate::snapshot::{Outcome, SnapshotStore};
 use crate::time::unix_now;
 
-/// The collectors that feed `checks` (all of the account's when `checks` is empty).
-pub fn collectors_for(checks: &[Check]) -> Vec<&'static str> {
+/// The collectors that feed `checks` (all of the account's when `checks` is empty), and with
+/// `owners` (owner tags are read) those that know the IAM users' owners, so that findings on
+/// users are not filed under the account's owner for want of the users' tags.
+pub fn collectors_for(checks: &[Check], owners: bool) -> Vec<&'static str> {
     collector::ALL
         .into_iter()
+        .filter(|spec| {
+            checks.is_empty()
+                || checks.iter().any(|c| c.collector() == spec.name)
+                || (owners && spec.user_owners.is_some())
+        })
         .map(|spec| spec.name)
-        .filter(|name| checks.is_empty() || checks.iter().any(|c| c.collector() == *name))
         .collect()
 }
 

@@ -3,7 +3,9 @@
 //! findings and the overview agree by construction); each rule's CIS control is in
 //! docs/metrics.md.
 
-use crate::collector::{self, Check, Finding};
+use std::collections::HashMap;
+
+use crate::collector::{self, Check, Finding, Owner};
 use crate::config::ChecksConfig;
 use crate::snapshot::Snapshot;
 
@@ -35,8 +37,56 @@ pub fn summary<'a>(
     })
 }
 
+/// Who owns what in one account: its owner, and its IAM users' own owners.
+#[derive(Debug, Default)]
+pub struct Owners {
+    account: String,
+    users: HashMap<String, String>,
+}
+
+impl Owners {
+    pub fn of(snapshot: &Snapshot, account_id: &str) -> Self {
+        let mut users = HashMap::new();
+        for spec in collector::ALL {
+            if let Some(user_owners) = spec.user_owners
+                && let Some(recorded) = snapshot
+                    .entries
+                    .get(&(account_id.to_owned(), spec.name))
+                    .and_then(|e| e.data.as_ref())
+            {
+                user_owners(recorded.data.as_ref(), &mut users);
+            }
+        }
+        let account = snapshot
+            .accounts
+            .iter()
+            .find(|a| a.id == account_id)
+            .map(|a| a.owner.clone())
+            .unwrap_or_default();
+        Self { account, users }
+    }
+
+    /// The user's own owner, else the account's; empty when neither is known.
+    pub fn user(&self, user: &str) -> &str {
+        self.users
+            .get(user)
+            .map_or(self.account.as_str(), String::as_str)
+    }
+
+    /// A finding's owner: its resource's own, else the account's.
+    pub fn resolve(&self, owner: &Owner) -> Owner {
+        let own = match owner {
+            Owner::Own(own) => own.as_str(),
+            Owner::User(user) => self.user(user),
+            Owner::Account => "",
+        };
+        Owner::Own(if own.is_empty() { &self.account } else { own }.to_owned())
+    }
+}
+
 /// Every resource of one account on every check whose data is known, by the same rules as
-/// [`failed_resources`], so the failed findings of a check always number its summary.
+/// [`failed_resources`], so the failed findings of a check always number its summary. Each has
+/// its owner resolved: its resource's own, else the account's.
 pub fn findings(snapshot: &Snapshot, account_id: &str, now: f64, c: &ChecksConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     for spec in collector::ALL {
@@ -46,6 +96,10 @@ pub fn findings(snapshot: &Snapshot, account_id: &str, now: f64, c: &ChecksConfi
         if let Some(recorded) = &entry.data {
             (spec.findings)(account_id, recorded.data.as_ref(), now, c, &mut out);
         }
+    }
+    let owners = Owners::of(snapshot, account_id);
+    for f in &mut out {
+        f.owner = owners.resolve(&f.owner);
     }
     out
 }
@@ -74,11 +128,13 @@ mod tests {
                     id: id.into(),
                     name: "prod".into(),
                     ou: String::new(),
+                    owner: String::new(),
                 },
                 AccountInfo {
                     id: "222222222222".into(),
                     name: "never-ran".into(),
                     ou: String::new(),
+                    owner: String::new(),
                 },
             ],
             6,

@@ -29,10 +29,12 @@ use crate::error::Error;
 
 /// The calls discovery makes, in the management or delegated-administrator account (not in
 /// the audit role of each account: see docs/aws-setup.md).
+/// ListTagsForResource only with `[owners] tag_keys`: each account's owner tag.
 pub const PERMISSIONS: &[&str] = &[
     "organizations:ListAccountsForParent",
     "organizations:ListOrganizationalUnitsForParent",
     "organizations:ListRoots",
+    "organizations:ListTagsForResource",
 ];
 
 /// A discovery still going after this long is abandoned and counts as failed.
@@ -54,6 +56,8 @@ pub struct Discovered {
     pub ou: String,
     /// The partition of its ARN (`aws`, `aws-cn`, `aws-us-gov`), for its role's ARN.
     pub partition: String,
+    /// Its owner tag (`[owners] tag_keys`); empty when none, or when no owner tag is read.
+    pub owner: String,
 }
 
 /// Calls Organizations: with `role_arn`'s session, or with the base credentials.
@@ -99,6 +103,8 @@ impl Discoverer {
                     external_id: self.org.role_arn.as_ref().and(self.org.external_id.clone()),
                     collectors: Vec::new(),
                     regions: Vec::new(),
+                    owner: String::new(),
+                    tagging: Default::default(),
                 };
                 Ok(Arc::new(AccountSession::new(
                     &self.base,
@@ -162,6 +168,29 @@ impl Discoverer {
                 }
             }
         }
+        let tagging = self.config.tagging();
+        if tagging.has_owner_keys() {
+            // One call per account, only when owners are wanted: a failure fails the pass, so
+            // that the last good owners stay rather than every account losing its owner.
+            for d in found.values_mut() {
+                let mut tags = Vec::new();
+                let mut pages = client
+                    .list_tags_for_resource()
+                    .resource_id(&d.id)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page =
+                        page.map_err(|e| aws_error("organizations", "ListTagsForResource", e))?;
+                    tags.extend(
+                        page.tags()
+                            .iter()
+                            .map(|t| (t.key().to_owned(), t.value().to_owned())),
+                    );
+                }
+                d.owner = tagging.owner(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
+        }
         Ok(found.into_values().collect())
     }
 
@@ -184,6 +213,7 @@ impl Discoverer {
             name: account.name().unwrap_or(id).to_owned(),
             ou: parent.to_owned(),
             partition: partition.to_owned(),
+            owner: String::new(),
         })
     }
 }
@@ -321,6 +351,7 @@ mod tests {
                 name: "app".into(),
                 ou: "r-ab12".into(),
                 partition: "aws".into(),
+                owner: String::new(),
             }])
         }
     }

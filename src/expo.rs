@@ -263,11 +263,16 @@ impl<'f> Recorder<'f> {
     }
 
     /// Appends series of `family`, which must be in the list (tests check every collector's).
-    pub fn series<'s, const N: usize, V: Into<Value>>(
+    /// Labels are usually an array with static names; info series with configured tag labels
+    /// pass a `Vec`.
+    pub fn series<'n, 's, L, V>(
         &mut self,
         family: &Family<'_>,
-        series: impl Iterator<Item = ([(&'static str, &'s str); N], V)>,
-    ) {
+        series: impl Iterator<Item = (L, V)>,
+    ) where
+        L: AsRef<[(&'n str, &'s str)]>,
+        V: Into<Value>,
+    {
         let index = self
             .families
             .iter()
@@ -277,7 +282,7 @@ impl<'f> Recorder<'f> {
             return;
         };
         for (labels, value) in series {
-            family.write_series(&mut fragment.text, &labels);
+            family.write_series(&mut fragment.text, labels.as_ref());
             match value.into() {
                 Value::Since(since) => fragment.since.push((fragment.text.len(), since)),
                 other => write_value(&mut fragment.text, other, 0.0),

@@ -17,6 +17,7 @@ pub mod gzip;
 pub mod http;
 pub mod metrics;
 pub mod overview;
+pub mod owners;
 pub mod scheduler;
 pub mod snapshot;
 pub mod time;

@@ -87,6 +87,7 @@ fn account_section(
         oldest_keys(out, iam, c, now);
     }
     let found = checks::findings(snapshot, &account.id, now, c);
+    by_owner(out, &found);
     if snapshot.data::<s3::S3Data>(&account.id, s3::NAME).is_some() {
         failed_findings(out, &found, s3::PUBLIC_ACCESS, "Public buckets", "bucket");
     }
@@ -225,6 +226,54 @@ fn oldest_keys(out: &mut String, iam: &IamData, c: &ChecksConfig, now: f64) {
         .collect();
     table(out, &["user", "access key", "age", "last used"], &rows);
     more(out, active.len());
+}
+
+/// Failed findings grouped by owner (the resource's, else the account's), worst first: who has
+/// what to fix. Only when some finding has an owner, i.e. owners are configured.
+fn by_owner(out: &mut String, found: &[Finding]) {
+    let mut failed: Vec<&Finding> = found.iter().filter(|f| f.failed).collect();
+    if !failed.iter().any(|f| !f.owner.as_str().is_empty()) {
+        return;
+    }
+    out.push_str("<h3>Failed findings by owner</h3>\n");
+    // Owners by name, the unowned last; within an owner, the worst severity first.
+    failed.sort_by(|a, b| {
+        let key = |f: &Finding| (f.owner.as_str().is_empty(), f.owner.as_str().to_owned());
+        key(a)
+            .cmp(&key(b))
+            .then(a.check.severity().cmp(&b.check.severity()))
+    });
+    let mut rows = Vec::new();
+    for group in failed.chunk_by(|a, b| a.owner == b.owner) {
+        let owner = match group[0].owner.as_str() {
+            "" => "<span class=\"muted\">no owner</span>".to_owned(),
+            owner => escape(owner),
+        };
+        let worst: Vec<String> = group
+            .iter()
+            .take(3)
+            .map(|f| {
+                format!(
+                    "{} <code>{}</code> ({})",
+                    f.check.name(),
+                    escape(&f.resource),
+                    f.check.severity().as_str()
+                )
+            })
+            .collect();
+        let rest = group.len().saturating_sub(3);
+        let more = if rest > 0 {
+            format!("<br><span class=\"muted\">and {rest} more</span>")
+        } else {
+            String::new()
+        };
+        rows.push(vec![
+            td(&owner),
+            td_n(&format!("<span class=\"bad\">{}</span>", group.len())),
+            td(&format!("{}{more}", worst.join("<br>"))),
+        ]);
+    }
+    table(out, &["owner", "failed", "worst"], &rows);
 }
 
 /// The failed findings of one check, as resource and details.
@@ -387,10 +436,12 @@ mod tests {
             secure_transport: Some(true),
             mfa_delete: None,
             denied: Vec::new(),
+            tagged: Default::default(),
         };
         S3Data {
             account_public_access_block: PublicAccessBlock::default(),
             buckets: vec![bucket("prod-logs", false), bucket("prod-public-site", true)],
+            tagging: Default::default(),
         }
     }
 
@@ -402,6 +453,8 @@ mod tests {
             instance_type: "t3.micro".into(),
             imdsv2_required: v2,
             public_ip: false,
+            tags: Vec::new(),
+            tagged: Default::default(),
         };
         Ec2Data {
             regions: vec![RegionRecord {
@@ -412,6 +465,7 @@ mod tests {
                     instance("i-0us000000000000002", "app", true),
                 ]),
             }],
+            tagging: Default::default(),
         }
     }
 
@@ -422,11 +476,13 @@ mod tests {
                     id: PROD.into(),
                     name: "prod & <co>".into(),
                     ou: String::new(),
+                    owner: String::new(),
                 },
                 AccountInfo {
                     id: STAGING.into(),
                     name: "staging".into(),
                     ou: String::new(),
+                    owner: String::new(),
                 },
             ],
             6,
@@ -512,6 +568,37 @@ mod tests {
         assert!(!page.contains("<code>prod-logs</code>"));
         assert!(page.contains("<code>us-east-1/i-0us000000000000001</code>"));
         assert!(!page.contains("i-0us000000000000002"));
+    }
+
+    #[test]
+    fn failed_findings_are_grouped_by_owner_the_account_owning_the_rest() {
+        // Without owners: no such section.
+        assert!(!rendered().contains("Failed findings by owner"));
+        let account = AccountInfo {
+            id: PROD.into(),
+            name: "prod".into(),
+            ou: String::new(),
+            owner: "team <platform>".into(),
+        };
+        let store = SnapshotStore::new(vec![account], 2);
+        let mut data = s3();
+        data.buckets[1].tagged.owner = "payments".into();
+        data.buckets[0].encryption = Some(Encryption::None);
+        store.record(
+            PROD,
+            "s3",
+            Outcome::Success(s3::SPEC.record(PROD, Arc::new(data))),
+            1.0,
+            NOW,
+        );
+        let page = page(&store.load(), &ChecksConfig::default(), false, NOW);
+        let section = &page[page.find("Failed findings by owner").unwrap()..];
+        // Owners by name: the bucket's own owner, then the account's for the untagged bucket.
+        let payments = section.find("<td>payments</td>").unwrap();
+        let platform = section.find("<td>team &lt;platform&gt;</td>").unwrap();
+        assert!(payments < platform, "{section}");
+        assert!(section.contains("s3_public_access <code>prod-public-site</code> (critical)"));
+        assert!(section.contains("s3_encryption <code>prod-logs</code>"));
     }
 
     #[test]

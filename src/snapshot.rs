@@ -19,6 +19,9 @@ pub struct AccountInfo {
     /// The OU (or root) directly above the account in AWS Organizations; empty when unknown
     /// (a configured account that discovery did not find, or discovery off).
     pub ou: String,
+    /// Owner of its findings that have none of their own: `[[accounts]] owner`, else its
+    /// Organizations owner tag; empty when none.
+    pub owner: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -227,6 +230,7 @@ mod tests {
                 id: (*id).to_owned(),
                 name: format!("n{id}"),
                 ou: String::new(),
+                owner: String::new(),
             })
             .collect()
     }

@@ -207,7 +207,9 @@ fn audit_filters_and_formats() {
             "status",
             "details",
             "cis",
-            "severity"
+            "severity",
+            // Appended by owners (issue 16): empty without owners.
+            "owner"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();

@@ -48,6 +48,7 @@ use infraaudit::collector::s3::{BucketRecord, S3Data};
 use infraaudit::collector::vpc::{VpcData, VpcRegion, rules};
 use infraaudit::config::Config;
 use infraaudit::metrics::{Exporter, Format};
+use infraaudit::owners::{Kind, Tagged};
 use infraaudit::snapshot::{
     AccountInfo, DiscoveryStatus, Outcome, RunStatus, Snapshot, SnapshotStore,
 };
@@ -101,10 +102,13 @@ const THIRD_AWS: AwsCalls = AwsCalls {
     slot_waits: &[(THIRD, 1e300), (THIRD, 5e-324)],
 };
 
-/// Every collector on (Access Advisor is off by default), and a shard other than the default.
+/// Every collector on (Access Advisor is off by default), a shard other than the default, and
+/// owners and tag labels (two keys that sanitise to one label among them).
 fn config() -> Config {
-    let text =
-        "[collectors.access_advisor]\nenabled = true\n[sharding]\nshard = 3\ntotal_shards = 7\n";
+    let text = "[collectors.access_advisor]\nenabled = true\n[sharding]\nshard = 3\ntotal_shards = 7\n\
+        [owners]\ntag_keys = [\"owner\"]\n\
+        [labels]\niam_user_tags = [\"team\"]\ns3_bucket_tags = [\"cost-center\", \"cost_center\"]\n\
+        ec2_instance_tags = [\"env\"]\n";
     infraaudit::config::load_str(text, &|_| None, &infraaudit::collector::sections())
         .unwrap()
         .config
@@ -121,6 +125,7 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
         id: THIRD.into(),
         name: AWKWARD[4].into(),
         ou: AWKWARD[0].into(),
+        owner: AWKWARD[1].into(),
     });
     store.set_accounts(accounts, 9);
     scenario::count(&api, &THIRD_AWS);
@@ -165,6 +170,7 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
         password_policy_denied: false,
     };
 
+    let tagging = Arc::new(config.tagging());
     let s3 = S3Data {
         account_public_access_block: PublicAccessBlock {
             block_public_acls: true,
@@ -186,6 +192,10 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
                     "GetBucketPolicyStatus",
                     "GetBucketPolicy",
                 ],
+                tagged: Tagged {
+                    owner: AWKWARD[2].into(),
+                    labels: vec![AWKWARD[3].into(), String::new()],
+                },
             },
             BucketRecord {
                 name: AWKWARD[1].into(),
@@ -200,8 +210,13 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
                 secure_transport: Some(false),
                 mfa_delete: None,
                 denied: vec!["GetBucketEncryption", "GetBucketVersioning"],
+                tagged: Tagged {
+                    owner: String::new(),
+                    labels: vec![String::new(), AWKWARD[4].into()],
+                },
             },
         ],
+        tagging: tagging.clone(),
     };
 
     let states = ["running", "stopped", "pending", "stopping", "shutting-down"];
@@ -212,6 +227,11 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
         instance_type: "m7g.large".into(),
         imdsv2_required: i.is_multiple_of(2),
         public_ip: i % 2 == 1,
+        tags: Vec::new(),
+        tagged: Tagged {
+            owner: name.into(),
+            labels: vec![AWKWARD[i % AWKWARD.len()].into()],
+        },
     };
     let mut instances: Vec<Instance> = AWKWARD
         .iter()
@@ -233,6 +253,7 @@ fn rich_snapshot(config: &Config) -> (Exporter, Arc<SnapshotStore>) {
                 instances: Arc::new(Vec::new()),
             },
         ],
+        tagging,
     };
 
     // Awkward regions, one never answered; awkward VPC ids on an open ACL and groups.
@@ -472,6 +493,18 @@ fn plus(mut base: Labels, name: &str, value: &str) -> Labels {
     base
 }
 
+/// An info series' labels after the resource's own: its owner when owners are configured, then
+/// its allowlisted tags.
+fn tagged(mut l: Labels, tagging: &infraaudit::owners::Tagging, kind: Kind, t: &Tagged) -> Labels {
+    if tagging.enabled {
+        l = plus(l, "owner", &t.owner);
+    }
+    for (name, value) in tagging.labels(kind).names().zip(&t.labels) {
+        l = plus(l, name, value);
+    }
+    l
+}
+
 fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
@@ -604,11 +637,16 @@ fn reference(
     r.infos(
         "account",
         snap.accounts.iter().map(|a| {
-            labels(&[
+            let l = labels(&[
                 ("account_id", &a.id),
                 ("account_name", &a.name),
                 ("ou", &a.ou),
-            ])
+            ]);
+            if config.tagging().enabled {
+                plus(l, "owner", &a.owner)
+            } else {
+                l
+            }
         }),
     );
     let sharding = &config.sharding;
@@ -793,6 +831,23 @@ fn reference(
                 .map(move |u| (*a, u))
         })
     };
+    r.infos(
+        "iam_user",
+        d.iam_authz.iter().flat_map(|(a, x)| {
+            x.entities
+                .iter()
+                .zip(&x.tagged)
+                .filter(|(e, _)| e.kind == EntityKind::User)
+                .map(move |(u, t)| {
+                    tagged(
+                        labels(&[("account_id", a), ("user", &u.name)]),
+                        &x.tagging,
+                        Kind::IamUser,
+                        t,
+                    )
+                })
+        }),
+    );
     r.gauges(
         "iam_user_policies",
         None,
@@ -917,6 +972,10 @@ fn reference(
         None,
         buckets().filter_map(|(l, b, _)| Some((l, flag(b.mfa_delete?)))),
     );
+    r.infos(
+        "s3_bucket",
+        buckets().map(|(l, b, x)| tagged(l, &x.tagging, Kind::S3Bucket, &b.tagged)),
+    );
     r.gauges(
         "s3_bucket_access_denied",
         None,
@@ -937,7 +996,7 @@ fn reference(
                         ("region", region.region.as_str()),
                         ("instance_id", i.instance_id.as_str()),
                     ];
-                    (labels(&l), i)
+                    (labels(&l), i, x)
                 })
             })
         })
@@ -945,19 +1004,20 @@ fn reference(
     r.gauges(
         "ec2_instance_imdsv2_required",
         None,
-        instances().map(|(l, i)| (l, flag(i.imdsv2_required))),
+        instances().map(|(l, i, _)| (l, flag(i.imdsv2_required))),
     );
     r.gauges(
         "ec2_instance_public_ip",
         None,
-        instances().map(|(l, i)| (l, flag(i.public_ip))),
+        instances().map(|(l, i, _)| (l, flag(i.public_ip))),
     );
     r.infos(
         "ec2_instance",
-        instances().map(|(l, i)| {
+        instances().map(|(l, i, x)| {
             let l = plus(l, "name", &i.name);
             let l = plus(l, "state", &i.state);
-            plus(l, "instance_type", &i.instance_type)
+            let l = plus(l, "instance_type", &i.instance_type);
+            tagged(l, &x.tagging, Kind::Ec2Instance, &i.tagged)
         }),
     );
     r.gauges(

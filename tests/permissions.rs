@@ -3,8 +3,8 @@
 //! fail on AWS with AccessDenied; a declared action it never calls is a grant for nothing.
 //!
 //! For each collector, and for account discovery, the real binary runs with only that part
-//! enabled, through the fault proxy (`tests/common/proxy.rs`, which sees every request) in
-//! front of the emulator, on data that makes every call-making path run: buckets with a
+//! enabled and `[owners] tag_keys` set (so that the owner-tag calls run too), through the fault
+//! proxy (`tests/common/proxy.rs`, which sees every request) in front of the emulator, on data that makes every call-making path run: buckets with a
 //! policy, a public ACL, default encryption and a bucket and account public access block; an
 //! account audited through AssumeRole next to the base one; instances in two regions and an
 //! account whose regions come from DescribeRegions; users with keys, passwords and MFA, and the
@@ -104,11 +104,17 @@ const ACTIONS: &[(&str, &str, &str)] = &[
         "organizations:ListOrganizationalUnitsForParent",
     ),
     ("organizations", "ListRoots", "organizations:ListRoots"),
+    (
+        "organizations",
+        "ListTagsForResource",
+        "organizations:ListTagsForResource",
+    ),
     ("s3", "GetBucketAcl", "s3:GetBucketAcl"),
     ("s3", "GetBucketEncryption", "s3:GetEncryptionConfiguration"),
     ("s3", "GetBucketLocation", "s3:GetBucketLocation"),
     ("s3", "GetBucketPolicy", "s3:GetBucketPolicy"),
     ("s3", "GetBucketPolicyStatus", "s3:GetBucketPolicyStatus"),
+    ("s3", "GetBucketTagging", "s3:GetBucketTagging"),
     ("s3", "GetBucketVersioning", "s3:GetBucketVersioning"),
     (
         "s3",
@@ -151,7 +157,8 @@ fn collector_config(url: &str, only: &str) -> String {
         "{config}\n[collectors.iam_authz]\nenabled = {}\n[collectors.s3]\nenabled = {}\n\
          [collectors.ec2]\nenabled = {}\n\
          [collectors.ebs]\nenabled = {}\n[collectors.vpc]\nenabled = {}\n\
-         [collectors.access_advisor]\nenabled = {}\njob_wait = \"1m\"\n",
+         [collectors.access_advisor]\nenabled = {}\njob_wait = \"1m\"\n\
+         [owners]\ntag_keys = [\"owner\"]\n",
         on("iam_authz"),
         on("s3"),
         on("ec2"),
@@ -420,6 +427,8 @@ fn discovery_calls_only_what_it_declares_and_all_of_it() {
         &format!("role_arn = \"arn:aws:iam::{BASE_ACCOUNT}:role/InfraAuditDiscovery\""),
         "[collectors.iam]\nenabled = false\n",
     );
+    // Owner tags: the accounts' ListTagsForResource is part of discovery's policy.
+    let config = format!("{config}\n[owners]\ntag_keys = [\"owner\"]\n");
     let declared = declared("permissions-discovery-policy", &config, &["--discovery"]);
     let daemon = Daemon::start("permissions-discovery", &config);
     daemon.wait_ready(Duration::from_secs(60));

@@ -20,6 +20,11 @@ pub struct Instance {
     /// HttpTokens is `required`, or the metadata endpoint is disabled: IMDSv1 cannot be used.
     pub imdsv2_required: bool,
     pub public_ip: bool,
+    /// Every tag as DescribeInstances lists it; the collector turns them into `tagged` and
+    /// drops them.
+    pub tags: Vec<(String, String)>,
+    /// Its owner and allowlisted tags.
+    pub tagged: crate::owners::Tagged,
 }
 
 /// One network ACL, as the vpc collector reads it.
@@ -234,6 +239,12 @@ impl Ec2Api for Ec2Client {
                         .to_owned(),
                     imdsv2_required,
                     public_ip: i.public_ip_address().is_some_and(|ip| !ip.is_empty()),
+                    tags: i
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                        .collect(),
+                    tagged: Default::default(),
                 });
             }
             match out.next_token() {

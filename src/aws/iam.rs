@@ -485,6 +485,8 @@ pub struct Entity {
     pub attached: Vec<String>,
     /// Its inline policies.
     pub inline: usize,
+    /// Its tags (key, value): users' and roles' (groups have none).
+    pub tags: Vec<(String, String)>,
 }
 
 /// A customer-managed policy, from GetAccountAuthorizationDetails.
@@ -542,7 +544,14 @@ fn entity(kind: EntityKind, name: &str, arn: &str, attached: Vec<String>, inline
         arn: arn.to_owned(),
         attached,
         inline,
+        tags: Vec::new(),
     }
+}
+
+fn tags_of(list: &[aws_sdk_iam::types::Tag]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect()
 }
 
 fn attached_arns(list: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<String> {
@@ -576,13 +585,16 @@ impl AuthzApi for IamClient {
                 .await
                 .map_err(|e| aws_error("iam", "GetAccountAuthorizationDetails", e))?;
             for u in out.user_detail_list() {
-                details.entities.push(entity(
+                let mut user = entity(
                     EntityKind::User,
                     u.user_name().unwrap_or_default(),
                     u.arn().unwrap_or_default(),
                     attached_arns(u.attached_managed_policies()),
                     u.user_policy_list().len(),
-                ));
+                );
+                // Tags come with the page: owners of users cost no call of their own.
+                user.tags = tags_of(u.tags());
+                details.entities.push(user);
             }
             for g in out.group_detail_list() {
                 details.entities.push(entity(
@@ -594,13 +606,15 @@ impl AuthzApi for IamClient {
                 ));
             }
             for r in out.role_detail_list() {
-                details.entities.push(entity(
+                let mut role = entity(
                     EntityKind::Role,
                     r.role_name().unwrap_or_default(),
                     r.arn().unwrap_or_default(),
                     attached_arns(r.attached_managed_policies()),
                     r.role_policy_list().len(),
-                ));
+                );
+                role.tags = tags_of(r.tags());
+                details.entities.push(role);
             }
             for p in out.policies() {
                 let document = p

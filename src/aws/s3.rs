@@ -109,6 +109,12 @@ pub trait S3Api: Sync {
         bucket: &str,
         region: &str,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// The bucket's tags (GetBucketTagging); empty without a tag set.
+    fn bucket_tags(
+        &self,
+        bucket: &str,
+        region: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, Error>> + Send;
 }
 
 const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
@@ -351,6 +357,30 @@ impl S3Api for S3Client {
             out.status() == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)
                 && out.mfa_delete() == Some(&aws_sdk_s3::types::MfaDeleteStatus::Enabled),
         )
+    }
+
+    async fn bucket_tags(
+        &self,
+        bucket: &str,
+        region: &str,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let tags = self
+            .limiter
+            .run(|| {
+                self.client(region)
+                    .get_bucket_tagging()
+                    .bucket(bucket)
+                    .send()
+            })
+            .await
+            .map(|out| {
+                out.tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                    .collect()
+            })
+            .map_err(|e| aws_error("s3", "GetBucketTagging", e));
+        or_absent(tags, "NoSuchTagSet", Vec::new())
     }
 
     async fn account_public_access_block(&self) -> Result<PublicAccessBlock, Error> {

@@ -41,6 +41,10 @@ pub struct AuditArgs {
     /// How stdout shows the findings.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Only the findings of this owner (the resource's owner tag, else its account's owner);
+    /// the summary and the exit code count only them.
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +53,7 @@ pub enum Format {
     Table,
     /// `{"findings": [...], "summary": {account: {check: failed}}, "errors": [...]}`.
     Json,
-    /// `account_id,check,resource,status,details,cis,severity`, with a header.
+    /// `account_id,check,resource,status,details,cis,severity,owner`, with a header.
     Csv,
 }
 
@@ -71,6 +75,8 @@ struct Row<'a> {
     /// Appended, so that scripts reading the earlier CSV columns by position keep working.
     cis: &'static str,
     severity: &'static str,
+    /// The resource's owner, else its account's; empty (null in JSON) when neither is known.
+    owner: &'a infraaudit::collector::Owner,
 }
 
 impl<'a> From<&'a Finding> for Row<'a> {
@@ -83,6 +89,7 @@ impl<'a> From<&'a Finding> for Row<'a> {
             details: &f.details,
             cis: f.check.cis(),
             severity: f.check.severity().as_str(),
+            owner: &f.owner,
         }
     }
 }
@@ -126,10 +133,13 @@ pub fn main(settings: Settings, args: &AuditArgs, progress: &ProgressBar) -> Exi
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let report = match rt.block_on(collect(&settings, &args.accounts, selected, progress)) {
+    let mut report = match rt.block_on(collect(&settings, &args.accounts, selected, progress)) {
         Ok(r) => r,
         Err(code) => return code,
     };
+    if let Some(owner) = &args.owner {
+        report.only_owner(owner);
+    }
     progress.finish_and_clear();
     report_problems(&report);
     let text = match args.format {
@@ -212,7 +222,7 @@ async fn collect(
         accounts.retain(|a| wanted.contains(&a.id));
     }
 
-    let needed = audit::collectors_for(&selected);
+    let needed = audit::collectors_for(&selected, !settings.config.owners.tag_keys.is_empty());
     let runs = |a: &Account| -> Vec<&'static str> {
         a.collectors
             .iter()
@@ -227,6 +237,7 @@ async fn collect(
             id: a.id.clone(),
             name: a.name.clone(),
             ou: String::new(),
+            owner: a.owner.clone(),
         })
         .collect();
     let store = SnapshotStore::new(infos, pairs);
@@ -310,6 +321,23 @@ async fn collect(
     })
 }
 
+impl Report {
+    /// Keeps the findings of `owner`, and counts only them in the summary (checks without a
+    /// verdict stay absent: unknown for that owner too).
+    fn only_owner(&mut self, owner: &str) {
+        self.findings.retain(|f| f.owner.as_str() == owner);
+        for (account, checks) in &mut self.summary {
+            for (check, failed) in checks.iter_mut() {
+                *failed = self
+                    .findings
+                    .iter()
+                    .filter(|f| f.failed && &f.account_id == account && f.check.name() == *check)
+                    .count();
+            }
+        }
+    }
+}
+
 /// On stderr: failed collector runs, and checks left without a verdict for another reason.
 fn report_problems(r: &Report) {
     for f in &r.failures {
@@ -359,12 +387,23 @@ fn table(r: &Report) -> String {
     let mut rows: Vec<Row> = r.findings.iter().map(Row::from).collect();
     // Stable: within FAIL and PASS, the report's order stays.
     rows.sort_by_key(|row| row.status != "FAIL");
-    let header = ["STATUS", "ACCOUNT", "CHECK", "RESOURCE", "DETAILS"];
-    let cells: Vec<[&str; 5]> = rows
+    // The owner column only when owners are known: tables without owners stay as they were.
+    let owners = rows.iter().any(|x| !x.owner.as_str().is_empty());
+    let mut header = vec!["STATUS", "ACCOUNT", "CHECK", "RESOURCE", "DETAILS"];
+    if owners {
+        header.insert(4, "OWNER");
+    }
+    let cells: Vec<Vec<&str>> = rows
         .iter()
-        .map(|x| [x.status, x.account_id, x.check, x.resource, x.details])
+        .map(|x| {
+            let mut cells = vec![x.status, x.account_id, x.check, x.resource, x.details];
+            if owners {
+                cells.insert(4, x.owner.as_str());
+            }
+            cells
+        })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for c in &cells {
         for (w, cell) in widths.iter_mut().zip(c) {
             *w = (*w).max(cell.chars().count());
@@ -373,7 +412,7 @@ fn table(r: &Report) -> String {
     let mut out = String::new();
     for line in std::iter::once(&header).chain(&cells) {
         let mut text = String::new();
-        for (i, (cell, w)) in line.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in line.iter().zip(widths.iter().copied()).enumerate() {
             if i + 1 == line.len() {
                 text.push_str(cell);
             } else {
@@ -436,6 +475,7 @@ fn csv(r: &Report) -> Result<String, String> {
             "details",
             "cis",
             "severity",
+            "owner",
         ])
         .map_err(|e| e.to_string())?;
     }

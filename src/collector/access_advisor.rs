@@ -58,6 +58,7 @@ pub static SPEC: Spec = Spec {
     encode_live,
     checks: &[],
     findings: |_, _, _, _, _| {},
+    user_owners: None,
 };
 
 /// `[collectors.access_advisor]`.
@@ -547,6 +548,7 @@ mod tests {
             id: "123456789012".into(),
             name: "prod".into(),
             ou: String::new(),
+            owner: String::new(),
         };
         let store = Arc::new(SnapshotStore::new(vec![account], 1));
         let outcome = Outcome::Success(SPEC.record("123456789012", Arc::new(data)));

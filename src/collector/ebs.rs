@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 
 use super::regions::{self, Regional};
-use super::{Check, CheckSpec, Collector, Data, Finding, Severity, Spec};
+use super::{Check, CheckSpec, Collector, Data, Finding, Owner, Severity, Spec};
 use crate::aws::AccountSession;
 use crate::aws::ec2::{EbsApi, Ec2Client};
 use crate::config::{ChecksConfig, CollectorConfig};
@@ -38,6 +38,7 @@ pub static SPEC: Spec = Spec {
     encode_live: |_, _, _, _| {},
     checks: CHECKS,
     findings,
+    user_owners: None,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -184,6 +185,7 @@ fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &m
             resource: r.region.clone(),
             failed,
             details: format!("EBS encryption by default {state}{stale}"),
+            owner: Owner::Account,
         });
     }
 }

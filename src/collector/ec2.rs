@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 
-use super::{Check, CheckSpec, Collector, Data, Finding, Severity, Spec, regions};
+use super::{Check, CheckSpec, Collector, Data, Finding, Owner, Severity, Spec, regions};
 use crate::aws::AccountSession;
 use crate::aws::ec2::{Ec2Api, Ec2Client, Instance};
 use crate::config::{ChecksConfig, CollectorConfig};
 use crate::error::Error;
 use crate::expo::{Family, Recorder, flag};
+use crate::owners::{Kind, Tagging};
 
 pub const NAME: &str = "ec2";
 
@@ -37,6 +38,7 @@ pub static SPEC: Spec = Spec {
     encode_live: |_, _, _, _| {},
     checks: CHECKS,
     findings,
+    user_owners: None,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,8 @@ pub struct RegionRecord {
 pub struct Ec2Data {
     /// Sorted by region.
     pub regions: Vec<RegionRecord>,
+    /// Which labels the instances' info series carry.
+    pub tagging: Arc<Tagging>,
 }
 
 /// Each region's last good instances.
@@ -62,6 +66,7 @@ pub struct Ec2Collector {
     regions: Vec<String>,
     max_concurrency: usize,
     last: Mutex<RegionCache>,
+    tagging: Arc<Tagging>,
 }
 
 impl Ec2Collector {
@@ -71,6 +76,7 @@ impl Ec2Collector {
             regions: session.account.regions.clone(),
             max_concurrency: session.max_concurrency(),
             last: Mutex::new(HashMap::new()),
+            tagging: session.account.tagging.clone(),
         }
     }
 }
@@ -82,9 +88,19 @@ pub async fn collect(
     regions: &[String],
     last: &Mutex<RegionCache>,
     max_concurrency: usize,
+    tagging: &Arc<Tagging>,
 ) -> Result<Ec2Data, Error> {
     let out = regions::collect(api, regions, last, max_concurrency, |region| async move {
-        api.instances(&region).await
+        let mut instances = api.instances(&region).await?;
+        // Only the owner and the allowlisted tags are kept.
+        for i in &mut instances {
+            let tags = std::mem::take(&mut i.tags);
+            i.tagged = tagging.resolve(
+                Kind::Ec2Instance,
+                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+        }
+        Ok(instances)
     })
     .await?;
     let regions = out
@@ -95,7 +111,10 @@ pub async fn collect(
             instances: r.data.unwrap_or_default(),
         })
         .collect();
-    Ok(Ec2Data { regions })
+    Ok(Ec2Data {
+        regions,
+        tagging: tagging.clone(),
+    })
 }
 
 impl Collector for Ec2Collector {
@@ -110,6 +129,7 @@ impl Collector for Ec2Collector {
                 &self.regions,
                 &self.last,
                 self.max_concurrency,
+                &self.tagging,
             );
             let data: Arc<Data> = Arc::new(data.await?);
             Ok(data)
@@ -182,7 +202,7 @@ fn encode(account: &str, data: &Data, r: &mut Recorder<'_>) {
         &INSTANCE,
         instances().map(|(l, i)| {
             let [acc, region, id] = l;
-            let labels = [
+            let mut labels = vec![
                 acc,
                 region,
                 id,
@@ -190,6 +210,7 @@ fn encode(account: &str, data: &Data, r: &mut Recorder<'_>) {
                 ("state", i.state.as_str()),
                 ("instance_type", i.instance_type.as_str()),
             ];
+            labels.extend(d.tagging.extra_labels(Kind::Ec2Instance, &i.tagged));
             (labels, 1u64)
         }),
     );
@@ -288,6 +309,7 @@ fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &m
                     resource: resource.clone(),
                     failed,
                     details: details.trim_start().to_owned(),
+                    owner: Owner::Own(i.tagged.owner.clone()),
                 });
             }
         }
@@ -306,6 +328,8 @@ mod tests {
             instance_type: "t3.micro".into(),
             imdsv2_required: true,
             public_ip: false,
+            tags: Vec::new(),
+            tagged: Default::default(),
         }
     }
 
@@ -383,16 +407,24 @@ mod tests {
         api.set("us-east-1", Ok(&[]));
         let last = Mutex::default();
 
-        let data = collect(&api, &[], &last, 2).await.unwrap();
+        let data = collect(&api, &[], &last, 2, &Default::default())
+            .await
+            .unwrap();
         assert_eq!(
             api.take_calls(),
             ["DescribeRegions", "eu-west-1", "us-east-1"]
         );
         assert_eq!(data.regions.len(), 2);
 
-        collect(&api, &regions(&["us-east-1"]), &last, 2)
-            .await
-            .unwrap();
+        collect(
+            &api,
+            &regions(&["us-east-1"]),
+            &last,
+            2,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(api.take_calls(), ["us-east-1"]);
     }
 
@@ -404,12 +436,16 @@ mod tests {
         api.set("b", Ok(&["i-b1", "i-b2"]));
         api.set("c", Ok(&["i-c1"]));
         let last = Mutex::default();
-        collect(&api, &all, &last, 3).await.unwrap();
+        collect(&api, &all, &last, 3, &Default::default())
+            .await
+            .unwrap();
 
         api.set("a", Ok(&["i-a2"]));
         api.set("b", Err("UnauthorizedOperation"));
         api.set("c", Ok(&[]));
-        let data = collect(&api, &all, &last, 3).await.unwrap();
+        let data = collect(&api, &all, &last, 3, &Default::default())
+            .await
+            .unwrap();
         assert_eq!(
             seen(&data),
             [
@@ -421,9 +457,15 @@ mod tests {
 
         // Still failing a run later: still the same last good instances. A region that never
         // answered ("d") has none.
-        let data = collect(&api, &regions(&["a", "b", "d"]), &last, 3)
-            .await
-            .unwrap();
+        let data = collect(
+            &api,
+            &regions(&["a", "b", "d"]),
+            &last,
+            3,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             seen(&data),
             [
@@ -441,18 +483,24 @@ mod tests {
         api.set("a", Ok(&["i-a1"]));
         api.set("b", Ok(&["i-b1"]));
         let last = Mutex::default();
-        collect(&api, &all, &last, 2).await.unwrap();
+        collect(&api, &all, &last, 2, &Default::default())
+            .await
+            .unwrap();
         let before = last.lock().unwrap().clone();
 
         api.set("a", Err("RequestLimitExceeded"));
         api.set("b", Err("RequestLimitExceeded"));
-        let err = collect(&api, &all, &last, 2).await.unwrap_err();
+        let err = collect(&api, &all, &last, 2, &Default::default())
+            .await
+            .unwrap_err();
         assert_eq!(err.aws_code(), Some("RequestLimitExceeded"));
         assert_eq!(*last.lock().unwrap(), before);
 
         // The next good run still has them to fall back on.
         api.set("a", Ok(&[]));
-        let data = collect(&api, &all, &last, 2).await.unwrap();
+        let data = collect(&api, &all, &last, 2, &Default::default())
+            .await
+            .unwrap();
         assert_eq!(seen(&data)[1], ("b", false, vec!["i-b1"]));
     }
 
@@ -463,7 +511,9 @@ mod tests {
         for r in &given {
             api.set(r, Ok(&[]));
         }
-        let data = collect(&api, &given, &Mutex::default(), 3).await.unwrap();
+        let data = collect(&api, &given, &Mutex::default(), 3, &Default::default())
+            .await
+            .unwrap();
         let got: Vec<_> = data.regions.iter().map(|r| r.region.as_str()).collect();
         assert_eq!(got, ["ap-south-1", "eu-west-1", "us-west-2"]);
     }

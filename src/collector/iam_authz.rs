@@ -11,12 +11,13 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use serde_json::Value as Json;
 
-use super::{Check, CheckSpec, Collector, Data, Finding, Severity, Spec};
+use super::{Check, CheckSpec, Collector, Data, Finding, Owner, Severity, Spec};
 use crate::aws::AccountSession;
 use crate::aws::iam::{AuthorizationDetails, AuthzApi, Entity, IamClient, ServerCertificate};
 use crate::config::{ChecksConfig, CollectorConfig};
 use crate::error::Error;
 use crate::expo::{Family, Recorder, SECONDS, flag};
+use crate::owners::{Kind, Tagged, Tagging};
 use crate::time::{unix, whole_days};
 
 pub const NAME: &str = "iam_authz";
@@ -42,6 +43,7 @@ pub static SPEC: Spec = Spec {
     encode_live: |_, _, _, _| {},
     checks: CHECKS,
     findings,
+    user_owners: Some(user_owners),
 };
 
 /// The AWS-managed policies whose attachment is a CIS control, by name.
@@ -63,8 +65,13 @@ pub struct PolicyRecord {
 
 #[derive(Debug, Clone, Default)]
 pub struct AuthzData {
-    /// Users, groups and roles, sorted by kind and name.
+    /// Users, groups and roles, sorted by kind and name; their tags are dropped once resolved
+    /// into `tagged`.
     pub entities: Vec<Entity>,
+    /// Each entity's owner and allowlisted tags, at its index in `entities`.
+    pub tagged: Vec<Tagged>,
+    /// Which labels the users' info series carry.
+    pub tagging: Arc<Tagging>,
     /// Sorted by name.
     pub policies: Vec<PolicyRecord>,
     /// None when ListServerCertificates was denied: unknown, not none.
@@ -75,9 +82,20 @@ impl AuthzData {
     pub fn new(
         details: AuthorizationDetails,
         certificates: Option<Vec<ServerCertificate>>,
+        tagging: Arc<Tagging>,
     ) -> Self {
         let mut entities = details.entities;
         entities.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        let tagged = entities
+            .iter_mut()
+            .map(|e| {
+                let tags = std::mem::take(&mut e.tags);
+                tagging.resolve(
+                    Kind::IamUser,
+                    tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )
+            })
+            .collect();
         let attached_to = |arn: &str| {
             entities
                 .iter()
@@ -96,15 +114,32 @@ impl AuthzData {
         policies.sort_by(|a, b| a.name.cmp(&b.name));
         Self {
             entities,
+            tagged,
+            tagging,
             policies,
             certificates,
         }
     }
 
     fn users(&self) -> impl Iterator<Item = &Entity> {
+        self.users_tagged().map(|(u, _)| u)
+    }
+
+    /// The users with their owner and allowlisted tags.
+    fn users_tagged(&self) -> impl Iterator<Item = (&Entity, &Tagged)> {
         self.entities
             .iter()
-            .filter(|e| e.kind == crate::aws::iam::EntityKind::User)
+            .zip(&self.tagged)
+            .filter(|(e, _)| e.kind == crate::aws::iam::EntityKind::User)
+    }
+
+    /// The owner of a user, group or role; empty when none (or the entity is unknown).
+    fn owner_of(&self, kind: crate::aws::iam::EntityKind, name: &str) -> &str {
+        self.entities
+            .binary_search_by(|e| (e.kind, e.name.as_str()).cmp(&(kind, name)))
+            .ok()
+            .and_then(|i| self.tagged.get(i))
+            .map_or("", |t| t.owner.as_str())
     }
 
     /// The entities with the AWS-managed policy `name` attached.
@@ -148,6 +183,7 @@ pub fn allows_full_admin(document: &str) -> Option<bool> {
 pub struct AuthzCollector {
     client: IamClient,
     warned: std::sync::atomic::AtomicBool,
+    tagging: Arc<Tagging>,
 }
 
 impl AuthzCollector {
@@ -155,6 +191,7 @@ impl AuthzCollector {
         Self {
             client: session.iam(),
             warned: std::sync::atomic::AtomicBool::new(false),
+            tagging: session.account.tagging.clone(),
         }
     }
 }
@@ -164,6 +201,7 @@ impl AuthzCollector {
 pub async fn collect(
     api: &impl AuthzApi,
     warned: &std::sync::atomic::AtomicBool,
+    tagging: Arc<Tagging>,
 ) -> Result<AuthzData, Error> {
     let details = api.authorization_details().await?;
     let certificates = match api.server_certificates().await {
@@ -176,7 +214,7 @@ pub async fn collect(
         }
         Err(e) => return Err(e),
     };
-    Ok(AuthzData::new(details, certificates))
+    Ok(AuthzData::new(details, certificates, tagging))
 }
 
 impl Collector for AuthzCollector {
@@ -186,7 +224,8 @@ impl Collector for AuthzCollector {
 
     fn collect(&self) -> BoxFuture<'_, Result<Arc<Data>, Error>> {
         Box::pin(async move {
-            let data: Arc<Data> = Arc::new(collect(&self.client, &self.warned).await?);
+            let data = collect(&self.client, &self.warned, self.tagging.clone()).await?;
+            let data: Arc<Data> = Arc::new(data);
             Ok(data)
         })
     }
@@ -240,7 +279,17 @@ const CERTIFICATE_EXPIRY: Family<'static> = Family::gauge(
     SECONDS,
 );
 
+const USER_INFO: Family<'static> = Family::info(
+    "iam_user",
+    concat!(
+        "1 per IAM user, with its owner (the first [owners] tag_keys tag; only when owners are configured) and the [labels] iam_user_tags as tag_<key> labels. ",
+        refreshed!(),
+        "."
+    ),
+);
+
 const FAMILIES: &[Family<'static>] = &[
+    USER_INFO,
     USER_POLICIES,
     POLICY_FULL_ADMIN,
     POLICY_ATTACHMENTS,
@@ -252,6 +301,14 @@ fn encode(account: &str, data: &Data, r: &mut Recorder<'_>) {
     let Some(d) = data.downcast_ref::<AuthzData>() else {
         return;
     };
+    r.series(
+        &USER_INFO,
+        d.users_tagged().map(|(u, tagged)| {
+            let mut labels = vec![("account_id", account), ("user", u.name.as_str())];
+            labels.extend(d.tagging.extra_labels(Kind::IamUser, tagged));
+            (labels, 1u64)
+        }),
+    );
     r.series(
         &USER_POLICIES,
         d.users().flat_map(|u| {
@@ -416,19 +473,23 @@ fn findings(account_id: &str, data: &Data, now: f64, _c: &ChecksConfig, out: &mu
     let Some(d) = data.downcast_ref::<AuthzData>() else {
         return;
     };
-    let mut add = |check, resource: String, failed, details: String| {
+    // Users and roles are owned by their tags; policies, certificates and the account's
+    // support role fall to the account's owner.
+    let mut add = |check, resource: String, owner: &str, failed, details: String| {
         out.push(Finding {
             account_id: account_id.to_owned(),
             check,
             resource,
             failed,
             details,
+            owner: Owner::Own(owner.to_owned()),
         });
     };
-    for u in d.users() {
+    for (u, tagged) in d.users_tagged() {
         add(
             USER_DIRECT_POLICIES,
             u.name.clone(),
+            &tagged.owner,
             user_has_direct_policies(u),
             format!(
                 "{} attached, {} inline policies",
@@ -449,6 +510,7 @@ fn findings(account_id: &str, data: &Data, now: f64, _c: &ChecksConfig, out: &mu
         add(
             POLICY_FULL_ADMIN_CHECK,
             p.name.clone(),
+            "",
             failed,
             format!(
                 "{grants}, attached to {} user(s), group(s) or role(s)",
@@ -463,6 +525,7 @@ fn findings(account_id: &str, data: &Data, now: f64, _c: &ChecksConfig, out: &mu
     add(
         SUPPORT_ROLE,
         "account".into(),
+        "",
         support.is_empty(),
         if support.is_empty() {
             "AWSSupportAccess is attached to no user, group or role".into()
@@ -476,6 +539,7 @@ fn findings(account_id: &str, data: &Data, now: f64, _c: &ChecksConfig, out: &mu
         add(
             SERVER_CERTIFICATE_EXPIRED,
             c.name.clone(),
+            "",
             expired,
             if expired {
                 format!("expired {days} days ago ({})", rfc3339(c.expiration))
@@ -489,10 +553,23 @@ fn findings(account_id: &str, data: &Data, now: f64, _c: &ChecksConfig, out: &mu
         add(
             CLOUDSHELL_FULL_ACCESS,
             format!("{}/{}", e.kind.as_str(), e.name),
+            d.owner_of(e.kind, &e.name),
             true,
             "AWSCloudShellFullAccess attached".into(),
         );
     }
+}
+
+/// Each user's owner, for the findings of the `iam` collector on the same users.
+fn user_owners(data: &Data, out: &mut std::collections::HashMap<String, String>) {
+    let Some(d) = data.downcast_ref::<AuthzData>() else {
+        return;
+    };
+    out.extend(
+        d.users_tagged()
+            .filter(|(_, t)| !t.owner.is_empty())
+            .map(|(u, t)| (u.name.clone(), t.owner.clone())),
+    );
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -563,6 +640,7 @@ mod tests {
             arn: format!("arn:aws:iam::123456789012:{}/{name}", kind.as_str()),
             attached: attached.iter().map(|s| (*s).to_owned()).collect(),
             inline,
+            tags: Vec::new(),
         }
     }
 
@@ -606,6 +684,7 @@ mod tests {
         let d = AuthzData::new(
             details,
             Some(vec![cert("old", 1_700_000_000), cert("new", 1_900_000_000)]),
+            Default::default(),
         );
         let c = ChecksConfig::default();
         let count = |check: Check| (check.0.failed)(&d, now, &c);
@@ -636,7 +715,7 @@ mod tests {
 
         // Without AWSSupportAccess anywhere, the account fails; a denied certificate listing
         // is unknown, not zero.
-        let d = AuthzData::new(AuthorizationDetails::default(), None);
+        let d = AuthzData::new(AuthorizationDetails::default(), None, Default::default());
         assert_eq!((SUPPORT_ROLE.0.failed)(&d, now, &c), Some(1));
         assert_eq!((SERVER_CERTIFICATE_EXPIRED.0.failed)(&d, now, &c), None);
     }

@@ -36,6 +36,9 @@ pub static ALL: [&Spec; 7] = [
     &access_advisor::SPEC,
 ];
 
+/// Adds the IAM users' owners a run's data knows to the map (user -> owner).
+pub type UserOwners = fn(&Data, &mut std::collections::HashMap<String, String>);
+
 /// What one successful run produced; each collector downcasts its own.
 pub type Data = dyn Any + Send + Sync;
 
@@ -61,6 +64,9 @@ pub struct Spec {
     pub checks: &'static [CheckSpec],
     /// Every resource's verdict on each of its checks.
     pub findings: fn(account: &str, &Data, now: f64, &ChecksConfig, &mut Vec<Finding>),
+    /// The owners of IAM users its data knows (user -> owner), for other collectors' findings
+    /// on users; a one-shot audit that resolves owners runs it too.
+    pub user_owners: Option<UserOwners>,
 }
 
 impl Spec {
@@ -211,7 +217,8 @@ pub struct CheckSpec {
 }
 
 /// How bad a failure is, as Prowler and Security Hub grade findings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// Ordered worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Critical,
@@ -321,6 +328,39 @@ pub struct Finding {
     pub resource: String,
     pub failed: bool,
     pub details: String,
+    /// Who fixes it; [`crate::checks::findings`] leaves every one resolved ([`Owner::Own`]).
+    pub owner: Owner,
+}
+
+/// Whose a finding is, as its collector knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// The resource's owner, from its own tags; empty: it has none (the account's applies).
+    Own(String),
+    /// An IAM user's, whose tags another collector (`iam_authz`) reads.
+    User(String),
+    /// The account's: account-wide resources (root, password policy, a region's settings).
+    Account,
+}
+
+/// The resolved owner, `null` when none.
+impl serde::Serialize for Owner {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.as_str() {
+            "" => s.serialize_none(),
+            owner => s.serialize_str(owner),
+        }
+    }
+}
+
+impl Owner {
+    /// The owner once resolved; empty when none, or not resolved yet.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Owner::Own(owner) => owner,
+            Owner::User(_) | Owner::Account => "",
+        }
+    }
 }
 
 #[cfg(test)]

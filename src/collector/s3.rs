@@ -9,12 +9,13 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
 
-use super::{Check, CheckSpec, Collector, Data, Finding, Severity, Spec};
+use super::{Check, CheckSpec, Collector, Data, Finding, Owner, Severity, Spec};
 use crate::aws::AccountSession;
 use crate::aws::s3::{Encryption, PublicAccessBlock, S3Api, S3Client};
 use crate::config::{ChecksConfig, CollectorConfig};
 use crate::error::Error;
 use crate::expo::{Family, Recorder, flag};
+use crate::owners::{Kind, Tagged, Tagging};
 
 pub const NAME: &str = "s3";
 
@@ -35,6 +36,7 @@ pub static SPEC: Spec = Spec {
         "s3:GetBucketPolicy",
         "s3:GetBucketPolicyStatus",
         "s3:GetBucketPublicAccessBlock",
+        "s3:GetBucketTagging",
         "s3:GetBucketVersioning",
         "s3:GetEncryptionConfiguration",
         "s3:ListAllMyBuckets",
@@ -46,6 +48,7 @@ pub static SPEC: Spec = Spec {
     encode_live: |_, _, _, _| {},
     checks: CHECKS,
     findings,
+    user_owners: None,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +66,9 @@ pub struct BucketRecord {
     pub secure_transport: Option<bool>,
     /// Versioning with MFA Delete enabled.
     pub mfa_delete: Option<bool>,
+    /// Its owner and allowlisted tags; empty when not asked (no `[owners]` or `[labels]` for
+    /// buckets) or denied.
+    pub tagged: Tagged,
     /// The operations that answered AccessDenied for this bucket.
     pub denied: Vec<&'static str>,
 }
@@ -227,11 +233,14 @@ pub struct S3Data {
     pub account_public_access_block: PublicAccessBlock,
     /// Sorted by name.
     pub buckets: Vec<BucketRecord>,
+    /// Which labels the buckets' info series carry.
+    pub tagging: Arc<Tagging>,
 }
 
 pub struct S3Collector {
     client: S3Client,
     max_concurrency: usize,
+    tagging: Arc<Tagging>,
 }
 
 impl S3Collector {
@@ -239,16 +248,21 @@ impl S3Collector {
         Self {
             client: session.s3(),
             max_concurrency: session.max_concurrency(),
+            tagging: session.account.tagging.clone(),
         }
     }
 }
 
 /// The account's public access block, then every bucket, `max_concurrency` buckets at a time.
-pub async fn collect(api: &impl S3Api, max_concurrency: usize) -> Result<S3Data, Error> {
+pub async fn collect(
+    api: &impl S3Api,
+    max_concurrency: usize,
+    tagging: &Arc<Tagging>,
+) -> Result<S3Data, Error> {
     let account_public_access_block = api.account_public_access_block().await?;
     let listed = api.list_buckets().await?;
     let mut results = stream::iter(listed)
-        .map(|(name, region)| bucket(api, name, region))
+        .map(|(name, region)| bucket(api, name, region, tagging))
         .buffer_unordered(max_concurrency);
     let mut buckets = Vec::new();
     while let Some(b) = results.next().await {
@@ -258,6 +272,7 @@ pub async fn collect(api: &impl S3Api, max_concurrency: usize) -> Result<S3Data,
     Ok(S3Data {
         account_public_access_block,
         buckets,
+        tagging: tagging.clone(),
     })
 }
 
@@ -302,6 +317,7 @@ async fn bucket(
     api: &impl S3Api,
     name: String,
     region: Option<String>,
+    tagging: &Tagging,
 ) -> Result<Option<BucketRecord>, Error> {
     let mut denied = Vec::new();
     let region = match region {
@@ -320,6 +336,7 @@ async fn bucket(
                     encryption: None,
                     secure_transport: None,
                     mfa_delete: None,
+                    tagged: Tagged::default(),
                     denied: vec!["GetBucketLocation"],
                 }));
             }
@@ -334,12 +351,21 @@ async fn bucket(
         };
         (document, status)
     };
-    let (block, (document, policy), acl, encryption, mfa_delete) = tokio::join!(
+    // Tags only when owners or bucket labels want them: one call per bucket.
+    let tags = async {
+        if tagging.wants_tags(Kind::S3Bucket) {
+            Some(api.bucket_tags(&name, &region).await)
+        } else {
+            None
+        }
+    };
+    let (block, (document, policy), acl, encryption, mfa_delete, tags) = tokio::join!(
         api.bucket_public_access_block(&name, &region),
         policy_and_status,
         api.bucket_acl_public(&name, &region),
         api.bucket_encryption(&name, &region),
         api.bucket_mfa_delete(&name, &region),
+        tags,
     );
     let mut gone = false;
     let mut s = (&mut denied, &mut gone);
@@ -350,6 +376,17 @@ async fn bucket(
     let secure_transport = known(answer(document)?, "GetBucketPolicy", &mut s)
         .map(|d| d.is_some_and(|d| requires_secure_transport(&d, &name)));
     let mfa_delete = known(answer(mfa_delete)?, "GetBucketVersioning", &mut s);
+    let tagged = match tags {
+        Some(tags) => known(answer(tags)?, "GetBucketTagging", &mut s)
+            .map(|tags| {
+                tagging.resolve(
+                    Kind::S3Bucket,
+                    tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )
+            })
+            .unwrap_or_default(),
+        None => Tagged::default(),
+    };
     if gone {
         return Ok(None);
     }
@@ -365,6 +402,7 @@ async fn bucket(
         encryption,
         secure_transport,
         mfa_delete,
+        tagged,
         denied,
     }))
 }
@@ -376,7 +414,8 @@ impl Collector for S3Collector {
 
     fn collect(&self) -> BoxFuture<'_, Result<Arc<Data>, Error>> {
         Box::pin(async move {
-            let data: Arc<Data> = Arc::new(collect(&self.client, self.max_concurrency).await?);
+            let data = collect(&self.client, self.max_concurrency, &self.tagging).await?;
+            let data: Arc<Data> = Arc::new(data);
             Ok(data)
         })
     }
@@ -461,6 +500,15 @@ const MFA_DELETE: Family<'static> = Family::gauge(
     None,
 );
 
+const BUCKET_INFO: Family<'static> = Family::info(
+    "s3_bucket",
+    concat!(
+        "1 per bucket, with its region, its owner (the first [owners] tag_keys tag; only when owners are configured) and the [labels] s3_bucket_tags as tag_<key> labels; ",
+        refreshed!(),
+        "."
+    ),
+);
+
 const FAMILIES: &[Family<'static>] = &[
     PUBLIC,
     BUCKET_BLOCK,
@@ -470,6 +518,7 @@ const FAMILIES: &[Family<'static>] = &[
     SECURE_TRANSPORT,
     MFA_DELETE,
     ACCESS_DENIED,
+    BUCKET_INFO,
 ];
 
 fn encode(account: &str, data: &Data, r: &mut Recorder<'_>) {
@@ -486,6 +535,14 @@ fn encode(account: &str, data: &Data, r: &mut Recorder<'_>) {
             (labels, b)
         })
     };
+    r.series(
+        &BUCKET_INFO,
+        buckets().map(|(l, b)| {
+            let mut labels = l.to_vec();
+            labels.extend(d.tagging.extra_labels(Kind::S3Bucket, &b.tagged));
+            (labels, 1u64)
+        }),
+    );
     let account_block = &d.account_public_access_block;
     r.series(
         &PUBLIC,
@@ -606,16 +663,18 @@ fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &m
     let Some(d) = data.downcast_ref::<S3Data>() else {
         return;
     };
-    let mut add = |check, resource: &str, failed, details: String| {
+    let mut add = |check, resource: &str, owner: &str, failed, details: String| {
         out.push(Finding {
             account_id: account_id.to_owned(),
             check,
             resource: resource.to_owned(),
             failed,
             details,
+            owner: Owner::Own(owner.to_owned()),
         });
     };
     for b in &d.buckets {
+        let owner = b.tagged.owner.as_str();
         if let Some(public) = b.public(&d.account_public_access_block) {
             let how = match (b.policy_public, b.acl_public) {
                 _ if !public => "not public".to_owned(),
@@ -626,6 +685,7 @@ fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &m
             add(
                 PUBLIC_ACCESS,
                 &b.name,
+                owner,
                 public,
                 format!("{how} ({})", b.region),
             );
@@ -635,7 +695,7 @@ fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &m
                 Some(Encryption::Algorithm(a)) => format!("default encryption {a}"),
                 _ => "no default encryption".to_owned(),
             };
-            add(ENCRYPTION_CHECK, &b.name, !encrypted, details);
+            add(ENCRYPTION_CHECK, &b.name, owner, !encrypted, details);
         }
         if let Some(secure) = b.secure_transport {
             let details = if secure {
@@ -643,7 +703,13 @@ fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &m
             } else {
                 "no policy statement denies every S3 action without TLS"
             };
-            add(SECURE_TRANSPORT_CHECK, &b.name, !secure, details.into());
+            add(
+                SECURE_TRANSPORT_CHECK,
+                &b.name,
+                owner,
+                !secure,
+                details.into(),
+            );
         }
         if let Some(mfa) = b.mfa_delete {
             let details = if mfa {
@@ -651,7 +717,7 @@ fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &m
             } else {
                 "MFA Delete not enabled"
             };
-            add(MFA_DELETE_CHECK, &b.name, !mfa, details.into());
+            add(MFA_DELETE_CHECK, &b.name, owner, !mfa, details.into());
         }
     }
 }
@@ -794,6 +860,15 @@ mod tests {
         async fn bucket_mfa_delete(&self, bucket: &str, region: &str) -> Result<bool, Error> {
             self.answer("GetBucketVersioning", bucket, region, false)
         }
+
+        async fn bucket_tags(
+            &self,
+            bucket: &str,
+            region: &str,
+        ) -> Result<Vec<(String, String)>, Error> {
+            let tags = vec![("Owner".to_owned(), format!("team-{bucket}"))];
+            self.answer("GetBucketTagging", bucket, region, tags)
+        }
     }
 
     /// What the fake's default answers make of a bucket.
@@ -807,6 +882,7 @@ mod tests {
             encryption: Some(Encryption::Algorithm("AES256")),
             secure_transport: Some(false),
             mfa_delete: Some(false),
+            tagged: Tagged::default(),
             denied: Vec::new(),
         }
     }
@@ -827,7 +903,7 @@ mod tests {
             bucket("b", &[("GetBucketPolicyStatus", "AccessDenied")]),
             bucket("c", &[]),
         ]);
-        let data = collect(&api, 2).await.unwrap();
+        let data = collect(&api, 2, &Default::default()).await.unwrap();
         assert_eq!(data.account_public_access_block, RESTRICT);
         let b = BucketRecord {
             policy_public: None,
@@ -845,7 +921,7 @@ mod tests {
         for op in OPERATIONS.into_iter().chain(["GetBucketLocation"]) {
             let mut gone = bucket("gone", &[(op, "NoSuchBucket")]);
             gone.listed_region = None;
-            let data = collect(&fake([bucket("kept", &[]), gone]), 2)
+            let data = collect(&fake([bucket("kept", &[]), gone]), 2, &Default::default())
                 .await
                 .unwrap();
             assert_eq!(data.buckets, [complete("kept", "us-east-1")], "{op}");
@@ -857,7 +933,9 @@ mod tests {
         for op in OPERATIONS.into_iter().chain(["GetBucketLocation"]) {
             let mut b = bucket("b", &[(op, "Throttling")]);
             b.listed_region = None;
-            let err = collect(&fake([bucket("a", &[]), b]), 2).await.unwrap_err();
+            let err = collect(&fake([bucket("a", &[]), b]), 2, &Default::default())
+                .await
+                .unwrap_err();
             assert_eq!(err.aws_code(), Some("Throttling"), "{op}");
         }
     }
@@ -869,7 +947,7 @@ mod tests {
         let mut hidden = bucket("hidden", &[("GetBucketLocation", "AccessDenied")]);
         hidden.listed_region = None;
         let api = fake([found, hidden]);
-        let data = collect(&api, 2).await.unwrap();
+        let data = collect(&api, 2, &Default::default()).await.unwrap();
         let hidden = BucketRecord {
             name: "hidden".into(),
             region: "unknown".into(),
@@ -880,6 +958,7 @@ mod tests {
             secure_transport: None,
             mfa_delete: None,
             denied: vec!["GetBucketLocation"],
+            tagged: Default::default(),
         };
         assert_eq!(data.buckets, [complete("found", "eu-west-1"), hidden]);
         // Each bucket is asked in its own region; without one there is nothing to ask.
@@ -897,7 +976,7 @@ mod tests {
             bucket("alpha", &[]),
             bucket("mid", &[]),
         ]);
-        let data = collect(&api, 3).await.unwrap();
+        let data = collect(&api, 3, &Default::default()).await.unwrap();
         let names: Vec<_> = data.buckets.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, ["alpha", "mid", "zeta"]);
     }
@@ -1007,10 +1086,52 @@ mod tests {
             no_policy: true,
             ..bucket("plain", &[])
         }]);
-        let data = collect(&api, 4).await.unwrap();
+        let data = collect(&api, 4, &Default::default()).await.unwrap();
         let ops: Vec<&str> = api.calls_for("plain").iter().map(|(op, _)| *op).collect();
         assert!(!ops.contains(&"GetBucketPolicyStatus"), "{ops:?}");
         assert_eq!(data.buckets[0].policy_public, Some(false));
         assert_eq!(data.buckets[0].secure_transport, Some(false));
+    }
+
+    #[tokio::test]
+    async fn tags_are_asked_only_when_owners_or_labels_want_them() {
+        let api = fake([
+            bucket("a", &[]),
+            bucket("b", &[("GetBucketTagging", "AccessDenied")]),
+        ]);
+        collect(&api, 2, &Default::default()).await.unwrap();
+        let asked = |api: &Fake| {
+            let calls = api.calls.lock().unwrap();
+            calls
+                .iter()
+                .filter(|(op, _, _)| *op == "GetBucketTagging")
+                .count()
+        };
+        assert_eq!(asked(&api), 0);
+
+        let owners = crate::owners::OwnersConfig {
+            tag_keys: vec!["owner".into()],
+            ..Default::default()
+        };
+        let tagging = Arc::new(Tagging::new(&owners, &Default::default(), false));
+        let data = collect(&api, 2, &tagging).await.unwrap();
+        assert_eq!(asked(&api), 2);
+        // A denied tagging call leaves the owner empty and says so, like any denied call.
+        assert_eq!(data.buckets[0].tagged.owner, "team-a");
+        assert_eq!(data.buckets[1].tagged.owner, "");
+        assert_eq!(data.buckets[1].denied, ["GetBucketTagging"]);
+        let mut out = Vec::new();
+        findings(
+            "123456789012",
+            &data,
+            0.0,
+            &ChecksConfig::default(),
+            &mut out,
+        );
+        assert!(
+            out.iter()
+                .filter(|f| f.resource == "a")
+                .all(|f| f.owner.as_str() == "team-a")
+        );
     }
 }

@@ -21,6 +21,7 @@ pub(super) fn accounts(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Account>, Invalid> {
     let mut accounts = Vec::with_capacity(config.accounts.len());
+    let tagging = std::sync::Arc::new(config.tagging());
     for (i, a) in config.accounts.iter().enumerate() {
         let key = |field: &str| format!("accounts[{i}].{field}");
         if !is_account_id(&a.id) {
@@ -74,6 +75,17 @@ pub(super) fn accounts(
             }
             None => config.aws.regions.clone(),
         };
+        let owner = a.owner.clone().unwrap_or_default();
+        if a.owner.is_some()
+            && (owner.trim().is_empty()
+                || owner.chars().count() > crate::owners::MAX_VALUE_CHARS
+                || owner.chars().any(char::is_control))
+        {
+            return Err(Invalid::new(
+                key("owner"),
+                "an owner has 1 to 128 characters, not all blank, and no control character",
+            ));
+        }
         accounts.push(Account {
             id: a.id.clone(),
             name: a.name.clone().unwrap_or_else(|| a.id.clone()),
@@ -81,6 +93,8 @@ pub(super) fn accounts(
             external_id,
             collectors,
             regions,
+            owner,
+            tagging: tagging.clone(),
         });
     }
     Ok(accounts)

@@ -21,6 +21,7 @@ mod secrets;
 mod sections;
 mod validate;
 
+pub use crate::owners::{LabelsConfig, OwnersConfig};
 pub use accounts::{is_account_id, is_external_id, is_parent_id, is_role_name, parse_role_arn};
 pub use load::{ENV_PREFIX, load, load_str, load_with};
 pub use secrets::{SECRET_KEYS, Secret, is_secret_key};
@@ -49,6 +50,10 @@ pub struct Config {
     pub organizations: OrganizationsConfig,
     /// Which accounts this process audits when several processes share them.
     pub sharding: ShardingConfig,
+    /// The tags that name each resource's owner, for routing its findings.
+    pub owners: OwnersConfig,
+    /// Further tags exported as labels of the resources' info series.
+    pub labels: LabelsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -273,6 +278,10 @@ pub struct AccountConfig {
     /// Display name, exported in `infraaudit_account_info`.
     #[serde(default)]
     pub name: Option<String>,
+    /// Owner of the account's resources that have no owner tag of their own (and the owner of
+    /// account-wide findings). Wins over the account's Organizations tags.
+    #[serde(default)]
+    pub owner: Option<String>,
     /// Role to assume in the account. Unset: the base credentials are used as they are.
     #[serde(default)]
     pub role_arn: Option<String>,
@@ -399,6 +408,10 @@ pub struct Account {
     pub collectors: Vec<&'static str>,
     /// EC2 regions; empty: the account's enabled regions.
     pub regions: Vec<String>,
+    /// Owner of findings without an owner of their own; empty when none.
+    pub owner: String,
+    /// How owners and tag labels are read from tags; one for the whole process.
+    pub tagging: std::sync::Arc<crate::owners::Tagging>,
 }
 
 impl Config {
@@ -412,6 +425,15 @@ impl Config {
             .collect()
     }
 
+    /// How owners and tag labels are read, by `[owners]`, `[labels]` and the accounts' owners.
+    pub fn tagging(&self) -> crate::owners::Tagging {
+        crate::owners::Tagging::new(
+            &self.owners,
+            &self.labels,
+            self.accounts.iter().any(|a| a.owner.is_some()),
+        )
+    }
+
     /// The account of the ambient credentials, for the zero-configuration mode.
     pub fn ambient_account(&self, id: String) -> Account {
         Account {
@@ -421,6 +443,8 @@ impl Config {
             external_id: None,
             collectors: self.enabled_collectors(),
             regions: self.aws.regions.clone(),
+            owner: String::new(),
+            tagging: std::sync::Arc::new(self.tagging()),
         }
     }
 }

@@ -48,6 +48,11 @@ pub(super) fn validate(
         in_range("checks.password_max_age", age, DAY..=DAY * 1095)?;
     }
 
+    tag_keys("owners.tag_keys", &config.owners.tag_keys)?;
+    tag_keys("labels.iam_user_tags", &config.labels.iam_user_tags)?;
+    tag_keys("labels.s3_bucket_tags", &config.labels.s3_bucket_tags)?;
+    tag_keys("labels.ec2_instance_tags", &config.labels.ec2_instance_tags)?;
+
     let accounts = accounts(&config, env)?;
     let api_tokens = api_tokens(&config.api, env)?;
     if config.api.enabled {
@@ -63,6 +68,25 @@ pub(super) fn validate(
         api_tokens,
         organizations,
     })
+}
+
+/// Tag keys as AWS allows them (1 to 128 characters), each listed once.
+fn tag_keys(key: &str, keys: &[String]) -> Result<(), Invalid> {
+    for (i, k) in keys.iter().enumerate() {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(Invalid::new(
+                format!("{key}[{i}]"),
+                "a tag key has 1 to 128 characters",
+            ));
+        }
+        if keys[..i].contains(k) {
+            return Err(Invalid::new(
+                format!("{key}[{i}]"),
+                format!("{k:?} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_endpoint_url(url: &str) -> Result<(), String> {
@@ -137,6 +161,44 @@ mod tests {
                 assert_eq!(e.to_string(), format!("config: {key}: {message}"));
             }
         }
+    }
+
+    /// Tag keys and owners: refused with exactly these lines.
+    #[test]
+    fn bad_tag_keys_and_owners_are_named() {
+        let long = "k".repeat(129);
+        let cases = [
+            (
+                "[owners]\ntag_keys = [\"owner\", \"\"]\n".to_owned(),
+                "config: owners.tag_keys[1]: a tag key has 1 to 128 characters",
+            ),
+            (
+                format!("[labels]\ns3_bucket_tags = [\"{long}\"]\n"),
+                "config: labels.s3_bucket_tags[0]: a tag key has 1 to 128 characters",
+            ),
+            (
+                "[labels]\nec2_instance_tags = [\"env\", \"env\"]\n".to_owned(),
+                "config: labels.ec2_instance_tags[1]: \"env\" is listed twice",
+            ),
+            (
+                "[[accounts]]\nid = \"123456789012\"\nowner = \"  \"\n".to_owned(),
+                "config: accounts[0].owner: an owner has 1 to 128 characters, not all blank, and no control character",
+            ),
+            (
+                "[[accounts]]\nid = \"123456789012\"\nowner = \"a\\nb\"\n".to_owned(),
+                "config: accounts[0].owner: an owner has 1 to 128 characters, not all blank, and no control character",
+            ),
+        ];
+        for (text, message) in cases {
+            let e = load_str(&text, &no_env, &sections())
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {text}"));
+            assert_eq!(e.to_string(), message);
+        }
+        let ok = "[owners]\ntag_keys = [\"owner\"]\n[labels]\niam_user_tags = [\"Team\", \"team\"]\n\
+            [[accounts]]\nid = \"123456789012\"\nowner = \"team-a\"\n";
+        let s = load_str(ok, &no_env, &sections()).unwrap();
+        assert_eq!(s.accounts[0].owner, "team-a");
     }
 
     #[test]

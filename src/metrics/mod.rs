@@ -159,6 +159,8 @@ pub struct Exporter {
     intervals: Vec<(&'static str, f64)>,
     /// `[sharding]` shard and total_shards, as label values.
     shard: (String, String),
+    /// Owners are configured: `infraaudit_account_info` carries `owner`.
+    owners: bool,
     clock: fn() -> f64,
     /// Size of the last exposition and of the last gzip body, so the next is allocated once.
     last_len: [AtomicUsize; 2],
@@ -214,6 +216,7 @@ impl Exporter {
                 .collect::<Vec<_>>()
                 .join(", "),
             checks: config.checks.clone(),
+            owners: config.tagging().enabled,
             shard: (
                 config.sharding.shard.to_string(),
                 config.sharding.total_shards.to_string(),
@@ -318,22 +321,41 @@ impl Exporter {
             )),
         );
         encode_api(&self.api, encoder);
-        encoder.live(
-            Family::info(
-                "account",
-                "Audited accounts: 1 per account, with its display name and the AWS Organizations OU (or root) directly above it (empty when not known).",
-            ),
-            snap.accounts.iter().map(|a| {
-                (
-                    [
-                        ("account_id", a.id.as_str()),
-                        ("account_name", a.name.as_str()),
-                        ("ou", a.ou.as_str()),
-                    ],
-                    Value::U64(1),
-                )
-            }),
-        );
+        let account = |help| Family::info("account", help);
+        if self.owners {
+            encoder.live(
+                account(
+                    "Audited accounts: 1 per account, with its display name, the AWS Organizations OU (or root) directly above it and its owner ([[accounts]] owner, else its Organizations owner tag), each empty when not known.",
+                ),
+                snap.accounts.iter().map(|a| {
+                    (
+                        [
+                            ("account_id", a.id.as_str()),
+                            ("account_name", a.name.as_str()),
+                            ("ou", a.ou.as_str()),
+                            ("owner", a.owner.as_str()),
+                        ],
+                        Value::U64(1),
+                    )
+                }),
+            );
+        } else {
+            encoder.live(
+                account(
+                    "Audited accounts: 1 per account, with its display name and the AWS Organizations OU (or root) directly above it (empty when not known).",
+                ),
+                snap.accounts.iter().map(|a| {
+                    (
+                        [
+                            ("account_id", a.id.as_str()),
+                            ("account_name", a.name.as_str()),
+                            ("ou", a.ou.as_str()),
+                        ],
+                        Value::U64(1),
+                    )
+                }),
+            );
+        }
         self.encode_accounts_source(encoder);
         self.encode_collectors(encoder, snap, now);
         encode_checks(encoder, snap, now, &self.checks);
@@ -639,6 +661,7 @@ mod tests {
             id: id.to_owned(),
             name: format!("n{id}"),
             ou: String::new(),
+            owner: String::new(),
         });
         let store = Arc::new(SnapshotStore::new(accounts.to_vec(), 2));
         let exporter = |store: &Arc<SnapshotStore>| {

@@ -625,6 +625,7 @@ fn s3_action(method: &str, path: &str, query: &str) -> String {
             ("GET", Some("encryption")) => Some("GetBucketEncryption"),
             ("GET", Some("policy")) => Some("GetBucketPolicy"),
             ("GET", Some("versioning")) => Some("GetBucketVersioning"),
+            ("GET", Some("tagging")) => Some("GetBucketTagging"),
             _ => None,
         }
     } else {

@@ -78,11 +78,13 @@ pub fn scenario(config: &Config) -> (Exporter, Arc<SnapshotStore>, Arc<ApiMetric
                 name: "prod".into(),
                 // Found by discovery under an OU; staging is configured and not in the organization.
                 ou: "ou-ab12-cdef3456".into(),
+                owner: String::new(),
             },
             AccountInfo {
                 id: STAGING.into(),
                 name: "staging".into(),
                 ou: String::new(),
+                owner: String::new(),
             },
         ],
         5,
@@ -153,6 +155,7 @@ pub fn scenario(config: &Config) -> (Exporter, Arc<SnapshotStore>, Arc<ApiMetric
             Arc::new(S3Data {
                 account_public_access_block: all_blocked,
                 buckets: Vec::new(),
+                tagging: Default::default(),
             }),
         )),
         0.5,
@@ -233,6 +236,7 @@ pub fn authz_data() -> AuthzData {
         arn: format!("arn:aws:iam::{PROD}:{}/{name}", kind.as_str()),
         attached: attached.iter().map(|a| (*a).to_owned()).collect(),
         inline,
+        tags: Vec::new(),
     };
     let policy = |name: &str, document: &str| ManagedPolicy {
         name: name.into(),
@@ -276,6 +280,7 @@ pub fn authz_data() -> AuthzData {
             certificate("old-site", "2025-01-01T00:00:00Z"),
             certificate("www", "2027-06-01T00:00:00Z"),
         ]),
+        Default::default(),
     )
 }
 
@@ -290,6 +295,7 @@ pub fn s3_data() -> S3Data {
         secure_transport: Some(false),
         mfa_delete: Some(false),
         denied: Vec::new(),
+        tagged: Default::default(),
     };
     S3Data {
         account_public_access_block: PublicAccessBlock::default(),
@@ -319,6 +325,7 @@ pub fn s3_data() -> S3Data {
                 ..bucket("prod-restricted", "us-east-1")
             },
         ],
+        tagging: Default::default(),
     }
 }
 
@@ -330,6 +337,8 @@ pub fn ec2_data() -> Ec2Data {
         instance_type: "t3.micro".into(),
         imdsv2_required: v2,
         public_ip,
+        tags: Vec::new(),
+        tagged: Default::default(),
     };
     Ec2Data {
         regions: vec![
@@ -354,6 +363,7 @@ pub fn ec2_data() -> Ec2Data {
                 ]),
             },
         ],
+        tagging: Default::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::{AccessKeyRecord, IamData, RootRecord, UserRecord};
 use crate::aws::iam::PasswordPolicy;
-use crate::collector::{Check, CheckSpec, Data, Finding, Severity};
+use crate::collector::{Check, CheckSpec, Data, Finding, Owner, Severity};
 use crate::config::ChecksConfig;
 use crate::time::{unix, whole_days};
 
@@ -311,12 +311,18 @@ pub fn findings(account_id: &str, data: &Data, now: f64, c: &ChecksConfig, out: 
         return;
     };
     let mut add = |check, resource: String, failed, details: String| {
+        // `user/key`, a user, or account-wide (`root`, `account`); user names have no `/`.
+        let owner = match resource.as_str() {
+            "root" | "account" => Owner::Account,
+            r => Owner::User(r.split('/').next().unwrap_or(r).to_owned()),
+        };
         out.push(Finding {
             account_id: account_id.to_owned(),
             check,
             resource,
             failed,
             details,
+            owner,
         });
     };
     for k in &d.keys {

@@ -55,6 +55,7 @@ pub static SPEC: Spec = Spec {
     encode_live: |_, _, _, _| {},
     checks: checks::CHECKS,
     findings: checks::findings,
+    user_owners: None,
 };
 
 /// `[collectors.iam]`.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 
 use super::regions::{self, Regional};
-use super::{Check, CheckSpec, Collector, Data, Finding, Severity, Spec};
+use super::{Check, CheckSpec, Collector, Data, Finding, Owner, Severity, Spec};
 use crate::aws::AccountSession;
 use crate::aws::ec2::{Ec2Client, NetworkAcl, SecurityGroup, VpcApi};
 use crate::config::{ChecksConfig, CollectorConfig};
@@ -47,6 +47,7 @@ pub static SPEC: Spec = Spec {
     encode_live: |_, _, _, _| {},
     checks: CHECKS,
     findings,
+    user_owners: None,
 };
 
 /// One region's network ACLs and security groups, each sorted by id.
@@ -327,6 +328,8 @@ fn findings(account_id: &str, data: &Data, _now: f64, _c: &ChecksConfig, out: &m
             resource,
             failed,
             details,
+            // Network ACLs and security groups: their tags are not read.
+            owner: Owner::Account,
         });
     };
     for (region, a) in d.network_acls() {
