@@ -199,8 +199,8 @@ fn every_cis_check_fails_and_passes_in_metrics_api_and_audit() {
 
     // The API's audit of each account: the same verdicts, with CIS id and severity.
     for (account, checks) in &want {
-        let (status, body) = api(
-            &d,
+        let (status, body) = d.api(
+            TOKEN,
             "POST",
             "/api/audit/start",
             Some(json!({"account_id": account})),
@@ -208,7 +208,7 @@ fn every_cis_check_fails_and_passes_in_metrics_api_and_audit() {
         assert_eq!(status, 202, "{body}");
         let id = body["audit_id"].as_str().unwrap().to_owned();
         let done = poll(Duration::from_secs(90), "the audit to finish", || {
-            let (_, b) = api(&d, "GET", &format!("/api/audit/status/{id}"), None);
+            let (_, b) = d.api(TOKEN, "GET", &format!("/api/audit/status/{id}"), None);
             (b["status"] != "running").then_some(b)
         });
         assert_eq!(done["status"], "succeeded", "{done}");
@@ -267,7 +267,8 @@ fn every_cis_check_fails_and_passes_in_metrics_api_and_audit() {
             "status",
             "details",
             "cis",
-            "severity"
+            "severity",
+            "owner"
         ]
     );
     let rows: Vec<Value> = reader
@@ -286,22 +287,4 @@ fn every_cis_check_fails_and_passes_in_metrics_api_and_audit() {
             .collect();
         assert_verdicts(account, checks, &mine, "audit --format csv");
     }
-}
-
-fn api(d: &Daemon, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = reqwest::blocking::Client::new()
-        .request(method, format!("{}{path}", d.url))
-        .header("Authorization", format!("Bearer {TOKEN}"));
-    if let Some(b) = body {
-        req = req
-            .header("Content-Type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req.send().unwrap();
-    let status = resp.status().as_u16();
-    (
-        status,
-        serde_json::from_str(&resp.text().unwrap()).unwrap_or(Value::Null),
-    )
 }

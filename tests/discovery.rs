@@ -444,3 +444,67 @@ fn without_configured_accounts_it_is_ready_only_after_a_discovery_succeeds() {
     assert_eq!(s.value("infraaudit_discovery_success", &[]), Some(1.0));
     assert_eq!(s.value("infraaudit_discovered_accounts", &[]), Some(2.0));
 }
+
+/// With owner tag keys, a discovered account's owner comes from its Organizations tags (same
+/// keys, same order, keys matched whatever their case, an empty value skipped), and a
+/// configured `[[accounts]] owner` wins over them.
+#[test]
+fn discovered_accounts_take_their_owner_from_their_tags() {
+    let emu = Emulator::start_with(&["--no-default-seed"]);
+    let org = Org::create(&emu.endpoint);
+    let payments = org.account("payments-app", None);
+    org.tag(&payments, &[("Owner", "team-payments"), ("env", "prod")]);
+    let platform = org.account("platform-app", None);
+    org.tag(&platform, &[("owner", ""), ("TEAM", "team-platform")]);
+    let untagged = org.account("untagged-app", None);
+    org.tag(&untagged, &[("env", "dev")]);
+    let configured = org.account("configured-app", None);
+    org.tag(&configured, &[("owner", "team-payments")]);
+    // The management account is discovered too.
+    org.tag(BASE_ACCOUNT, &[("team", "team-security")]);
+
+    let rest = format!(
+        r#"
+[owners]
+tag_keys = ["owner", "team"]
+
+[[accounts]]
+id = "{configured}"
+role_arn = "arn:aws:iam::{configured}:role/InfraAuditRole"
+owner = "team-platform"
+"#
+    );
+    let d = Daemon::start("discovery-owners", &config(&emu.endpoint, "", &rest));
+    d.wait_ready(Duration::from_secs(90));
+    let s = d.scrape();
+    // account id -> owner ("" when none: absent in Prometheus whichever the exporter writes).
+    let owners: BTreeMap<String, String> = s
+        .find("infraaudit_account_info", &[])
+        .iter()
+        .map(|x| {
+            let owner = x.labels.get("owner").cloned().unwrap_or_default();
+            (x.labels["account_id"].clone(), owner)
+        })
+        .collect();
+    let want: BTreeMap<String, String> = [
+        (BASE_ACCOUNT, "team-security"),
+        (payments.as_str(), "team-payments"),
+        (platform.as_str(), "team-platform"),
+        (untagged.as_str(), ""),
+        (configured.as_str(), "team-platform"),
+    ]
+    .into_iter()
+    .map(|(a, o)| (a.to_owned(), o.to_owned()))
+    .collect();
+    assert_eq!(owners, want, "infraaudit_account_info owners");
+    assert!(
+        s.sum(
+            "infraaudit_aws_api_requests_total",
+            &[
+                ("service", "organizations"),
+                ("operation", "ListTagsForResource")
+            ]
+        ) >= 1.0,
+        "the tags were read with ListTagsForResource"
+    );
+}

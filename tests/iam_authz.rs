@@ -18,17 +18,6 @@ use serde_json::Value;
 const DETAILS: &str = "GetAccountAuthorizationDetails";
 const CERTIFICATES: &str = "ListServerCertificates";
 
-/// The emulator's counts, zeroed in the same step.
-fn take_counts(emu: &Emulator) -> Value {
-    let body = reqwest::blocking::Client::new()
-        .post(format!("{}/_bench/reset", emu.endpoint))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    serde_json::from_str(&body).unwrap()
-}
-
 /// Calls of `action` by the base account, and how many of them failed.
 fn calls(counts: &Value, action: &str) -> (u64, u64) {
     counts["calls"]
@@ -179,7 +168,7 @@ fn a_run_costs_one_call_per_page_and_reads_every_page() {
     // Runs start 4 s apart and take a fraction of that here: each take falls between two runs.
     let daemon = Daemon::start("iam-authz-pages", &config(&emu.endpoint, "4s"));
     let (cold_at, scrape) = next_run(&daemon, None);
-    let cold = take_counts(&emu);
+    let cold = emu.take_counts();
     assert_eq!(
         exported_users(&scrape),
         seeded,
@@ -202,7 +191,7 @@ fn a_run_costs_one_call_per_page_and_reads_every_page() {
     );
 
     let (_, scrape) = next_run(&daemon, Some(cold_at));
-    let warm = take_counts(&emu);
+    let warm = emu.take_counts();
     assert_eq!(
         calls(&warm, DETAILS),
         (want, 0),
@@ -224,7 +213,7 @@ fn pages_of_one_item_are_all_followed() {
     let (users, items) = moto_items(&emu);
     let daemon = Daemon::start("iam-authz-pages-of-one", &config(&emu.endpoint, "1h"));
     let (_, scrape) = next_run(&daemon, None);
-    let counts = take_counts(&emu);
+    let counts = emu.take_counts();
     assert_eq!(exported_users(&scrape), users);
     let expected = BTreeSet::from(["ia-cert-expired".to_owned(), "ia-cert-valid".to_owned()]);
     assert_eq!(certificates(&scrape), expected);

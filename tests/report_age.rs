@@ -11,17 +11,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-/// The emulator's counts, zeroed in the same step.
-fn take_counts(emu: &Emulator) -> Value {
-    let body = reqwest::blocking::Client::new()
-        .post(format!("{}/_bench/reset", emu.endpoint))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    serde_json::from_str(&body).unwrap()
-}
-
 fn calls(counts: &Value, account: &str, action: &str) -> u64 {
     counts["calls"]
         .as_array()
@@ -60,7 +49,7 @@ fn report_calls(max_age: &str, runs: usize) -> (u64, u64) {
             (seen.len() >= runs).then_some(())
         },
     );
-    let counts = take_counts(&emu);
+    let counts = emu.take_counts();
     (
         calls(&counts, BASE_ACCOUNT, "GenerateCredentialReport"),
         calls(&counts, BASE_ACCOUNT, "GetCredentialReport"),

@@ -1,7 +1,8 @@
 //! The whole stack, as `make demo` runs it: the emulator's demo scenario, the exporter, a real
 //! Prometheus (Debian package `prometheus`) with the shipped rules, and a real Alertmanager
-//! (`prometheus-alertmanager`), all on loopback. It checks the shipped dashboards' queries and
-//! that an alert goes all the way to Alertmanager for exactly the right keys.
+//! (`prometheus-alertmanager`), all on loopback. It checks the shipped dashboards' queries,
+//! that an alert goes all the way to Alertmanager for exactly the right keys, and that
+//! deploy/alertmanager/alertmanager.example.yml sends each owner's alerts to its receiver.
 //!
 //! The demo scenario adds to moto what AWS has and moto lacks: a `<root_account>` row in the
 //! credential report and a fresh generation time (see tests/emulator/moto_emulator.py --demo).
@@ -11,8 +12,12 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -159,6 +164,75 @@ fn substitute(expr: &str) -> String {
         .replace("$account", ".*")
         .replace("${job}", ".*")
         .replace("$job", ".*")
+        .replace("${owner}", ".*")
+        .replace("$owner", ".*")
+}
+
+/// Alertmanager with `am_config`, then Prometheus with the shipped rules (their `for` cut short)
+/// scraping `exporter` every second and alerting to that Alertmanager; both on loopback, and
+/// Alertmanager ready. They stop when the value is dropped.
+struct Stack {
+    am_url: String,
+    prom_url: String,
+    _procs: [Proc; 2],
+}
+
+impl Stack {
+    fn start(dir: &Path, am_config: &str, exporter: &str) -> Self {
+        let am_port = free_port().to_string();
+        let am_url = format!("http://127.0.0.1:{am_port}");
+        std::fs::write(dir.join("alertmanager.yml"), am_config).unwrap();
+        let am = spawn(
+            "prometheus-alertmanager",
+            &[
+                format!("--config.file={}", dir.join("alertmanager.yml").display()),
+                format!("--storage.path={}", dir.join("am-data").display()),
+                format!("--web.listen-address=127.0.0.1:{am_port}"),
+                // No gossip: a test has one Alertmanager, and must not listen beyond loopback.
+                "--cluster.listen-address=".to_owned(),
+            ],
+            dir,
+            "alertmanager",
+        );
+        let rules = dir.join("infraaudit.rules.yml");
+        std::fs::write(&rules, rules_with_short_for()).unwrap();
+        let prom_port = free_port().to_string();
+        let prom_url = format!("http://127.0.0.1:{prom_port}");
+        let rules_path = rules.display().to_string();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            demo_file(
+                "prometheus.yml",
+                &[
+                    ("@INTERVAL@", "1s"),
+                    ("@RULES@", &rules_path),
+                    ("@ALERTMANAGER@", &format!("127.0.0.1:{am_port}")),
+                    ("@EXPORTER@", exporter),
+                ],
+            ),
+        )
+        .unwrap();
+        let prom = spawn(
+            "prometheus",
+            &[
+                format!("--config.file={}", dir.join("prometheus.yml").display()),
+                format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
+                format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            ],
+            dir,
+            "prometheus",
+        );
+        poll(Duration::from_secs(30), "Alertmanager to be ready", || {
+            reqwest::blocking::get(format!("{am_url}/-/ready"))
+                .ok()
+                .filter(|r| r.status().is_success())
+        });
+        Self {
+            am_url,
+            prom_url,
+            _procs: [am, prom],
+        }
+    }
 }
 
 #[test]
@@ -175,66 +249,14 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
     d.wait_ready(Duration::from_secs(90));
     let exporter = d.url.trim_start_matches("http://").to_owned();
 
-    let am_port = free_port().to_string();
-    let am_url = format!("http://127.0.0.1:{am_port}");
-    std::fs::write(
-        dir.join("alertmanager.yml"),
-        demo_file("alertmanager.yml", &[]),
-    )
-    .unwrap();
-    let _am = spawn(
-        "prometheus-alertmanager",
-        &[
-            format!("--config.file={}", dir.join("alertmanager.yml").display()),
-            format!("--storage.path={}", dir.join("am-data").display()),
-            format!("--web.listen-address=127.0.0.1:{am_port}"),
-            // No gossip: a test has one Alertmanager, and must not listen beyond loopback.
-            "--cluster.listen-address=".to_owned(),
-        ],
-        &dir,
-        "alertmanager",
-    );
-
-    let rules = dir.join("infraaudit.rules.yml");
-    std::fs::write(&rules, rules_with_short_for()).unwrap();
-    let prom_port = free_port().to_string();
-    let prom_url = format!("http://127.0.0.1:{prom_port}");
-    let rules_path = rules.display().to_string();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        demo_file(
-            "prometheus.yml",
-            &[
-                ("@INTERVAL@", "1s"),
-                ("@RULES@", &rules_path),
-                ("@ALERTMANAGER@", &format!("127.0.0.1:{am_port}")),
-                ("@EXPORTER@", &exporter),
-            ],
-        ),
-    )
-    .unwrap();
-    let _prom = spawn(
-        "prometheus",
-        &[
-            format!("--config.file={}", dir.join("prometheus.yml").display()),
-            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        ],
-        &dir,
-        "prometheus",
-    );
-
-    poll(Duration::from_secs(30), "Alertmanager to be ready", || {
-        reqwest::blocking::get(format!("{am_url}/-/ready"))
-            .ok()
-            .filter(|r| r.status().is_success())
-    });
+    let stack = Stack::start(&dir, &demo_file("alertmanager.yml", &[]), &exporter);
+    let (am_url, prom_url) = (&stack.am_url, &stack.prom_url);
     // Scraped, and the recording rules evaluated.
     poll(
         Duration::from_secs(60),
         "Prometheus to scrape and record",
         || {
-            try_query(&prom_url, "infraaudit:iam_access_key_age_seconds:active")
+            try_query(prom_url, "infraaudit:iam_access_key_age_seconds:active")
                 .filter(|r| !r.is_empty())
         },
     );
@@ -272,7 +294,7 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
             poll(
                 Duration::from_secs(90),
                 &format!("{file} / {title}: {expr}"),
-                || (!query(&prom_url, &expr).is_empty()).then_some(()),
+                || (!query(prom_url, &expr).is_empty()).then_some(()),
             );
             checked += 1;
         }
@@ -288,7 +310,7 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
         Duration::from_secs(90),
         "the 200-day key's alert in Alertmanager",
         || {
-            am_alerts(&am_url, "InfraAuditAccessKeyTooOld").filter(|all| {
+            am_alerts(am_url, "InfraAuditAccessKeyTooOld").filter(|all| {
                 all.iter()
                     .any(|a| a["labels"]["access_key_id"] == alice_200d.as_str())
             })
@@ -339,7 +361,7 @@ fn dashboards_have_data_and_alerts_reach_alertmanager() {
     }
     // Alerts of one evaluation reach Alertmanager together; poll until the set is complete.
     let got = poll(Duration::from_secs(30), "every old key's alert", || {
-        let mut got: Vec<String> = am_alerts(&am_url, "InfraAuditAccessKeyTooOld")?
+        let mut got: Vec<String> = am_alerts(am_url, "InfraAuditAccessKeyTooOld")?
             .iter()
             .map(|a| {
                 format!(
@@ -416,4 +438,359 @@ fn the_installed_prometheus_gets_openmetrics() {
         infraaudit::metrics::Format::negotiate(Some(accept)),
         infraaudit::metrics::Format::OpenMetrics
     );
+}
+
+/// Every notification one receiver's webhook got, in order: the JSON body, or what was wrong
+/// with the request (a webhook thread cannot fail the test itself).
+type Notifications = Arc<Mutex<Vec<(String, Result<Value, String>)>>>;
+
+/// A webhook on loopback for the receiver `name`: records each notification in `got`, answers
+/// 200. Returns its URL.
+fn webhook(name: &str, got: &Notifications) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/{name}", listener.local_addr().unwrap());
+    let (name, got) = (name.to_owned(), got.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let (name, got) = (name.clone(), got.clone());
+            std::thread::spawn(move || {
+                if let Err(e) = serve_webhook(conn, &name, &got) {
+                    got.lock().unwrap().push((name, Err(e)));
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Reads requests off one connection (Alertmanager keeps it open) until it closes.
+fn serve_webhook(conn: TcpStream, name: &str, got: &Notifications) -> Result<(), String> {
+    let mut out = conn.try_clone().map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut request = String::new();
+        if reader.read_line(&mut request).map_err(|e| e.to_string())? == 0 {
+            return Ok(());
+        }
+        let mut length = None;
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).map_err(|e| e.to_string())?;
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse::<usize>().ok();
+            }
+        }
+        let length = length.ok_or(format!("no Content-Length: {request:?}"))?;
+        let mut body = vec![0; length];
+        std::io::Read::read_exact(&mut reader, &mut body).map_err(|e| e.to_string())?;
+        let parsed = if request.starts_with("POST ") {
+            serde_json::from_slice(&body).map_err(|e| format!("{e}: {request:?}"))
+        } else {
+            Err(format!("not a POST: {request:?}"))
+        };
+        got.lock().unwrap().push((name.to_owned(), parsed));
+        out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+    }
+}
+
+/// deploy/alertmanager/alertmanager.example.yml as shipped, with each receiver's webhook sent to
+/// `urls[receiver]` and the waits before a notification cut to a second; routes and grouping
+/// stay as shipped.
+fn routing_config(urls: &BTreeMap<String, String>) -> String {
+    let path = repo().join("deploy/alertmanager/alertmanager.example.yml");
+    let mut doc: Value =
+        serde_norway::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let receivers = doc["receivers"].as_array_mut().expect("receivers");
+    let mut names = BTreeSet::new();
+    for r in receivers.iter_mut() {
+        let r = r.as_object_mut().unwrap();
+        let name = r["name"].as_str().unwrap().to_owned();
+        // Anything else would be sent beyond loopback.
+        let keys: BTreeSet<&str> = r.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["name", "webhook_configs"]),
+            "receiver {name}"
+        );
+        let hooks = r["webhook_configs"].as_array_mut().unwrap();
+        assert_eq!(hooks.len(), 1, "receiver {name}: one webhook");
+        let url = hooks[0]["url"].as_str().unwrap();
+        assert!(url.starts_with("https://"), "receiver {name}: {url}");
+        let local = urls
+            .get(&name)
+            .unwrap_or_else(|| panic!("receiver {name} has no webhook in the test"));
+        hooks[0]["url"] = Value::String(local.clone());
+        names.insert(name);
+    }
+    assert_eq!(
+        names,
+        urls.keys().cloned().collect(),
+        "the example's receivers"
+    );
+    fn shorten(route: &mut Value, top: bool) {
+        let r = route.as_object_mut().unwrap();
+        for key in ["group_wait", "group_interval"] {
+            if top || r.contains_key(key) {
+                r.insert(key.to_owned(), Value::String("1s".to_owned()));
+            }
+        }
+        if let Some(Value::Array(routes)) = r.get_mut("routes") {
+            for child in routes {
+                shorten(child, false);
+            }
+        }
+    }
+    shorten(&mut doc["route"], true);
+    // JSON is YAML.
+    serde_json::to_string_pretty(&doc).unwrap()
+}
+
+/// An alert the owners scenario must raise: its name, the labels that tell it from the others
+/// of that name, and the owner it must carry (None: no owner label).
+struct Expected {
+    alertname: &'static str,
+    labels: Vec<(&'static str, String)>,
+    owner: Option<String>,
+}
+
+impl Expected {
+    fn matches(&self, alert: &Value) -> bool {
+        alert["labels"]["alertname"] == self.alertname
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| alert["labels"][*k] == v.as_str())
+    }
+}
+
+impl std::fmt::Debug for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?} owner {:?}",
+            self.alertname, self.labels, self.owner
+        )
+    }
+}
+
+/// Per resource, from what the emulator seeded: each active key over 90 days old, each public
+/// bucket, each instance that allows IMDSv1 (with the owner of its user, bucket or instance,
+/// else its account's), and two account-wide alerts (the base account's root key, owned by the
+/// account; the second account's missing password policy, owned by nobody).
+fn expected_alerts(emu: &Emulator) -> Vec<Expected> {
+    use common::owners::{Kind, account_owner, effective};
+    let mut out = Vec::new();
+    for (account, users) in emu.seeded.as_object().unwrap() {
+        for (user, keys) in users.as_object().unwrap() {
+            for k in keys.as_array().unwrap() {
+                let age_days = (emu.now - k["created"].as_f64().unwrap()) / 86_400.0;
+                if k["active"] == true && age_days > 90.0 {
+                    out.push(Expected {
+                        alertname: "InfraAuditAccessKeyTooOld",
+                        labels: vec![
+                            ("account_id", account.clone()),
+                            ("access_key_id", k["id"].as_str().unwrap().to_owned()),
+                        ],
+                        owner: effective(emu, account, Kind::User, user),
+                    });
+                }
+            }
+        }
+    }
+    for (account, r) in emu.resources.as_object().unwrap() {
+        for b in r["buckets"].as_array().unwrap() {
+            let name = b["name"].as_str().unwrap();
+            if b["public"] == true {
+                out.push(Expected {
+                    alertname: "InfraAuditS3BucketPublic",
+                    labels: vec![("account_id", account.clone()), ("bucket", name.to_owned())],
+                    owner: effective(emu, account, Kind::Bucket, name),
+                });
+            }
+        }
+        for (id, i) in r["instances"].as_object().unwrap() {
+            if i["imdsv2_required"] == false && i["state"] != "terminated" {
+                out.push(Expected {
+                    alertname: "InfraAuditEC2IMDSv1Allowed",
+                    labels: vec![("account_id", account.clone()), ("instance_id", id.clone())],
+                    owner: effective(emu, account, Kind::Instance, id),
+                });
+            }
+        }
+    }
+    out.push(Expected {
+        alertname: "InfraAuditRootAccessKeyPresent",
+        labels: vec![("account_id", BASE_ACCOUNT.to_owned())],
+        owner: account_owner(emu, BASE_ACCOUNT),
+    });
+    out.push(Expected {
+        alertname: "InfraAuditPasswordPolicyWeak",
+        labels: vec![("account_id", ROLE_ACCOUNT.to_owned())],
+        owner: account_owner(emu, ROLE_ACCOUNT),
+    });
+    out
+}
+
+/// The owner label of an alert, None when it has none.
+fn owner_label(alert: &Value) -> Option<&str> {
+    alert["labels"]["owner"].as_str().filter(|o| !o.is_empty())
+}
+
+/// The routing of deploy/alertmanager/alertmanager.example.yml with real Alertmanager: the
+/// emulator's owners scenario (tests/emulator/moto_emulator.py --owners: old keys, public
+/// buckets and IMDSv1 instances owned by team-payments, by team-platform through their tags or
+/// their account's owner, and by nobody), the exporter with owners configured, Prometheus with
+/// the shipped rules, and one webhook on loopback per receiver. Each team gets exactly its own
+/// alerts, `default` the unowned ones, in one notification group per owner and account.
+#[test]
+fn alerts_route_to_their_owners() {
+    use common::owners::{self, receiver_for};
+    let emu = Emulator::start_with(&["--owners", "--aws-like-report"]);
+    let dir = scratch_dir("stack-owners");
+    let want = expected_alerts(&emu);
+    // The scenario gives each receiver alerts, and team-payments alerts in both accounts.
+    for receiver in ["default", "team-payments", "team-platform"] {
+        assert!(
+            want.iter()
+                .any(|w| receiver_for(w.owner.as_deref()) == receiver),
+            "nothing expected for {receiver}"
+        );
+    }
+    let payments_accounts: BTreeSet<&str> = want
+        .iter()
+        .filter(|w| w.owner.as_deref() == Some("team-payments"))
+        .map(|w| w.labels[0].1.as_str())
+        .collect();
+    assert_eq!(payments_accounts.len(), 2, "team-payments in both accounts");
+
+    let d = Daemon::start("stack-owners", &owners::config(&emu, ""));
+    d.wait_ready(Duration::from_secs(120));
+    let exporter = d.url.trim_start_matches("http://").to_owned();
+
+    let got: Notifications = Arc::default();
+    let urls: BTreeMap<String, String> = ["default", "team-payments", "team-platform"]
+        .into_iter()
+        .map(|r| (r.to_owned(), webhook(r, &got)))
+        .collect();
+    let stack = Stack::start(&dir, &routing_config(&urls), &exporter);
+    let am_url = &stack.am_url;
+
+    // Every expected alert notified somewhere, and team-payments' two old keys of the base
+    // account in one notification (grouped per owner and account, not one per key).
+    let base_payment_keys: Vec<&Expected> = want
+        .iter()
+        .filter(|w| {
+            w.alertname == "InfraAuditAccessKeyTooOld"
+                && w.labels[0].1 == BASE_ACCOUNT
+                && w.owner.as_deref() == Some("team-payments")
+        })
+        .collect();
+    assert!(base_payment_keys.len() >= 2, "{base_payment_keys:?}");
+    let notifications = poll(
+        Duration::from_secs(120),
+        "every expected alert at a webhook",
+        || {
+            let all = got.lock().unwrap().clone();
+            let alerts = || {
+                all.iter()
+                    .filter_map(|(_, n)| n.as_ref().ok())
+                    .flat_map(|n| n["alerts"].as_array().into_iter().flatten())
+            };
+            let arrived = want.iter().all(|w| alerts().any(|a| w.matches(a)));
+            let together = all.iter().filter_map(|(_, n)| n.as_ref().ok()).any(|n| {
+                let alerts = n["alerts"].as_array().unwrap();
+                base_payment_keys
+                    .iter()
+                    .all(|w| alerts.iter().any(|a| w.matches(a)))
+            });
+            (arrived && together).then_some(all)
+        },
+    );
+
+    // Each notification went to the receiver of its alerts' owner, as one group per
+    // (owner, account_id).
+    let mut groups: BTreeMap<(String, Option<String>, String), BTreeSet<String>> = BTreeMap::new();
+    for (receiver, n) in &notifications {
+        let n = n
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{receiver}'s webhook: {e}"));
+        assert_eq!(n["receiver"], receiver.as_str(), "{n}");
+        let group = n["groupLabels"].as_object().unwrap();
+        let group_owner = group.get("owner").and_then(Value::as_str);
+        let group_account = group
+            .get("account_id")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("a notification without account_id: {n}"))
+            .to_owned();
+        assert_eq!(
+            group.len(),
+            1 + usize::from(group_owner.is_some()),
+            "grouped by owner and account_id only: {n}"
+        );
+        for a in n["alerts"].as_array().unwrap() {
+            assert_eq!(
+                receiver_for(owner_label(a)),
+                receiver.as_str(),
+                "an alert of owner {:?} at {receiver}: {a}",
+                owner_label(a)
+            );
+            assert_eq!(owner_label(a), group_owner, "{a} in group {group:?}");
+            assert_eq!(a["labels"]["account_id"], group_account.as_str(), "{a}");
+        }
+        groups
+            .entry((
+                receiver.clone(),
+                group_owner.map(str::to_owned),
+                group_account,
+            ))
+            .or_default()
+            .insert(n["groupKey"].as_str().unwrap().to_owned());
+    }
+    for (group, keys) in &groups {
+        assert_eq!(keys.len(), 1, "{group:?} notified as {keys:?}");
+    }
+    let payment_groups = groups
+        .keys()
+        .filter(|(r, _, _)| r == "team-payments")
+        .count();
+    assert_eq!(payment_groups, 2, "team-payments: one group per account");
+
+    // Each expected alert went to its owner's receiver only, with its owner as the label.
+    for w in &want {
+        let mut receivers = BTreeSet::new();
+        for (receiver, n) in &notifications {
+            for a in n.as_ref().unwrap()["alerts"].as_array().unwrap() {
+                if w.matches(a) {
+                    assert_eq!(owner_label(a), w.owner.as_deref(), "{w:?}: {a}");
+                    receivers.insert(receiver.as_str());
+                }
+            }
+        }
+        assert_eq!(
+            receivers,
+            BTreeSet::from([receiver_for(w.owner.as_deref())]),
+            "{w:?}"
+        );
+    }
+
+    // Alertmanager's own view agrees: every alert it holds is routed to its owner's receiver.
+    let held = get_json(&format!("{am_url}/api/v2/alerts"));
+    let held = held.as_array().unwrap();
+    assert!(held.len() >= want.len());
+    for a in held {
+        let receivers: Vec<&str> = a["receivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(receivers, [receiver_for(owner_label(a))], "{a}");
+    }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 pub mod org;
+pub mod owners;
 pub mod proxy;
 
 pub const BASE_ACCOUNT: &str = "123456789012";
@@ -70,6 +71,8 @@ pub struct Emulator {
     /// Account -> password_policy, console users, account_block, buckets (with the expected
     /// `public`), instances (by id, with their final state).
     pub resources: Value,
+    /// With `--owners`: the configuration the owners expectations assume (see [`owners`]).
+    pub owners_config: Value,
 }
 
 impl Emulator {
@@ -109,12 +112,24 @@ impl Emulator {
             seeded: ready["accounts"].clone(),
             now: ready["now"].as_f64().unwrap(),
             resources: ready["resources"].clone(),
+            owners_config: ready["owners_config"].clone(),
         }
     }
 
     /// moto's internal state (`/moto-api/data.json`).
     pub fn data(&self) -> Value {
         let body = reqwest::blocking::get(format!("{}/moto-api/data.json", self.endpoint))
+            .unwrap()
+            .text()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The calls counted so far (`--count-requests`), zeroed in the same step.
+    pub fn take_counts(&self) -> Value {
+        let body = reqwest::blocking::Client::new()
+            .post(format!("{}/_bench/reset", self.endpoint))
+            .send()
             .unwrap()
             .text()
             .unwrap();
@@ -245,6 +260,27 @@ pub fn aws_test_env(cmd: &mut Command) -> &mut Command {
 }
 
 impl Daemon {
+    /// A JSON API request with `token`: the status and the body as JSON (as a string when it is
+    /// not JSON).
+    pub fn api(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = reqwest::blocking::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .header("Authorization", format!("Bearer {token}"));
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     /// Starts `infraaudit --config <file>` where the file is `config` with `{listen}` replaced
     /// by port 0 of loopback; `url` is then the address it bound.
     pub fn start(tag: &str, config: &str) -> Self {

@@ -2,7 +2,7 @@
 //! would, for the discovery and sharding tests.
 
 use aws_sdk_organizations::Client;
-use aws_sdk_organizations::types::{CreateAccountState, OrganizationFeatureSet};
+use aws_sdk_organizations::types::{CreateAccountState, OrganizationFeatureSet, Tag};
 
 /// A configuration with the IAM collector only (hourly: each account costs one credential
 /// report) and discovery on; `aws` goes into `[aws]`, `organizations` into `[organizations]`,
@@ -115,6 +115,23 @@ impl Org {
             }
             id
         })
+    }
+
+    /// Tags an account (TagResource), as the management account would.
+    pub fn tag(&self, id: &str, tags: &[(&str, &str)]) {
+        let tags: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap())
+            .collect();
+        self.rt.block_on(async {
+            self.client
+                .tag_resource()
+                .resource_id(id)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .unwrap();
+        });
     }
 
     pub fn close(&self, id: &str) {

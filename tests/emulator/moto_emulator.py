@@ -1,7 +1,7 @@
 """The AWS emulator for infraaudit's tests: moto in server mode on 127.0.0.1, seeded.
 
 Usage: python moto_emulator.py [--port N] [--demo] [--aws-like-report] [--count-requests]
-       [--access-advisor-roles] [--iam-page-size K]
+       [--access-advisor-roles] [--iam-page-size K] [--owners]
        [--no-default-seed] [--users N] [--buckets B] [--instances I] [--regions r1,r2]
 
 Starts moto's threaded server (port 0: a free one), seeds two accounts, and prints one JSON line
@@ -34,6 +34,16 @@ patch_moto_gaps makes them as AWS's, in every mode.
 For benchmarks: --count-requests counts every AWS request by (account, service, action) at the
 emulator (GET /_bench/counts, POST /_bench/reset); --users/--buckets/--instances seed a synthetic
 population into the base account (--no-default-seed drops the hand-written scenario).
+
+--owners (issue 16) tags users, buckets and instances of the base and the second account with
+owners (`team-payments`, `team-platform`) under mixed-case keys, tags that sanitise to one label
+name (`cost-center`, `cost_center`) and values longer than 128 characters, and adds a few users and
+an instance (OWNERS_EXTRA_*) so that old keys and IMDSv1 instances belong to each owner and to
+nobody. The top-level "owners_config" is the configuration the expectations assume
+([owners], [labels] and each account's `owner`), and each account's entry in "resources" gains
+"owners": {"account_owner", "users", "buckets", "instances"}, each resource (instances by id)
+with its own `owner` ("" when none: the account's applies) and its `tags` labels as the info
+series must carry them, worked out by hand from the tables below.
 
 GetAccountAuthorizationDetails and ListServerCertificates page as AWS's do (MaxItems, Marker,
 IsTruncated; moto answers everything at once); --iam-page-size K caps every page of theirs at K
@@ -1163,6 +1173,176 @@ def seed_cis(endpoint, now, seeded, console, with_root):
     return out
 
 
+# --- owners scenario (issue 16, --owners) ---
+
+# The configuration every expectation below assumes; the tests build theirs from it.
+OWNERS_CONFIG = {
+    "tag_keys": ["owner", "team"],
+    "iam_user_tags": ["cost-center", "cost_center", "Env"],
+    "s3_bucket_tags": ["cost-center", "cost_center", "Env"],
+    "ec2_instance_tags": ["cost-center", "cost_center", "Env"],
+    # [[accounts]] owner; the second account has none, so its untagged resources have no owner.
+    "account_owners": {BASE_ACCOUNT: "team-platform"},
+}
+
+# Over the 128 characters a label value keeps. The second is 2 bytes a character: cut by
+# characters, not bytes.
+LONG_ASCII = "cc-" + "0123456789" * 19 + "-end"  # 197 characters
+LONG_ASCII_CUT = "cc-" + "0123456789" * 12 + "01234"  # its first 128
+LONG_UTF8 = "\u00fc" * 150  # 150 x "ü", 300 bytes
+LONG_UTF8_CUT = "\u00fc" * 128
+
+# Users, keys and instances added by --owners: old active keys of an owned user in the second
+# account and of unowned users in both (the base account's falls back to its owner), and an
+# IMDSv1 instance nobody owns in the second account.
+OWNERS_EXTRA_USERS = {
+    BASE_ACCOUNT: {"ivan": [(300, True, None)]},
+    ROLE_ACCOUNT: {"kim": [(100, True, None)], "liam": [(150, True, None)]},
+}
+OWNERS_EXTRA_INSTANCES = {
+    ROLE_ACCOUNT: [("syd-v1", "ap-southeast-2", False, False, "running")],
+}
+
+# Tags, and what the info series carry for them with OWNERS_CONFIG: the resource's own owner
+# (the first of tag_keys present with a non-empty value, keys matched case-insensitively; among
+# several tags matching one key, the exact-case one, else the smallest key in byte order) and
+# the allowlisted tags as labels ("cost-center" and "cost_center" both sanitise to
+# tag_cost_center: suffixed _conflict1 and _conflict2 in byte order of the key, "-" < "_").
+# Tag keys of IAM users are case-insensitive in AWS (no `Owner` and `owner` on one user; moto
+# accepts both, so the tables never seed that), those of buckets and instances are not.
+# moto 5.2.5 answers the tag reads as AWS does, so nothing is patched for them: users' and roles'
+# Tags in GetAccountAuthorizationDetails (through patch_moto_gaps' paging too), GetBucketTagging
+# (NoSuchTagSet for a bucket never tagged), instance Tags in DescribeInstances, and
+# Organizations' TagResource and ListTagsForResource on accounts (tests/common/org.rs).
+C1, C2, ENV = "tag_cost_center_conflict1", "tag_cost_center_conflict2", "tag_env"
+OWNERS_USERS = {
+    BASE_ACCOUNT: {
+        "alice": (
+            {"Owner": "team-payments", "cost-center": "cc-100", "cost_center": "cc-200", "ENV": "prod"},
+            "team-payments",
+            {C1: "cc-100", C2: "cc-200", ENV: "prod"},
+        ),
+        # The second key only.
+        "bob": ({"team": "team-payments", "Env": LONG_ASCII}, "team-payments", {ENV: LONG_ASCII_CUT}),
+        # Both keys: the first in tag_keys wins.
+        "carol": ({"OWNER": "team-platform", "team": "team-payments"}, "team-platform", {}),
+        # No tags: the account's owner applies.
+        "dave": ({}, "", {}),
+        # An empty value counts as absent: the next key.
+        "nokeys": ({"owner": "", "Team": "team-platform"}, "team-platform", {}),
+        "ivan": ({"env": "ci"}, "", {ENV: "ci"}),
+    },
+    ROLE_ACCOUNT: {
+        "alice": ({"owner": "team-payments"}, "team-payments", {}),
+        "erin": ({}, "", {}),
+        "frank": ({"team": "team-platform", "cost_center": "cc-900"}, "team-platform", {C2: "cc-900"}),
+        "kim": ({"Owner": "team-payments"}, "team-payments", {}),
+        "liam": ({}, "", {}),
+    },
+}
+# None: no tagging at all (GetBucketTagging answers NoSuchTagSet).
+OWNERS_BUCKETS = {
+    BASE_ACCOUNT: {
+        # The exact-case key wins over another case.
+        "ia-public-policy": (
+            {"owner": "team-payments", "Owner": "team-platform"},
+            "team-payments",
+            {},
+        ),
+        "ia-public-acl": (None, "", {}),
+        "ia-acl-ignored": ({"Team": "team-platform", "env": "staging"}, "team-platform", {ENV: "staging"}),
+        # No exact-case key: the smallest in byte order ("OWNER" < "Owner").
+        "ia-aes": ({"OWNER": "team-payments", "Owner": "team-platform"}, "team-payments", {}),
+        # Tags, none of them an owner.
+        "ia-kms": (
+            {"cost-center": "cc-300", "cost_center": "cc-400", "Env": LONG_UTF8},
+            "",
+            {C1: "cc-300", C2: "cc-400", ENV: LONG_UTF8_CUT},
+        ),
+        # Two tags matching "Env", neither exactly: "ENV" < "env".
+        "ia-plain": ({"env": "dev", "ENV": "DEV"}, "", {ENV: "DEV"}),
+    },
+    ROLE_ACCOUNT: {
+        "ia-role-policy": ({"team": "team-payments"}, "team-payments", {}),
+        "ia-role-acl": (None, "", {}),
+    },
+}
+# By the Name tag of INSTANCES (which every instance keeps); terminated ones are not listed.
+OWNERS_INSTANCES = {
+    BASE_ACCOUNT: {
+        "web-v1": ({"owner": "team-payments"}, "team-payments", {}),
+        "app-v2": ({"Team": "team-platform", "cost_center": "cc-500"}, "team-platform", {C2: "cc-500"}),
+        "old-stopped": ({}, "", {}),
+        "gone": ({}, None, None),  # terminated: no series
+        "eu-v1": (
+            {"OWNER": "team-platform", "cost-center": LONG_ASCII},
+            "team-platform",
+            {C1: LONG_ASCII_CUT},
+        ),
+    },
+    ROLE_ACCOUNT: {
+        "syd-v2": ({"owner": "team-payments"}, "team-payments", {}),
+        "syd-v1": ({"env": "test"}, "", {ENV: "test"}),
+    },
+}
+
+
+def add_owners_scenario():
+    """--owners: the extra users and instances join the scenario before it is seeded."""
+    for account, users in OWNERS_EXTRA_USERS.items():
+        SEED[account].update(users)
+    for account, instances in OWNERS_EXTRA_INSTANCES.items():
+        INSTANCES[account] += instances
+
+
+def aws_tags(tags):
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def seed_owners(endpoint, resources):
+    """Tags the seeded users, buckets and instances through the API; returns account ->
+    {"owners": expectations} (see the module's doc)."""
+    out = {}
+    for account in (BASE_ACCOUNT, ROLE_ACCOUNT):
+        client = clients(endpoint, account)
+        iam = client("iam")
+        users = {}
+        for user, (tags, owner, labels) in OWNERS_USERS[account].items():
+            if tags:
+                iam.tag_user(UserName=user, Tags=aws_tags(tags))
+            users[user] = {"owner": owner, "tags": labels}
+        # Every user of the account has an expectation: a user left out would go unchecked.
+        listed = {u["UserName"] for u in iam.list_users()["Users"]}
+        assert listed == set(users), f"{account}: users {listed} vs {set(users)}"
+        buckets = {}
+        regions = {b["name"]: b["region"] for b in BUCKETS[account]}
+        assert set(regions) == set(OWNERS_BUCKETS[account]), account
+        for name, (tags, owner, labels) in OWNERS_BUCKETS[account].items():
+            if tags is not None:
+                client("s3", regions[name]).put_bucket_tagging(
+                    Bucket=name, Tagging={"TagSet": aws_tags(tags)}
+                )
+            buckets[name] = {"region": regions[name], "owner": owner, "tags": labels}
+        instances = {}
+        seeded = resources[account]["instances"]
+        assert {i["name"] for i in seeded.values()} == set(OWNERS_INSTANCES[account]), account
+        for instance_id, i in seeded.items():
+            tags, owner, labels = OWNERS_INSTANCES[account][i["name"]]
+            if tags:
+                client("ec2", i["region"]).create_tags(Resources=[instance_id], Tags=aws_tags(tags))
+            if i["state"] != "terminated":
+                instances[instance_id] = {"owner": owner, "tags": labels}
+        out[account] = {
+            "owners": {
+                "account_owner": OWNERS_CONFIG["account_owners"].get(account, ""),
+                "users": users,
+                "buckets": buckets,
+                "instances": instances,
+            }
+        }
+    return out
+
+
 # --- request counting (--count-requests) ---
 
 # S3 sub-resources (the query keys of a bucket request) -> the API name after Get/Put/Delete.
@@ -1453,6 +1633,7 @@ def main():
     )
     parser.add_argument("--count-requests", action="store_true")
     parser.add_argument("--access-advisor-roles", action="store_true")
+    parser.add_argument("--owners", action="store_true", help="owner tags (issue 16)")
     parser.add_argument("--no-default-seed", action="store_true")
     parser.add_argument("--users", type=int, default=0, help="synthetic users in the base account")
     parser.add_argument("--keys-per-user", default="0:10,1:60,2:30", help="keys:percent,...")
@@ -1483,6 +1664,11 @@ def main():
         for scenario in (SEED, CONSOLE, BUCKETS, INSTANCES, ACCOUNT_BLOCK):
             scenario.clear()
         SEED[BASE_ACCOUNT], BUCKETS[BASE_ACCOUNT], INSTANCES[BASE_ACCOUNT] = {}, [], []
+    if args.owners:
+        if args.no_default_seed or args.demo or args.users or args.buckets or args.instances:
+            # Every resource of the two accounts has an expectation; these add or drop some.
+            raise SystemExit("--owners: not with --no-default-seed, --demo or a population")
+        add_owners_scenario()
     BUCKETS[BASE_ACCOUNT] += bulk_buckets(args.buckets, regions)
     INSTANCES[BASE_ACCOUNT] += bulk_instances(args.instances, regions)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -1503,6 +1689,9 @@ def main():
         with_root = args.demo or args.aws_like_report
         for account, cis in seed_cis(endpoint, now, seeded, console, with_root).items():
             resources[account].update(cis)
+    if args.owners:
+        for account, owners in seed_owners(endpoint, resources).items():
+            resources[account].update(owners)
     seed_seconds = round(time.monotonic() - started, 3)
     if server.counter:
         # The seeding's own requests are not the client's.
@@ -1515,6 +1704,7 @@ def main():
                 "seed_seconds": seed_seconds,
                 "accounts": seeded,
                 "resources": resources,
+                "owners_config": OWNERS_CONFIG if args.owners else None,
             }
         ),
         flush=True,
