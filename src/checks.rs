@@ -37,6 +37,41 @@ pub fn summary<'a>(
     })
 }
 
+/// Failed resources per (account, check, owner), from the findings with their owners resolved:
+/// the split of [`summary`] by owner (only the owners with a failed resource), for routing the
+/// per-account alerts to each owner.
+pub fn failed_by_owner(snapshot: &Snapshot, now: f64, c: &ChecksConfig) -> Vec<OwnerCount> {
+    let mut counts: std::collections::BTreeMap<(&str, Check, String), u64> = Default::default();
+    for a in &snapshot.accounts {
+        for f in findings(snapshot, &a.id, now, c) {
+            if f.failed {
+                *counts
+                    .entry((a.id.as_str(), f.check, f.owner.as_str().to_owned()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .map(|((account_id, check, owner), failed)| OwnerCount {
+            account_id: account_id.to_owned(),
+            check,
+            owner,
+            failed,
+        })
+        .collect()
+}
+
+/// One row of [`failed_by_owner`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnerCount {
+    pub account_id: String,
+    pub check: Check,
+    /// Empty: neither the resources nor their account have an owner.
+    pub owner: String,
+    pub failed: u64,
+}
+
 /// Who owns what in one account: its owner, and its IAM users' own owners.
 #[derive(Debug, Default)]
 pub struct Owners {

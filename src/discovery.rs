@@ -69,6 +69,8 @@ pub struct Discoverer {
     /// Built on first use: without `role_arn`, the account to count the calls under is the
     /// base credentials' (STS GetCallerIdentity), which may fail and be retried next time.
     session: tokio::sync::OnceCell<Arc<AccountSession>>,
+    /// Each account's owner as last read, kept when reading its tags fails.
+    owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Discoverer {
@@ -84,6 +86,7 @@ impl Discoverer {
             api,
             org,
             session: tokio::sync::OnceCell::new(),
+            owners: Default::default(),
         }
     }
 
@@ -170,28 +173,66 @@ impl Discoverer {
         }
         let tagging = self.config.tagging();
         if tagging.has_owner_keys() {
-            // One call per account, only when owners are wanted: a failure fails the pass, so
-            // that the last good owners stay rather than every account losing its owner.
+            // One call per account, only when owners are wanted. A failure keeps the account's
+            // last owner (none if never read) rather than stopping discovery for a label.
+            let mut failed = 0;
             for d in found.values_mut() {
-                let mut tags = Vec::new();
-                let mut pages = client
-                    .list_tags_for_resource()
-                    .resource_id(&d.id)
-                    .into_paginator()
-                    .send();
-                while let Some(page) = pages.next().await {
-                    let page =
-                        page.map_err(|e| aws_error("organizations", "ListTagsForResource", e))?;
-                    tags.extend(
-                        page.tags()
-                            .iter()
-                            .map(|t| (t.key().to_owned(), t.value().to_owned())),
-                    );
+                match self.account_tags(&client, &d.id).await {
+                    Ok(tags) => {
+                        d.owner = tagging.owner(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                        self.remember_owner(&d.id, Some(&d.owner));
+                    }
+                    Err(e) => {
+                        if failed == 0 {
+                            tracing::warn!(account_id = %d.id, error = %e, "cannot read the account's tags; its owner stays as last read");
+                        }
+                        failed += 1;
+                        d.owner = self.remember_owner(&d.id, None);
+                    }
                 }
-                d.owner = tagging.owner(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
+            if failed > 1 {
+                tracing::warn!(
+                    accounts = failed,
+                    "cannot read the tags of several accounts"
+                );
             }
         }
         Ok(found.into_values().collect())
+    }
+
+    /// The account's tags in Organizations, every page.
+    async fn account_tags(
+        &self,
+        client: &aws_sdk_organizations::Client,
+        id: &str,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let mut tags = Vec::new();
+        let mut pages = client
+            .list_tags_for_resource()
+            .resource_id(id)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| aws_error("organizations", "ListTagsForResource", e))?;
+            tags.extend(
+                page.tags()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().to_owned())),
+            );
+        }
+        Ok(tags)
+    }
+
+    /// Records the account's owner when `read`, and returns the one last read.
+    fn remember_owner(&self, id: &str, read: Option<&str>) -> String {
+        let Ok(mut owners) = self.owners.lock() else {
+            return read.unwrap_or_default().to_owned();
+        };
+        if let Some(owner) = read {
+            owners.insert(id.to_owned(), owner.to_owned());
+        }
+        owners.get(id).cloned().unwrap_or_default()
     }
 
     /// The account as discovered, unless it is not ACTIVE or is excluded.

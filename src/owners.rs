@@ -111,6 +111,18 @@ impl Labels {
     }
 }
 
+/// Keys whose labels would still collide after the `_conflict<N>` suffixes (a key written as
+/// another's suffixed name): two equal label names make Prometheus refuse the whole scrape.
+pub fn label_collision(keys: &[String]) -> Option<String> {
+    let labels = Labels::new(keys);
+    let names: Vec<&str> = labels.names().collect();
+    names
+        .iter()
+        .enumerate()
+        .find(|(i, n)| names[..*i].contains(n))
+        .map(|(_, n)| (*n).to_owned())
+}
+
 fn sanitise(key: &str) -> String {
     let mut name = String::with_capacity(4 + key.len());
     name.push_str("tag_");
@@ -186,13 +198,16 @@ impl Tagging {
 
     /// The owner named by `tags`; empty when none of the keys is there with a value.
     pub fn owner<'t>(&self, tags: impl IntoIterator<Item = (&'t str, &'t str)> + Clone) -> String {
+        // Blank values are not owners: an `owner` tag left empty does not hide an `Owner` one.
+        let named = || {
+            tags.clone()
+                .into_iter()
+                .map(|(k, v)| (k, v.trim()))
+                .filter(|(_, v)| !v.is_empty())
+        };
         self.owner_keys
             .iter()
-            .find_map(|key| {
-                lookup(tags.clone(), key, self.owners_case_insensitive)
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-            })
+            .find_map(|key| lookup(named(), key, self.owners_case_insensitive))
             .map(bounded)
             .unwrap_or_default()
     }
@@ -228,16 +243,16 @@ impl Tagging {
         self.enabled
             .then_some(("owner", tagged.owner.as_str()))
             .into_iter()
-            .chain(
-                self.labels(kind)
-                    .names()
-                    .zip(tagged.labels.iter().map(String::as_str)),
-            )
+            .chain(self.labels(kind).names().enumerate().map(|(i, name)| {
+                // A resource whose tags were not read (denied) still has every label, empty.
+                (name, tagged.labels.get(i).map_or("", String::as_str))
+            }))
     }
 }
 
-/// The value of `key` among `tags`: the exact key first, then (case-insensitive) the smallest
-/// matching key in byte order, so that the choice never depends on the order AWS lists them.
+/// The value of `key` among `tags`: the exact key first, then (ASCII case-insensitive) the
+/// smallest matching key in byte order, so that the choice never depends on the order AWS lists
+/// them.
 fn lookup<'t>(
     tags: impl IntoIterator<Item = (&'t str, &'t str)>,
     key: &str,
@@ -300,6 +315,28 @@ mod tests {
         assert_eq!(t.owner(pairs(&[("OWNER", "x"), ("owner", "y")])), "y");
         assert_eq!(t.owner(pairs(&[("Owner", "x"), ("OWNER", "z")])), "z");
         assert_eq!(t.owner(pairs(&[("OWNER", "z"), ("Owner", "x")])), "z");
+        // A blank exact-case tag does not hide a differently-cased one with a value.
+        assert_eq!(t.owner(pairs(&[("owner", ""), ("Owner", "x")])), "x");
+    }
+
+    #[test]
+    fn suffixed_names_that_collide_again_are_found() {
+        assert_eq!(label_collision(&keys(&["team", "Team"])), None);
+        assert_eq!(
+            label_collision(&keys(&["team", "Team", "team_conflict1"])).as_deref(),
+            Some("tag_team_conflict1")
+        );
+    }
+
+    #[test]
+    fn unread_tags_still_give_every_label() {
+        let t = labels(LabelsConfig {
+            s3_bucket_tags: keys(&["env", "team"]),
+            ..LabelsConfig::default()
+        });
+        let unread = Tagged::default();
+        let labels: Vec<_> = t.extra_labels(Kind::S3Bucket, &unread).collect();
+        assert_eq!(labels, [("tag_env", ""), ("tag_team", "")]);
     }
 
     #[test]

@@ -1196,6 +1196,22 @@ fn reference(
             (labels(&l), n as f64)
         }),
     );
+    if config.tagging().enabled {
+        r.gauges(
+            "owner_failed_resources",
+            None,
+            checks::failed_by_owner(snap, NOW, &config.checks)
+                .into_iter()
+                .map(|c| {
+                    let l = [
+                        ("account_id", c.account_id.as_str()),
+                        ("check", c.check.name()),
+                        ("owner", c.owner.as_str()),
+                    ];
+                    (labels(&l), c.failed as f64)
+                }),
+        );
+    }
 
     // The collectors' own runs
     let runs = || {

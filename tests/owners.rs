@@ -428,6 +428,42 @@ fn owners_and_tags_reach_the_series_the_api_and_the_audit() {
     let findings = all["findings"].as_array().unwrap();
     let own = assert_finding_owners(&emu, findings, "audit --format json");
     assert!(own > 0, "no finding had an owner of its own");
+
+    // infraaudit_owner_failed_resources splits infraaudit_check_failed_resources by the same
+    // owners: the failed findings per (account, check, owner).
+    let s = d.scrape();
+    let mut want: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    for f in findings.iter().filter(|f| f["status"] == "FAIL") {
+        let key = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+        *want
+            .entry((key("account_id"), key("check"), key("owner")))
+            .or_default() += 1.0;
+    }
+    let label = |x: &Sample, k: &str| x.labels.get(k).cloned().unwrap_or_default();
+    let got: BTreeMap<(String, String, String), f64> = s
+        .find("infraaudit_owner_failed_resources", &[])
+        .into_iter()
+        .map(|x| {
+            let key = (label(x, "account_id"), label(x, "check"), label(x, "owner"));
+            (key, x.value)
+        })
+        .collect();
+    assert_eq!(got, want, "infraaudit_owner_failed_resources");
+    assert!(
+        got.keys().any(|(_, _, o)| o.is_empty())
+            && got.keys().any(|(_, _, o)| o == "team-payments"),
+        "{got:?}"
+    );
+    for ((account, check, _), n) in &got {
+        let total = s.value(
+            "infraaudit_check_failed_resources",
+            &[("account_id", account), ("check", check)],
+        );
+        assert!(
+            total.is_some_and(|t| t >= *n),
+            "{account} {check}: {total:?} < {n}"
+        );
+    }
     for team in owners::TEAMS {
         let filtered = cli_audit(&config, &["--owner", team]);
         let got = finding_keys(filtered["findings"].as_array().unwrap());
@@ -441,6 +477,29 @@ fn owners_and_tags_reach_the_series_the_api_and_the_audit() {
         );
         assert_eq!(got, want, "audit --owner {team}");
     }
+    // An owner that no finding has is most likely misspelt: exit 64 naming the owners found,
+    // not an all-clear; and without owners configured the filter is refused.
+    let refused = |config: &str, owner: &str| {
+        let path = scratch_dir("owners-cli-refused").join("config.toml");
+        std::fs::write(&path, config.replace("{listen}", "127.0.0.1:0")).unwrap();
+        let out = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
+            .args(["audit", "--owner", owner, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "--owner {owner}");
+        assert!(out.stdout.is_empty());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = refused(&config, "team-paymnets");
+    assert!(
+        e.contains("no finding has owner \"team-paymnets\" (owners found: ")
+            && e.contains("team-payments")
+            && e.contains("team-platform"),
+        "{e}"
+    );
+    let e = refused(&two_accounts(&emu.endpoint, "1h"), "team-payments");
+    assert!(e.contains("--owner: no owners are configured"), "{e}");
 }
 
 /// Calls of `action` (any service) by `account` (any when None).

@@ -121,6 +121,13 @@ pub fn main(settings: Settings, args: &AuditArgs, progress: &ProgressBar) -> Exi
     if selected.is_empty() {
         selected = Check::all().collect();
     }
+    // Without owners every finding is unowned: an owner's filter would keep nothing, an
+    // all-clear that would not be true.
+    if args.owner.is_some() && !settings.config.tagging().enabled {
+        return config_error(
+            "--owner: no owners are configured (set [owners] tag_keys or [[accounts]] owner)",
+        );
+    }
     selected.sort();
     // Configured accounts can be refused before any AWS call (discovery may add others).
     if !settings.accounts.is_empty()
@@ -138,7 +145,18 @@ pub fn main(settings: Settings, args: &AuditArgs, progress: &ProgressBar) -> Exi
         Err(code) => return code,
     };
     if let Some(owner) = &args.owner {
-        report.only_owner(owner);
+        let known = report.only_owner(owner);
+        // No finding at all, passing or failing: most likely a misspelt owner, not a clean bill.
+        if report.findings.is_empty() && report.failures.is_empty() {
+            return config_error(format_args!(
+                "--owner: no finding has owner {owner:?} (owners found: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
     }
     progress.finish_and_clear();
     report_problems(&report);
@@ -282,6 +300,21 @@ async fn collect(
     .flat_map(futures_util::stream::iter)
     .collect()
     .await;
+    // A run made only to learn the IAM users' owners does not fail the audit: the findings on
+    // those users then go to the account's owner, as stderr says.
+    let feeding = audit::collectors_for(&selected, false);
+    failures.retain(|f| {
+        let feeds = feeding.contains(&f.collector);
+        if !feeds {
+            eprintln!(
+                "infraaudit: account {}: collector {} failed ({}): the IAM users' owners are unknown, their findings go to the account's owner",
+                f.account_id,
+                f.collector,
+                f.error.aws_code().unwrap_or(f.error.kind()),
+            );
+        }
+        feeds
+    });
 
     let snapshot = store.load();
     let now = unix_now();
@@ -324,7 +357,14 @@ async fn collect(
 impl Report {
     /// Keeps the findings of `owner`, and counts only them in the summary (checks without a
     /// verdict stay absent: unknown for that owner too).
-    fn only_owner(&mut self, owner: &str) {
+    /// Returns the owners found before the filter.
+    fn only_owner(&mut self, owner: &str) -> Vec<String> {
+        let known: std::collections::BTreeSet<String> = self
+            .findings
+            .iter()
+            .map(|f| f.owner.as_str().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
         self.findings.retain(|f| f.owner.as_str() == owner);
         for (account, checks) in &mut self.summary {
             for (check, failed) in checks.iter_mut() {
@@ -335,6 +375,7 @@ impl Report {
                     .count();
             }
         }
+        known.into_iter().collect()
     }
 }
 

@@ -75,9 +75,10 @@ pub(super) fn accounts(
             }
             None => config.aws.regions.clone(),
         };
-        let owner = a.owner.clone().unwrap_or_default();
+        // Trimmed as tag values are, so that " team-a" routes like "team-a".
+        let owner = a.owner.as_deref().unwrap_or_default().trim().to_owned();
         if a.owner.is_some()
-            && (owner.trim().is_empty()
+            && (owner.is_empty()
                 || owner.chars().count() > crate::owners::MAX_VALUE_CHARS
                 || owner.chars().any(char::is_control))
         {

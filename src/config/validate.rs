@@ -86,6 +86,12 @@ fn tag_keys(key: &str, keys: &[String]) -> Result<(), Invalid> {
             ));
         }
     }
+    if let Some(name) = crate::owners::label_collision(keys) {
+        return Err(Invalid::new(
+            key,
+            format!("two keys give the label {name:?}; rename one"),
+        ));
+    }
     Ok(())
 }
 
@@ -179,6 +185,10 @@ mod tests {
             (
                 "[labels]\nec2_instance_tags = [\"env\", \"env\"]\n".to_owned(),
                 "config: labels.ec2_instance_tags[1]: \"env\" is listed twice",
+            ),
+            (
+                "[labels]\niam_user_tags = [\"team\", \"Team\", \"team_conflict1\"]\n".to_owned(),
+                "config: labels.iam_user_tags: two keys give the label \"tag_team_conflict1\"; rename one",
             ),
             (
                 "[[accounts]]\nid = \"123456789012\"\nowner = \"  \"\n".to_owned(),

@@ -159,8 +159,11 @@ pub struct Exporter {
     intervals: Vec<(&'static str, f64)>,
     /// `[sharding]` shard and total_shards, as label values.
     shard: (String, String),
-    /// Owners are configured: `infraaudit_account_info` carries `owner`.
+    /// Owners are configured: `infraaudit_account_info` carries `owner`, and the failed
+    /// resources are also counted per owner.
     owners: bool,
+    /// The last per-owner counts, reused while neither the snapshot nor the minute changes.
+    by_owner: std::sync::Mutex<Option<ByOwner>>,
     clock: fn() -> f64,
     /// Size of the last exposition and of the last gzip body, so the next is allocated once.
     last_len: [AtomicUsize; 2],
@@ -217,6 +220,7 @@ impl Exporter {
                 .join(", "),
             checks: config.checks.clone(),
             owners: config.tagging().enabled,
+            by_owner: std::sync::Mutex::new(None),
             shard: (
                 config.sharding.shard.to_string(),
                 config.sharding.total_shards.to_string(),
@@ -256,6 +260,9 @@ impl Exporter {
         let last = &self.last_len[usize::from(gzip)];
         let mut writer = Writer::new(format, now, last.load(Ordering::Relaxed) + 4096, gzip);
         self.encode(&mut writer, &snap, now);
+        if self.owners {
+            self.encode_by_owner(&mut writer, &snap, now);
+        }
         let body = writer.finish();
         last.store(body.len(), Ordering::Relaxed);
         body
@@ -474,6 +481,63 @@ fn runs_somewhere(config: &Config, spec: &Spec) -> bool {
 }
 
 /// The check thresholds and the per-check summary, computed at every scrape: ages move.
+/// Per-owner counts of one snapshot at one time.
+struct ByOwner {
+    /// Held, so that a later snapshot cannot reuse its address and pass for it.
+    snapshot: Arc<Snapshot>,
+    at: f64,
+    rows: Arc<Vec<crate::checks::OwnerCount>>,
+}
+
+/// How long per-owner counts are reused for one snapshot: they walk every resource, and the
+/// time-based checks move by days, not seconds.
+const BY_OWNER_REUSE: f64 = 60.0;
+
+impl Exporter {
+    /// `infraaudit_owner_failed_resources`, only with owners configured.
+    fn encode_by_owner(&self, encoder: &mut Writer, snap: &Arc<Snapshot>, now: f64) {
+        let rows = {
+            let mut last = self
+                .by_owner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match last.as_ref() {
+                Some(b)
+                    if Arc::ptr_eq(&b.snapshot, snap) && (now - b.at).abs() < BY_OWNER_REUSE =>
+                {
+                    b.rows.clone()
+                }
+                _ => {
+                    let rows = Arc::new(crate::checks::failed_by_owner(snap, now, &self.checks));
+                    *last = Some(ByOwner {
+                        snapshot: snap.clone(),
+                        at: now,
+                        rows: rows.clone(),
+                    });
+                    rows
+                }
+            }
+        };
+        encoder.live(
+            Family::gauge(
+                "owner_failed_resources",
+                "Resources failing each check, per account and owner (the resource's owner, else the account's; empty when neither), for owners with at least one; the split of infraaudit_check_failed_resources. Only when owners are configured; refreshed at most every minute.",
+                None,
+            ),
+            rows.iter().map(|r| {
+                (
+                    [
+                        ("account_id", r.account_id.as_str()),
+                        ("check", r.check.name()),
+                        ("owner", r.owner.as_str()),
+                    ],
+                    r.failed as f64,
+                )
+            }),
+        );
+    }
+}
+
 fn encode_checks(encoder: &mut Writer, snap: &Snapshot, now: f64, checks: &ChecksConfig) {
     encoder.live(
         Family::gauge(

@@ -311,10 +311,20 @@ pub fn findings(account_id: &str, data: &Data, now: f64, c: &ChecksConfig, out: 
         return;
     };
     let mut add = |check, resource: String, failed, details: String| {
-        // `user/key`, a user, or account-wide (`root`, `account`); user names have no `/`.
-        let owner = match resource.as_str() {
-            "root" | "account" => Owner::Account,
-            r => Owner::User(r.split('/').next().unwrap_or(r).to_owned()),
+        // The root user's and the password policy's are the account's; the rest are on a user
+        // (`user` or `user/key`: user names have no `/`), whatever the user is called.
+        let account_wide = [
+            ROOT_ACCESS_KEY,
+            ROOT_MFA,
+            ROOT_HARDWARE_MFA,
+            ROOT_RECENT_USE,
+            PASSWORD_POLICY,
+        ];
+        let owner = if account_wide.contains(&check) {
+            Owner::Account
+        } else {
+            let user = resource.split('/').next().unwrap_or(&resource);
+            Owner::User(user.to_owned())
         };
         out.push(Finding {
             account_id: account_id.to_owned(),
