@@ -4,7 +4,7 @@
 //! wrk; see BENCHMARKS.md.
 //!
 //! Stdout, one fact per line, for the script: `encode ...` timings measured in-process before
-//! serving, `series N`, `listening ADDR`, then `refreshes N retained M checked K` after each
+//! serving (and `owners ...`, the per-owner split that scrapes compute when owners are on), `series N`, `listening ADDR`, then `refreshes N retained M checked K` after each
 //! recorded run: of K collector data replaced more than 30 s ago, M are still alive. Only scrapes
 //! in flight may hold an old snapshot, so an M above 0 is a leak.
 //!
@@ -448,6 +448,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if args.measure > 0 {
         measure(&exporter, args.measure)?;
+        // With owners configured, a scrape also splits the failed resources per owner from the
+        // findings (at most once a minute per snapshot): its cost when it is computed.
+        let snap = store.load();
+        let checks = infraaudit::config::ChecksConfig::default();
+        let (med, min) = time_ms(args.measure, || {
+            drop(infraaudit::checks::failed_by_owner(
+                &snap,
+                unix_now(),
+                &checks,
+            ))
+        });
+        println!("owners failed_by_owner median_ms={med:.1} min_ms={min:.1}");
     }
     println!("series {}", series(&exporter.render(Format::Text)));
 
