@@ -481,37 +481,35 @@ fn runs_somewhere(config: &Config, spec: &Spec) -> bool {
 }
 
 /// The check thresholds and the per-check summary, computed at every scrape: ages move.
-/// Per-owner counts of one snapshot at one time.
+/// Per-owner counts, as computed at one time.
 struct ByOwner {
-    /// Held, so that a later snapshot cannot reuse its address and pass for it.
-    snapshot: Arc<Snapshot>,
     at: f64,
+    /// Computed once every (account, collector) had run: counts from before are not reused.
+    ready: bool,
     rows: Arc<Vec<crate::checks::OwnerCount>>,
 }
 
-/// How long per-owner counts are reused for one snapshot: they walk every resource, and the
-/// time-based checks move by days, not seconds.
+/// How long per-owner counts are reused: they walk every resource (25 ms at 100k series,
+/// BENCHMARKS.md), and in a fleet the snapshot changes every few seconds, so reuse goes by time
+/// alone. The alerts that read them wait 15 minutes or more; the time-based checks move by days.
 const BY_OWNER_REUSE: f64 = 60.0;
 
 impl Exporter {
     /// `infraaudit_owner_failed_resources`, only with owners configured.
-    fn encode_by_owner(&self, encoder: &mut Writer, snap: &Arc<Snapshot>, now: f64) {
+    fn encode_by_owner(&self, encoder: &mut Writer, snap: &Snapshot, now: f64) {
         let rows = {
             let mut last = self
                 .by_owner
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             match last.as_ref() {
-                Some(b)
-                    if Arc::ptr_eq(&b.snapshot, snap) && (now - b.at).abs() < BY_OWNER_REUSE =>
-                {
-                    b.rows.clone()
-                }
+                Some(b) if b.ready && (now - b.at).abs() < BY_OWNER_REUSE => b.rows.clone(),
                 _ => {
+                    let ready = self.store.ready();
                     let rows = Arc::new(crate::checks::failed_by_owner(snap, now, &self.checks));
                     *last = Some(ByOwner {
-                        snapshot: snap.clone(),
                         at: now,
+                        ready,
                         rows: rows.clone(),
                     });
                     rows
@@ -521,7 +519,7 @@ impl Exporter {
         encoder.live(
             Family::gauge(
                 "owner_failed_resources",
-                "Resources failing each check, per account and owner (the resource's owner, else the account's; empty when neither), for owners with at least one; the split of infraaudit_check_failed_resources. Only when owners are configured; refreshed at most every minute.",
+                "Resources failing each check, per account and owner (the resource's owner, else the account's; empty when neither), for owners with at least one; the split of infraaudit_check_failed_resources, computed at most once a minute. Only when owners are configured.",
                 None,
             ),
             rows.iter().map(|r| {
@@ -717,6 +715,65 @@ mod tests {
                 ..IamData::default()
             }),
         ))
+    }
+
+    static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    fn clock() -> f64 {
+        f64::from_bits(CLOCK.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn the_split_by_owner_is_computed_once_ready_then_reused_for_a_minute() {
+        let set = |t: f64| CLOCK.store(t.to_bits(), Ordering::Relaxed);
+        let account = AccountInfo {
+            id: "1".into(),
+            name: "prod".into(),
+            ou: String::new(),
+            owner: "team-a".into(),
+        };
+        let store = Arc::new(SnapshotStore::new(vec![account], 1));
+        let mut config = Config::default();
+        config.owners.tag_keys = vec!["owner".into()];
+        let exporter = Exporter::new(store.clone(), Arc::default(), &config, "v", "r", clock);
+        let split = |n: u32| {
+            format!(
+                "infraaudit_owner_failed_resources{{account_id=\"1\",check=\"iam_access_key_age\",owner=\"team-a\"}} {n}.0\n"
+            )
+        };
+        set(1e9);
+        assert!(
+            !exporter
+                .render(Format::Text)
+                .contains("owner_failed_resources{")
+        );
+        // Ready now: counted at once, though the last count is not a minute old.
+        let keys = |users: &[&str]| {
+            let keys = users
+                .iter()
+                .map(|u| AccessKeyRecord {
+                    user: (*u).to_owned(),
+                    access_key_id: format!("AKIA{u}"),
+                    slot: 1,
+                    created: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
+                    active: true,
+                    last_used: None,
+                })
+                .collect();
+            let data = IamData {
+                keys,
+                ..IamData::default()
+            };
+            Outcome::Success(iam::SPEC.record("1", Arc::new(data)))
+        };
+        store.record("1", "iam", keys(&["alice"]), 1.0, 1e9);
+        assert!(exporter.render(Format::Text).contains(&split(1)));
+        // A second failing key: the count is reused for a minute, then follows.
+        store.record("1", "iam", keys(&["alice", "bob"]), 1.0, 1e9 + 30.0);
+        set(1e9 + 30.0);
+        assert!(exporter.render(Format::Text).contains(&split(1)));
+        set(1e9 + 61.0);
+        assert!(exporter.render(Format::Text).contains(&split(2)));
     }
 
     #[test]
