@@ -22,7 +22,8 @@ h3{margin:1em 0 .3em;font-size:1em}\
 table{border-collapse:collapse;margin:.2em 0 .6em}\
 th,td{border:1px solid #ccc;padding:.2em .6em;text-align:left;vertical-align:top}\
 th{background:#f4f4f4}td.n{text-align:right}\
-.bad{color:#b00020;font-weight:600}.ok{color:#17692b}.muted{color:#666}";
+.bad{color:#b00020;font-weight:600}.ok{color:#17692b}.muted{color:#666}\
+.unknown{color:#555;background:#eee;padding:.1em .4em}";
 
 /// The page for `snapshot` now; `api`: whether the JSON API is on, to link its document.
 pub fn render(snapshot: &Snapshot, checks: &ChecksConfig, api: bool) -> String {
@@ -83,13 +84,27 @@ fn account_section(
     let iam = snapshot.data::<IamData>(&account.id, iam::NAME);
     collectors(out, snapshot, &account.id, iam, now);
     failing_checks(out, snapshot, &account.id, c, now);
-    if let Some(iam) = iam {
-        oldest_keys(out, iam, c, now);
-    }
     let found = checks::findings(snapshot, &account.id, now, c);
     by_owner(out, &found);
+    if let Some(iam) = iam {
+        oldest_keys(out, iam, c, now);
+        failed_findings(
+            out,
+            &found,
+            iam::checks::USER_CONSOLE_MFA,
+            "Console users without MFA",
+            "user",
+        );
+    }
     if snapshot.data::<s3::S3Data>(&account.id, s3::NAME).is_some() {
         failed_findings(out, &found, s3::PUBLIC_ACCESS, "Public buckets", "bucket");
+        failed_findings(
+            out,
+            &found,
+            s3::ENCRYPTION_CHECK,
+            "Buckets without default encryption",
+            "bucket",
+        );
     }
     if snapshot
         .data::<ec2::Ec2Data>(&account.id, ec2::NAME)
@@ -157,7 +172,8 @@ fn health(s: &RunStatus) -> String {
     }
 }
 
-/// Failing checks with their counts, then the passing and the unknown ones by name.
+/// Failing checks with their counts, then the passing and the unknown ones by name. Only a page
+/// where every check has a verdict and none fails says so in green: unknown is never passing.
 fn failing_checks(
     out: &mut String,
     snapshot: &Snapshot,
@@ -178,19 +194,55 @@ fn failing_checks(
             None => unknown.push(check.name()),
         }
     }
-    if failing.is_empty() {
-        out.push_str("<p class=\"ok\">No check fails.</p>\n");
-    } else {
+    if !failing.is_empty() {
         table(
             out,
             &["check", "failing", "a resource fails when"],
             &failing,
         );
+    } else if unknown.is_empty() {
+        out.push_str("<p class=\"ok\">No check fails.</p>\n");
+    } else if passing.is_empty() {
+        out.push_str("<p class=\"unknown\">No data: no check has a verdict yet.</p>\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "<p class=\"unknown\">No check with data fails; {} of {} have no data.</p>",
+            unknown.len(),
+            unknown.len() + passing.len()
+        );
     }
-    for (label, names) in [("Passing", passing), ("No data", unknown)] {
-        if !names.is_empty() {
-            let _ = writeln!(out, "<p class=\"muted\">{label}: {}.</p>", names.join(", "));
+    if !passing.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"muted\">Passing: {}.</p>",
+            passing.join(", ")
+        );
+    }
+    // Unknown checks by collector, with why: the collector has not succeeded, or is not run.
+    let mut by_collector: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for check in Check::all().filter(|c| unknown.contains(&c.name())) {
+        match by_collector
+            .iter_mut()
+            .find(|(c, _)| *c == check.collector())
+        {
+            Some((_, names)) => names.push(check.name()),
+            None => by_collector.push((check.collector(), vec![check.name()])),
         }
+    }
+    for (collector, names) in by_collector {
+        let entry = snapshot.entries.get(&(account_id.to_owned(), collector));
+        let why = match entry {
+            None => format!("the {collector} collector has not finished a run"),
+            Some(e) if e.data.is_none() => format!("the {collector} collector has not succeeded"),
+            // Data, but not enough for these checks (no root row, a denied call).
+            Some(_) => format!("the {collector} collector's data cannot decide them"),
+        };
+        let _ = writeln!(
+            out,
+            "<p class=\"unknown\">No data ({why}): {}.</p>",
+            names.join(", ")
+        );
     }
 }
 
@@ -548,8 +600,19 @@ mod tests {
             ),
             "{page}"
         );
-        // The account whose IAM never succeeded: every check unknown, not passing.
-        assert!(page.contains("No data: iam_access_key_age,"));
+        // The account whose IAM never succeeded: every check unknown, not passing, and nothing
+        // in green for it.
+        let staging = &page[page.find("staging").unwrap()..];
+        assert!(
+            staging.contains("No data: no check has a verdict yet."),
+            "{staging}"
+        );
+        assert!(
+            staging.contains("No data (the iam collector has not succeeded): iam_access_key_age,"),
+            "{staging}"
+        );
+        assert!(!staging.contains("class=\"ok\""), "{staging}");
+        assert!(!staging.contains("No check fails"), "{staging}");
     }
 
     #[test]
@@ -567,6 +630,16 @@ mod tests {
         ));
         assert!(!page.contains("<code>prod-logs</code>"));
         assert!(page.contains("<code>us-east-1/i-0us000000000000001</code>"));
+        // Named, not only counted: the users without MFA and the unencrypted buckets.
+        let mfa = &page[page.find("<h3>Console users without MFA</h3>").unwrap()..];
+        assert!(
+            mfa.starts_with("<h3>Console users without MFA</h3>\n<table>"),
+            "{mfa}"
+        );
+        assert!(mfa.contains("<td><code>alice</code></td>"), "{mfa}");
+        assert!(
+            page.contains("<h3>Buckets without default encryption</h3>\n<p class=\"ok\">None.</p>")
+        );
         assert!(!page.contains("i-0us000000000000002"));
     }
 

@@ -1,7 +1,8 @@
 //! The HTML overview at `/`, end to end: the real binary against the emulator, the page rendered
 //! by a real browser (Debian's headless Chromium), and what a person would read on it: the
 //! account, the oldest keys, public buckets, IMDSv1 instances and the failing checks with their
-//! counts. A screenshot of the page is left in the scratch directory.
+//! counts; and, with every collector failing, no data shown as such rather than as passing. A
+//! screenshot of the page is left in the scratch directory.
 
 // Test code: a failed expectation should panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -122,6 +123,35 @@ fn the_overview_shows_each_accounts_failing_checks_and_worst_findings() {
 /// Runs headless Chromium with `args` and returns its stdout. It runs in its own process group
 /// with a fresh profile in `dir`, and the whole group is killed when it outlives
 /// [`BROWSER_TIMEOUT`].
+/// Every collector failing (AWS unreachable): each account says in grey that no check has data,
+/// and why; nothing on the page reads as passing.
+#[test]
+fn with_every_collector_failing_nothing_reads_as_passing() {
+    let dir = scratch_dir("overview-failing");
+    // A loopback port nothing listens on: every AWS call fails.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let d = Daemon::start("overview-failing", &two_accounts(&dead, "1h"));
+    d.wait_ready(Duration::from_secs(120));
+    let dom = chromium(&dir, &["--dump-dom", &d.url], "dump-dom-failing");
+    let text = visible_text(&dom);
+    assert!(
+        !dom.contains("class=\"ok\""),
+        "green on a page without data:\n{dom}"
+    );
+    assert!(!text.contains("No check fails"), "{text}");
+    assert!(!text.contains("Passing:"), "{text}");
+    assert!(!text.contains("None."), "{text}");
+    assert_eq!(
+        text.matches("No data: no check has a verdict yet.").count(),
+        2,
+        "both accounts unknown:\n{text}"
+    );
+    assert!(
+        text.contains("No data (the iam collector has not succeeded): iam_access_key_age,"),
+        "{text}"
+    );
+}
+
 fn chromium(dir: &Path, args: &[&str], tag: &str) -> String {
     use std::os::unix::process::CommandExt as _;
 
