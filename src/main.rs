@@ -146,6 +146,9 @@ fn init_logging(sdk: &str, filter: &str, progress: ProgressBar) {
     .iter()
     .map(|target| format!("{target}={sdk},"))
     .collect::<String>()
+        // The chain's warning is the SDK's debug dump of the failed provider; the error that
+        // follows names the cause in one line.
+        + "aws_config::meta::credentials::chain=error,"
         + filter;
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -165,11 +168,9 @@ async fn run(settings: Settings, web: Option<Arc<web::Live>>) -> Result<(), Stri
     let base = aws::base_config(&cfg.aws).await;
     // With discovery, the organization's accounts are the default, not the ambient one.
     let statics = if settings.accounts.is_empty() && settings.organizations.is_none() {
-        let id = aws::caller_account(&base).await.map_err(|e| {
-            format!(
-                "no [[accounts]] configured and the ambient credentials' account is unknown: {e}"
-            )
-        })?;
+        let id = aws::caller_account(&base)
+            .await
+            .map_err(|e| cli::ambient_unknown(&e))?;
         tracing::info!(account_id = %id, "no [[accounts]] configured: auditing the account of the ambient credentials");
         vec![cfg.ambient_account(id)]
     } else {

@@ -523,3 +523,96 @@ fn deprecated_check_config_flag_still_works() {
     let out = infraaudit(&["--check-config", "--config", bad.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// The daemon as `make run` starts it on a machine without AWS credentials (no AWS variables,
+/// no ~/.aws in its empty HOME, default logging), plus `env`: its exit code and stderr.
+fn run_without_credentials(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = scratch_dir(name);
+    let path = dir.join("config.toml");
+    // Nothing leaves loopback even if a credential were found somewhere.
+    std::fs::write(
+        &path,
+        "[server]\nlisten_address = \"127.0.0.1:0\"\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infraaudit"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &dir)
+        .envs(env.iter().copied())
+        .arg("--config")
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{name}: still running after 60 s without credentials");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), text(&out.stderr))
+}
+
+/// The message ends stderr, in two lines, and names what to do; none of the SDK's chain.
+fn assert_says_what_to_do(code: Option<i32>, stderr: &str) {
+    assert_eq!(code, Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("infraaudit: no AWS credentials "))
+        .unwrap_or_else(|| panic!("no 'no AWS credentials' line:\n{stderr}"));
+    assert_eq!(
+        lines.len() - at,
+        2,
+        "the message is not the last two lines:\n{stderr}"
+    );
+    assert!(lines[at + 1].contains("docs/aws-setup.md"), "{stderr}");
+    assert!(lines[at + 1].contains("make demo"), "{stderr}");
+    for noise in ["dispatch", "ProviderError", "WARN", "provider failed"] {
+        assert!(!stderr.contains(noise), "{noise:?} in:\n{stderr}");
+    }
+}
+
+/// `make run` without credentials exits 1 at once with two lines that say what to do.
+#[test]
+fn without_credentials_the_daemon_says_what_to_do_in_two_lines() {
+    let (code, stderr) = run_without_credentials(
+        "cli-no-credentials",
+        &[("AWS_EC2_METADATA_DISABLED", "true")],
+    );
+    assert_says_what_to_do(code, &stderr);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+
+    // Off EC2 the chain ends at the instance metadata service, which may refuse (a proxy's 403
+    // here, on loopback): the same two lines, with the refusal's cause.
+    let imds = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", imds.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in imds.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 403 Forbidden\r\ncontent-length: 6\r\nconnection: close\r\n\r\ndenied",
+            );
+        }
+    });
+    let (code, stderr) = run_without_credentials(
+        "cli-imds-refuses",
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint)],
+    );
+    assert_says_what_to_do(code, &stderr);
+    assert!(
+        stderr.contains(
+            "no AWS credentials could be loaded (environment, ~/.aws, instance or container role): "
+        ),
+        "{stderr}"
+    );
+}

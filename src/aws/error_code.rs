@@ -51,6 +51,9 @@ const KNOWN: &[&str] = &[
 /// Codes for attempts that got no HTTP response.
 pub const TIMEOUT: &str = "timeout";
 pub const CONNECTION_ERROR: &str = "connection_error";
+/// For a call that found no credentials to sign with (none in the environment, the profile
+/// files or an instance or container role), so it never reached AWS.
+pub const NO_CREDENTIALS: &str = "no_credentials";
 
 /// The bounded code for a failed response with this status, headers and (buffered) body.
 pub fn from_response<'h>(

@@ -443,6 +443,22 @@ where
             message: failed.to_string(),
         };
     }
+    // No credentials from the default chain: none anywhere, or the one source it found (an
+    // instance role, a profile) failed. The call never left this machine.
+    if let Some(e) = find_source::<CredentialsError>(&err) {
+        let message = match e {
+            CredentialsError::CredentialsNotLoaded(_) => "no AWS credentials found".to_owned(),
+            // The chain's own words say nothing ("an error occurred while loading
+            // credentials"); its cause does.
+            other => std::error::Error::source(other).map_or_else(|| other.to_string(), causes),
+        };
+        return Error::Aws {
+            service,
+            operation,
+            code: error_code::NO_CREDENTIALS.to_owned(),
+            message: bounded_message(&message),
+        };
+    }
     let (code, message) = match &err {
         SdkError::ServiceError(e) => {
             let message = e.err().message().unwrap_or_default();

@@ -223,9 +223,7 @@ async fn collect(
         all
     } else if settings.accounts.is_empty() {
         let id = aws::caller_account(&base).await.map_err(|e| {
-            eprintln!(
-                "infraaudit: no [[accounts]] configured and the ambient credentials' account is unknown: {e}"
-            );
+            eprintln!("infraaudit: {}", super::ambient_unknown(&e));
             ExitCode::FAILURE
         })?;
         let ambient = vec![cfg.ambient_account(id)];

@@ -136,6 +136,30 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+/// Why the ambient credentials' account is unknown, for a message that starts "infraaudit: ".
+/// Without any credentials it says what to do in two lines, not the SDK's chain of causes.
+pub fn ambient_unknown(e: &infraaudit::error::Error) -> String {
+    if let infraaudit::error::Error::Aws { code, message, .. } = e
+        && code == infraaudit::aws::error_code::NO_CREDENTIALS
+    {
+        let first = match message.as_str() {
+            "no AWS credentials found" => "no AWS credentials found (none in the environment, \
+                 ~/.aws or an instance or container role)."
+                .to_owned(),
+            reason => format!(
+                "no AWS credentials could be loaded (environment, ~/.aws, instance or container \
+                 role): {reason}"
+            ),
+        };
+        format!(
+            "{first}\nSet some up as docs/aws-setup.md shows, or try infraaudit without AWS: \
+             `make demo` in its source tree."
+        )
+    } else {
+        format!("no [[accounts]] configured and the ambient credentials' account is unknown: {e}")
+    }
+}
+
 /// Prints `message` as a usage or configuration error and returns exit code 64.
 pub fn config_error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("infraaudit: {message}");
