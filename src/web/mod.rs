@@ -205,11 +205,55 @@ fn yaml_error(e: serde_norway::Error) -> WebConfigError {
                     Some((_, expected)) => format!("{kind}: expected {expected}"),
                     None => kind.to_owned(),
                 };
-                return WebConfigError::new(key, message);
+                return plain(key, &message);
             }
         }
     }
-    WebConfigError::new(key, message)
+    plain(key, message)
+}
+
+/// serde's wording, made to read like the configuration's errors: the unknown field in the key
+/// and a plain list of the known ones (not nested backticks), "a map" for our internal struct
+/// names, and the position last as "(line L, column C)".
+fn plain(key: &str, message: &str) -> WebConfigError {
+    let (message, position) = match message.rsplit_once(" at line ") {
+        Some((before, at)) => match at.split_once(" column ") {
+            Some((line, column))
+                if line.parse::<u32>().is_ok() && column.parse::<u32>().is_ok() =>
+            {
+                (before, format!(" (line {line}, column {column})"))
+            }
+            _ => (message, String::new()),
+        },
+        None => (message, String::new()),
+    };
+    let unknown = message.strip_prefix("unknown field `").and_then(|rest| {
+        let (field, known) = rest.split_once("`, ")?;
+        let known = known
+            .strip_prefix("expected one of ")
+            .or_else(|| known.strip_prefix("expected "))?;
+        let names: Vec<&str> = known
+            .split(", ")
+            .flat_map(|n| n.split(" or "))
+            .map(|n| n.trim_matches('`'))
+            .collect();
+        Some((field, names.join(", ")))
+    });
+    if let Some((field, known)) = unknown {
+        let key = match key {
+            "(top level)" => field.to_owned(),
+            key => format!("{key}.{field}"),
+        };
+        return WebConfigError::new(
+            key,
+            format!("unknown field; known fields: {known}{position}"),
+        );
+    }
+    let message = match message.find("expected struct ") {
+        Some(at) => format!("{}expected a map", &message[..at]),
+        None => message.to_owned(),
+    };
+    WebConfigError::new(key, format!("{message}{position}"))
 }
 
 fn build(sources: &Sources) -> Result<WebConfig, WebConfigError> {
@@ -432,8 +476,7 @@ mod tests {
     #[test]
     fn unknown_and_unsupported_keys_are_errors_naming_the_key() {
         let e = err("tls_server_config:\n  cert_fle: x\n");
-        assert_eq!(e.key, "tls_server_config", "{e}");
-        assert!(e.message.contains("cert_fle"), "{e}");
+        assert_eq!(e.key, "tls_server_config.cert_fle", "{e}");
         let e = err("basic_auth_user:\n  a: b\n");
         assert!(e.to_string().contains("basic_auth_user"), "{e}");
         let e = err("tls_server_config:\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n");
@@ -452,6 +495,40 @@ mod tests {
         assert_eq!(e.key, "http_server_config.headers.X-Powered-By", "{e}");
         let e = err("http_server_config:\n  headers:\n    X-Frame-Options: allow\n");
         assert_eq!(e.key, "http_server_config.headers.X-Frame-Options", "{e}");
+    }
+
+    #[test]
+    fn errors_read_like_the_configurations() {
+        // Unknown fields: named in the key, the known ones as a plain list, position last.
+        let e = err("tls_server_config:\n  foo: 1\n");
+        assert_eq!(e.key, "tls_server_config.foo", "{e}");
+        assert!(
+            e.message
+                .starts_with("unknown field; known fields: cert, key, client_ca,"),
+            "{e}"
+        );
+        assert!(e.message.ends_with(" (line 2, column 3)"), "{e}");
+        let e = err("nope: 1\n");
+        assert_eq!(e.key, "nope", "{e}");
+        assert_eq!(
+            e.message,
+            "unknown field; known fields: tls_server_config, http_server_config, \
+             basic_auth_users, rate_limit"
+        );
+        // No internal type names, no backticks anywhere.
+        let e = err("tls_server_config: [\n");
+        assert_eq!(
+            e.to_string(),
+            "tls_server_config: invalid type: sequence, expected a map (line 1, column 20)"
+        );
+        for text in ["tls_server_config:\n  foo: 1\n", "nope: 1\n"] {
+            assert!(!err(text).to_string().contains('`'), "{text}");
+        }
+        let e = err("rate_limit: 3\n");
+        assert!(
+            e.message.ends_with("expected a map (line 1, column 13)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -480,11 +557,11 @@ mod tests {
                 "basic_auth_users.alice",
                 "expected a string",
             ),
-            (format!("\"{hash}\"\n"), "(top level)", "expected struct"),
+            (format!("\"{hash}\"\n"), "(top level)", "expected a map"),
             (
                 format!("basic_auth_users: \"{hash}, expected a map\"\n"),
                 "basic_auth_users",
-                "invalid type: expected a map at line 1",
+                "invalid type: expected a map (line 1",
             ),
         ] {
             let e = err(&text);
