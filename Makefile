@@ -1,7 +1,7 @@
 # `make run` runs the exporter; `make test` installs the test prerequisites and runs every check.
 CONFIG ?=
 
-.PHONY: run build test test-deps lint golden demo bench bench-load bench-abuse bench-api bench-prowler bench-fleet bench-scrape
+.PHONY: run build test test-deps lint golden runbook-links demo bench bench-load bench-abuse bench-api bench-prowler bench-fleet bench-scrape
 
 run:
 	cargo run --release --locked -- $(if $(CONFIG),--config $(CONFIG))
@@ -23,6 +23,10 @@ test: test-deps lint
 # Rewrites tests/golden/ from the current code; review the diff before committing it.
 golden:
 	INFRAAUDIT_UPDATE_GOLDEN=1 cargo test --locked --test golden
+
+# Runbook links of alerts and dashboards to RUNBOOK_BASE#<section> (default: docs/runbook.md on GitHub).
+runbook-links:
+	scripts/gen-runbook-links.sh $(if $(RUNBOOK_BASE),--base '$(RUNBOOK_BASE)')
 
 # The whole stack on loopback without AWS: emulator, exporter, Prometheus, Alertmanager. Ctrl-C stops it.
 demo:

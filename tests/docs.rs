@@ -2,8 +2,10 @@
 //! docs/aws-setup.md are exactly what the collectors and discovery declare, the metrics reference
 //! in docs/metrics.md lists exactly the families the exporter writes, the README's example series
 //! are lines of the golden file, CONTRIBUTING.md names every test file, every relative link and
-//! `#anchor` of the repository's Markdown files resolves (GitHub's heading slugs), and the README
-//! stays a front door of at most 15 KB.
+//! `#anchor` of the repository's Markdown files resolves (GitHub's heading slugs), every runbook
+//! link of the alerts and dashboards leads to a section of docs/runbook.md (and
+//! scripts/gen-runbook-links.sh moves them all to another base and back), and the README stays a
+//! front door of at most 15 KB.
 
 // Test code: a failed expectation should panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,6 +14,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
 
 fn doc(rel: &str) -> String {
     common::read(&common::repo().join(rel))
@@ -199,6 +204,361 @@ fn link_checker_reports_each_kind_of_broken_link() {
         "{:#?}",
         report.broken
     );
+}
+
+/// Every runbook link (the alerts' `runbook_url`, in the rules, the PrometheusRule and the
+/// expected alerts of the promtool tests; the dashboards' links titled "Runbook...") is the
+/// default base, `#`, and the anchor of a heading of docs/runbook.md; every alert has one, to its
+/// own section; and scripts/gen-runbook-links.sh finds nothing to change.
+#[test]
+fn runbook_links_lead_to_sections_of_the_runbook() {
+    let repo = common::repo();
+    let base = default_runbook_base();
+    let slugs = heading_slugs(&doc("docs/runbook.md"));
+    assert!(slugs.contains("infraauditaccesskeytooold"), "{slugs:?}");
+    let mut checked = 0;
+    for file in runbook_link_files(&repo) {
+        let links = runbook_links(&repo, &file);
+        let optional = file.starts_with("alerts/tests/");
+        assert!(optional || !links.is_empty(), "{file}: no runbook links");
+        for link in links {
+            let anchor = link
+                .url
+                .strip_prefix(&format!("{base}#"))
+                .unwrap_or_else(|| panic!("{file}: {} does not start with {base}#", link.url));
+            assert!(
+                slugs.contains(anchor),
+                "{file}: {}: docs/runbook.md has no heading with the anchor #{anchor}",
+                link.url
+            );
+            // A panel link's title names the section it leads to.
+            if let Some(section) = link
+                .title
+                .as_deref()
+                .and_then(|t| t.strip_prefix("Runbook: "))
+            {
+                assert_eq!(
+                    heading_slugs(&format!("## {section}")),
+                    BTreeSet::from([anchor.to_owned()]),
+                    "{file}: the link titled {:?} leads to #{anchor}",
+                    link.title
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 150, "only {checked} runbook links checked");
+
+    for file in [
+        "alerts/infraaudit.rules.yml",
+        "deploy/kubernetes/base/prometheusrule.yaml",
+    ] {
+        let rules = alert_rules(&yaml(&repo, file));
+        assert!(rules.len() >= 31, "{file}: {} alerts", rules.len());
+        for (alert, runbook_url) in rules {
+            let runbook_url =
+                runbook_url.unwrap_or_else(|| panic!("{file}: {alert} has no runbook_url"));
+            let want = format!("{base}#{}", alert.to_lowercase());
+            assert_eq!(runbook_url, want, "{file}: {alert}'s runbook_url");
+        }
+    }
+
+    let out = Command::new(repo.join("scripts/gen-runbook-links.sh"))
+        .arg("--check")
+        .output()
+        .expect("cannot run scripts/gen-runbook-links.sh");
+    assert!(
+        out.status.success(),
+        "scripts/gen-runbook-links.sh --check:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// scripts/gen-runbook-links.sh, on a copy of the files it reads and writes: `--base` moves every
+/// runbook link to that base and keeps its section, `--check` then fails, and a run without
+/// `--base` gives back the shipped files byte for byte.
+#[test]
+fn runbook_links_move_to_another_base_and_back() {
+    let repo = common::repo();
+    let copy = common::scratch_dir("runbook-links");
+    let files = runbook_link_files(&repo);
+    let scripts = [
+        "Cargo.toml",
+        "scripts/gen-runbook-links.sh",
+        "scripts/gen-prometheusrule.sh",
+    ];
+    for rel in files.iter().map(String::as_str).chain(scripts) {
+        std::fs::create_dir_all(copy.join(rel).parent().unwrap()).unwrap();
+        // Keeps the scripts' mode: they run from the copy.
+        std::fs::copy(repo.join(rel), copy.join(rel)).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(copy.join("scripts/gen-runbook-links.sh"))
+            .args(args)
+            .output()
+            .expect("cannot run scripts/gen-runbook-links.sh");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), report)
+    };
+
+    let elsewhere = "https://wiki.example.com/infraaudit/runbook";
+    let (code, report) = run(&["--base", elsewhere]);
+    assert_eq!(code, Some(0), "--base {elsewhere}:\n{report}");
+    let default = format!("{}#", default_runbook_base());
+    for file in &files {
+        let before = runbook_links(&repo, file);
+        let after = runbook_links(&copy, file);
+        assert_eq!(
+            before.len(),
+            after.len(),
+            "{file}: runbook links before and after"
+        );
+        for (b, a) in before.iter().zip(&after) {
+            let want = b.url.replacen(&default, &format!("{elsewhere}#"), 1);
+            assert_eq!(a.url, want, "{file}: {:?}", a.title);
+        }
+    }
+    let (code, report) = run(&["--check"]);
+    assert_eq!(code, Some(1), "--check after --base:\n{report}");
+    assert!(
+        report.contains("alerts/infraaudit.rules.yml") && report.contains("dashboards/"),
+        "--check after --base:\n{report}"
+    );
+
+    let (code, report) = run(&[]);
+    assert_eq!(code, Some(0), "without --base:\n{report}");
+    for file in &files {
+        assert!(
+            common::read(&repo.join(file)) == common::read(&copy.join(file)),
+            "{file}: differs from the shipped file after --base and back (see {})",
+            copy.display()
+        );
+    }
+    std::fs::remove_dir_all(&copy).unwrap();
+}
+
+/// Each dashboard links the runbook and the exporter's HTML overview (its address in the textbox
+/// variable `overview_url`), every panel but the rows links its runbook sections, panel ids are
+/// unique, and the posture dashboard lists the firing and pending infraaudit alerts.
+#[test]
+fn dashboards_link_the_runbook_and_the_overview() {
+    let repo = common::repo();
+    let base = default_runbook_base();
+    let mut alert_lists = 0;
+    for file in dashboard_files(&repo) {
+        let dashboard: Value = serde_json::from_str(&doc(&file)).unwrap();
+        let links = dashboard["links"].as_array().unwrap();
+        let link = |title: &str| {
+            links
+                .iter()
+                .find(|l| l["title"] == title)
+                .unwrap_or_else(|| panic!("{file}: no dashboard link {title:?}: {links:#?}"))
+        };
+        let runbook = link("Runbook");
+        assert!(
+            runbook["url"].as_str().unwrap().starts_with(&base),
+            "{file}: {runbook}"
+        );
+        let overview = link("Exporter overview");
+        assert_eq!(overview["url"], "${overview_url}", "{file}");
+        // Time range and variables appended to the exporter's URL would be nonsense.
+        assert_eq!(overview["includeVars"], false, "{file}");
+        assert_eq!(overview["keepTime"], false, "{file}");
+        let variable = dashboard["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "overview_url")
+            .unwrap_or_else(|| panic!("{file}: no variable overview_url"));
+        assert_eq!(variable["type"], "textbox", "{file}");
+        assert_eq!(variable["query"], "http://localhost:10025/", "{file}");
+        assert_eq!(variable["current"]["value"], variable["query"], "{file}");
+
+        let mut panels = Vec::new();
+        flat_panels(&dashboard["panels"], &mut panels);
+        assert!(panels.len() >= 8, "{file}: {} panels", panels.len());
+        let mut ids = BTreeSet::new();
+        for panel in panels {
+            let title = panel["title"].as_str().unwrap();
+            assert!(
+                ids.insert(panel["id"].as_u64().unwrap()),
+                "{file}: panel id {} twice",
+                panel["id"]
+            );
+            if panel["type"] == "row" {
+                continue;
+            }
+            let runbook_links = panel["links"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|l| {
+                    l["title"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("Runbook: "))
+                })
+                .count();
+            assert!(
+                runbook_links > 0,
+                "{file}: panel {title:?} has no runbook link"
+            );
+            if panel["type"] == "alertlist" {
+                alert_lists += 1;
+                let options = &panel["options"];
+                assert_eq!(options["alertName"], "InfraAudit", "{file}: {title}");
+                let states = &options["stateFilter"];
+                assert_eq!(
+                    (&states["firing"], &states["pending"], &states["normal"]),
+                    (&Value::Bool(true), &Value::Bool(true), &Value::Bool(false)),
+                    "{file}: {title}: {states}"
+                );
+            }
+        }
+    }
+    assert_eq!(alert_lists, 1, "one alert list, on the posture dashboard");
+}
+
+/// docs/runbook.md on GitHub, from Cargo.toml's `repository`, as scripts/gen-runbook-links.sh
+/// derives it.
+fn default_runbook_base() -> String {
+    let repository = env!("CARGO_PKG_REPOSITORY");
+    assert!(
+        repository.starts_with("https://"),
+        "Cargo.toml's [package] repository is {repository:?}"
+    );
+    format!("{repository}/blob/main/docs/runbook.md")
+}
+
+fn dashboard_files(repo: &Path) -> Vec<String> {
+    let files = files_in(repo, "dashboards", "json");
+    assert!(files.len() >= 3, "{files:?}");
+    files
+}
+
+/// The files with runbook links, relative to `repo`.
+fn runbook_link_files(repo: &Path) -> Vec<String> {
+    let mut files = vec![
+        "alerts/infraaudit.rules.yml".to_owned(),
+        "deploy/kubernetes/base/prometheusrule.yaml".to_owned(),
+    ];
+    files.extend(files_in(repo, "alerts/tests", "yaml"));
+    files.extend(dashboard_files(repo));
+    files
+}
+
+/// The `*.ext` files of `dir`, relative to `repo`, sorted.
+fn files_in(repo: &Path, dir: &str, ext: &str) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(repo.join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(&format!(".{ext}")))
+        .map(|name| format!("{dir}/{name}"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no *.{ext} in {dir}");
+    files
+}
+
+fn yaml(root: &Path, rel: &str) -> Value {
+    let text = common::read(&root.join(rel));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[derive(Debug)]
+struct RunbookLink {
+    /// The link's title, on a dashboard.
+    title: Option<String>,
+    url: String,
+}
+
+/// The runbook links of `rel` under `root`, in file order: every `runbook_url` of a YAML file, and
+/// the url of every object of a dashboard whose title starts with "Runbook". Fails on a
+/// `runbook_url:` line that the parse did not find, and on a dashboard url that mentions a runbook
+/// in an object with another title: scripts/gen-runbook-links.sh would miss both.
+fn runbook_links(root: &Path, rel: &str) -> Vec<RunbookLink> {
+    fn walk(v: &Value, json: bool, out: &mut Vec<RunbookLink>, rel: &str) {
+        match v {
+            Value::Object(map) => {
+                if json && let Some(url) = map.get("url").and_then(Value::as_str) {
+                    let title = map.get("title").and_then(Value::as_str).unwrap_or_default();
+                    if title.starts_with("Runbook") {
+                        out.push(RunbookLink {
+                            title: Some(title.to_owned()),
+                            url: url.to_owned(),
+                        });
+                    } else {
+                        assert!(
+                            !url.to_lowercase().contains("runbook"),
+                            "{rel}: a runbook link titled {title:?} (not \"Runbook...\"): {url}"
+                        );
+                    }
+                }
+                for (key, value) in map {
+                    if !json && key == "runbook_url" {
+                        let url = value.as_str();
+                        let url = url.unwrap_or_else(|| panic!("{rel}: runbook_url {value}"));
+                        out.push(RunbookLink {
+                            title: None,
+                            url: url.to_owned(),
+                        });
+                    }
+                    walk(value, json, out, rel);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, json, out, rel)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if rel.ends_with(".json") {
+        let text = common::read(&root.join(rel));
+        let dashboard: Value = serde_json::from_str(&text).unwrap();
+        walk(&dashboard, true, &mut out, rel);
+    } else {
+        walk(&yaml(root, rel), false, &mut out, rel);
+        let lines = common::read(&root.join(rel))
+            .lines()
+            .filter(|l| l.trim_start().starts_with("runbook_url:"))
+            .count();
+        assert_eq!(
+            lines,
+            out.len(),
+            "{rel}: runbook_url lines and parsed values"
+        );
+    }
+    out
+}
+
+/// (alert, its runbook_url) of every alerting rule of a rules file or PrometheusRule.
+fn alert_rules(file: &Value) -> Vec<(String, Option<String>)> {
+    let groups = file
+        .get("spec")
+        .unwrap_or(file)
+        .get("groups")
+        .and_then(Value::as_array)
+        .expect("no groups");
+    groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter_map(|rule| {
+            let alert = rule["alert"].as_str()?;
+            let url = rule["annotations"]["runbook_url"].as_str();
+            Some((alert.to_owned(), url.map(str::to_owned)))
+        })
+        .collect()
+}
+
+/// Every panel of a dashboard, rows' nested panels included.
+fn flat_panels<'a>(panels: &'a Value, out: &mut Vec<&'a Value>) {
+    for p in panels.as_array().into_iter().flatten() {
+        out.push(p);
+        flat_panels(&p["panels"], out);
+    }
 }
 
 /// The Markdown files of the repository, relative to it, outside hidden directories (`.git`,
