@@ -4,6 +4,7 @@ CONFIG ?=
 .PHONY: run build test test-deps lint golden runbook-links demo bench bench-load bench-abuse bench-api bench-prowler bench-fleet bench-scrape
 
 run:
+	@echo "make run: building the release binary (the first build takes about 8 minutes on 2 CPUs)" >&2
 	cargo run --release --locked -- $(if $(CONFIG),--config $(CONFIG))
 
 build:

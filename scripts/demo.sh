@@ -14,8 +14,21 @@ exporter_port=${DEMO_EXPORTER_PORT:-19025}
 prometheus_port=${DEMO_PROMETHEUS_PORT:-19090}
 alertmanager_port=${DEMO_ALERTMANAGER_PORT:-19093}
 
-scripts/test-deps.sh
-cargo build --locked --quiet
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh  # the script runs from the repository root
+
+# Only what the demo runs: the emulator's venv, Prometheus, Alertmanager and curl (not the test
+# suite's browser, validators and cargo-deny, which `make test` installs).
+echo "demo: [1/3] prerequisites (emulator venv, Prometheus, Alertmanager)" >&2
+make_venv .venv tests/emulator/requirements.txt
+missing=()
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+command -v curl >/dev/null || missing+=(curl)
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+echo "demo: [2/3] building infraaudit (the first build takes about 6 minutes on 2 CPUs)" >&2
+cargo build --locked
+echo "demo: [3/3] starting the emulator, the exporter, Prometheus and Alertmanager" >&2
 
 work=$(mktemp -d -t infraaudit-demo.XXXXXX)
 pids=()
@@ -84,6 +97,7 @@ wait_for "http://127.0.0.1:$prometheus_port/-/ready" "Prometheus" $! "$work/prom
 cat <<MSG
 
 infraaudit demo is running (logs in $work):
+  overview      http://127.0.0.1:$exporter_port/   (every account's findings, as a page)
   exporter      http://127.0.0.1:$exporter_port/metrics
   Prometheus    http://127.0.0.1:$prometheus_port/alerts
   Alertmanager  http://127.0.0.1:$alertmanager_port/#/alerts   (alerts arrive within a minute)

@@ -1,5 +1,5 @@
-# Shared by the scripts in scripts/: source it, then call apt_install PACKAGE... or
-# bench_workdir NAME.
+# Shared by the scripts in scripts/: source it, then call apt_install PACKAGE..., make_venv DIR
+# REQUIREMENTS or bench_workdir NAME.
 # Installs Debian packages, with sudo when not root; the caller decides what is missing.
 apt_install() {
   local sudo=""
@@ -7,6 +7,24 @@ apt_install() {
   echo "$(basename "$0" .sh): installing Debian packages: $*" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# make_venv DIR REQUIREMENTS: a venv with exactly those pinned packages, rebuilt when they change.
+make_venv() {
+  local venv=$1 req=$2
+  local stamp="$venv/.requirements.sha256" want
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "$(basename "$0" .sh): creating $venv with $req (a minute or two)" >&2
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+      rm -rf "$venv"
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$req"
+    echo "$want" >"$stamp"
+  fi
 }
 
 # bench_workdir NAME: sets `work` to a new temporary directory and, at exit, kills the process

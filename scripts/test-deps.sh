@@ -4,30 +4,13 @@
 # tests/schemathesis/requirements.txt), Prometheus with promtool, Alertmanager, curl and a
 # headless browser for the HTML overview's test (Debian packages prometheus,
 # prometheus-alertmanager, curl, chromium), cargo-deny, and the validators of deploy/ (cfn-lint,
-# kubernetes-validate in .venv-deploy; kubectl and systemd-analyze must be there).
+# kubernetes-validate in .venv-deploy; kubectl and systemd-analyze must be there), and for the
+# Debian package cargo-deb and lintian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh  # the script runs from the repository root
-
-# make_venv DIR REQUIREMENTS: a venv with exactly those pinned packages, rebuilt when they change.
-make_venv() {
-  local venv=$1 req=$2
-  local stamp="$venv/.requirements.sha256" want
-  want=$(sha256sum "$req" | cut -d' ' -f1)
-  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "test-deps: creating $venv with $req" >&2
-    rm -rf "$venv"
-    if ! python3 -m venv "$venv" 2>/dev/null; then
-      rm -rf "$venv"
-      apt_install python3-venv
-      python3 -m venv "$venv"
-    fi
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$req"
-    echo "$want" >"$stamp"
-  fi
-}
 
 venv=.venv
 make_venv "$venv" tests/emulator/requirements.txt
@@ -55,6 +38,11 @@ missing=()
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v curl >/dev/null || missing+=(curl)
 command -v chromium >/dev/null || missing+=(chromium)
+# The Debian package: dpkg-shlibdeps, which cargo-deb runs for the binary's Depends (dpkg-dev),
+# and for its test (scripts/test-deb.sh) lintian and dpkg-deb (dpkg, always there).
+command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
+command -v lintian >/dev/null || missing+=(lintian)
+command -v dpkg-deb >/dev/null || missing+=(dpkg)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 promtool --version >/dev/null
 prometheus-alertmanager --version >/dev/null 2>&1
@@ -64,5 +52,12 @@ cargo_deny_version=0.20.2
 if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
   echo "test-deps: installing cargo-deny $cargo_deny_version" >&2
   cargo install --locked --quiet "cargo-deny@$cargo_deny_version"
+fi
+lintian --version >/dev/null
+# cargo-deb for `make deb` (the Debian package), pinned the same way (some 3 minutes cold).
+cargo_deb_version=3.8.0
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
+  echo "test-deps: installing cargo-deb $cargo_deb_version" >&2
+  cargo install --locked --quiet "cargo-deb@$cargo_deb_version"
 fi
 echo "test-deps: ok ($("$venv/bin/python" -c 'import moto; print("moto", moto.__version__)'), $(promtool --version 2>&1 | head -1))" >&2
