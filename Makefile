@@ -1,7 +1,7 @@
 # `make run` runs the exporter; `make test` installs the test prerequisites and runs every check.
 CONFIG ?=
 
-.PHONY: run build test test-deps lint golden runbook-links demo bench bench-load bench-abuse bench-api bench-prowler bench-fleet bench-scrape
+.PHONY: run build deb test test-deps test-deb lint golden runbook-links demo bench bench-load bench-abuse bench-api bench-prowler bench-fleet bench-scrape
 
 run:
 	@echo "make run: building the release binary (the first build takes about 8 minutes on 2 CPUs)" >&2
@@ -20,6 +20,17 @@ lint:
 
 test: test-deps lint
 	cargo test --locked
+	$(MAKE) --no-print-directory test-deb
+
+# The Debian package target/debian/infraaudit_<version>-1_<arch>.deb (docs/deployment.md): the
+# man pages from the clap definitions into target/man/, then cargo-deb (pinned in test-deps.sh).
+deb:
+	cargo run --locked --quiet --example manpages -- target/man
+	cargo deb --locked
+
+# Builds the Debian package and checks it: contents, the extracted binary and config, the unit, lintian.
+test-deb: deb
+	scripts/test-deb.sh
 
 # Rewrites tests/golden/ from the current code; review the diff before committing it.
 golden:
