@@ -170,6 +170,15 @@ fn conffile_passes_check_config_without_environment() {
         Some(&Value::Bool(true)),
         "{CONFFILE}: discovery on"
     );
+    // Started on install: the pages name users, keys and public buckets, so loopback only
+    // until the operator opens it (docs/security.md).
+    let listen = config
+        .pointer("/server/listen_address")
+        .and_then(Value::as_str);
+    assert!(
+        listen.is_some_and(|l| l.starts_with("127.0.0.1:")),
+        "{CONFFILE}: listens on {listen:?}, not loopback"
+    );
 }
 
 #[test]
