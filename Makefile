@@ -5,7 +5,8 @@ CONFIG ?=
 
 run:
 	@echo "make run: building the release binary (the first build takes about 8 minutes on 2 CPUs)" >&2
-	cargo run --release --locked -- $(if $(CONFIG),--config $(CONFIG))
+	cargo build --release --locked
+	target/release/infraaudit $(if $(CONFIG),--config $(CONFIG))
 
 build:
 	cargo build --release --locked

@@ -152,8 +152,8 @@ pub fn ambient_unknown(e: &infraaudit::error::Error) -> String {
             ),
         };
         format!(
-            "{first}\nSet some up as docs/aws-setup.md shows, or try infraaudit without AWS: \
-             `make demo` in its source tree."
+            "{first}\nSet some up as docs/aws-setup.md shows (installed: /usr/share/doc/infraaudit/docs/), \
+             or try infraaudit without AWS: `make demo` in its source tree."
         )
     } else {
         format!("no [[accounts]] configured and the ambient credentials' account is unknown: {e}")
