@@ -1,6 +1,6 @@
 //! Writes the man pages of the Debian package from the command line's clap definitions:
 //! infraaudit(1) and one page per subcommand (infraaudit-audit(1), ...), as roff, into DIR
-//! (emptied first). cargo-deb gzips them into /usr/share/man/man1/.
+//! (its earlier `*.1` pages removed first). cargo-deb gzips them into /usr/share/man/man1/.
 //!
 //! `cargo run --locked --example manpages -- DIR` (`make deb` runs it with `target/man`).
 //!
@@ -24,11 +24,21 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let written = (|| -> std::io::Result<usize> {
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
+        // Only earlier pages go: DIR may be any directory a typo names.
         std::fs::create_dir_all(&dir)?;
-        clap_mangen::generate_to(cli::Cli::command(), &dir)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "1") {
+                std::fs::remove_file(path)?;
+            }
+        }
+        // Built first, so that each subcommand's page carries the version too; without the
+        // help subcommand, which building would add and which needs no page.
+        let mut cmd = cli::Cli::command()
+            .propagate_version(true)
+            .disable_help_subcommand(true);
+        cmd.build();
+        clap_mangen::generate_to(cmd, &dir)?;
         Ok(std::fs::read_dir(&dir)?.count())
     })();
     match written {

@@ -6,7 +6,8 @@ apt_install() {
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "$(basename "$0" .sh): installing Debian packages: $*" >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # Through env: sudo's env_reset would drop the variable, and apt could wait on a hidden prompt.
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # make_venv DIR REQUIREMENTS: a venv with exactly those pinned packages, rebuilt when they change.

@@ -43,7 +43,6 @@ work=$(mktemp -d -t infraaudit-test-deb.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 # --- control data -----------------------------------------------------------------------------
-info=$(dpkg-deb --info "$deb")
 field() { dpkg-deb --field "$deb" "$1"; }
 [ "$(field Package)" = "$name" ] || fail "Package is '$(field Package)', not $name"
 [ "$(field Version)" = "$deb_version" ] || fail "Version is '$(field Version)', not $deb_version"
@@ -63,10 +62,11 @@ done
 grep -qx '/etc/infraaudit/config.toml' "$work/control/conffiles" ||
   fail "/etc/infraaudit/config.toml is not in conffiles: $(cat "$work/control/conffiles")"
 # The user first, then the unit enabled and started (as prometheus-node-exporter's postinst).
+# `|| true`: under pipefail a grep that finds nothing would end the script before its reason.
 postinst=$work/control/postinst
-user_line=$(grep -n 'adduser --system --group --no-create-home --home /nonexistent .*infraaudit' "$postinst" | head -1 | cut -d: -f1)
-enable_line=$(grep -n 'deb-systemd-helper enable .*infraaudit.service' "$postinst" | head -1 | cut -d: -f1)
-start_line=$(grep -n 'deb-systemd-invoke .*infraaudit.service' "$postinst" | head -1 | cut -d: -f1)
+user_line=$(grep -n 'adduser --system --group --no-create-home --home /nonexistent .*infraaudit' "$postinst" | head -1 | cut -d: -f1 || true)
+enable_line=$(grep -n 'deb-systemd-helper enable .*infraaudit.service' "$postinst" | head -1 | cut -d: -f1 || true)
+start_line=$(grep -n 'deb-systemd-invoke .*infraaudit.service' "$postinst" | head -1 | cut -d: -f1 || true)
 [ -n "$user_line" ] || fail "postinst does not create the system user infraaudit"
 [ -n "$enable_line" ] || fail "postinst does not enable infraaudit.service"
 [ -n "$start_line" ] || fail "postinst does not start infraaudit.service"
@@ -125,8 +125,8 @@ case "$out" in
 esac
 
 # The shipped configuration as a fresh install runs it: no environment at all.
-if ! out=$(env -i "$bin" check-config --config "$root/etc/infraaudit/config.toml" 2>&1); then
-  fail "check-config rejects the shipped /etc/infraaudit/config.toml:"$'\n'"$out"
+if ! out=$(env -i "$bin" check-config --config "$root/etc/infraaudit/config.toml" 2>"$work/check-config.err"); then
+  fail "check-config rejects the shipped /etc/infraaudit/config.toml:"$'\n'"$(cat "$work/check-config.err")"
 elif ! python3 -c 'import json, sys
 c = json.load(sys.stdin)
 assert not c.get("accounts"), c.get("accounts")
