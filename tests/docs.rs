@@ -412,9 +412,15 @@ fn dashboards_link_the_runbook_and_the_overview() {
                 let options = &panel["options"];
                 assert_eq!(options["alertName"], "InfraAudit", "{file}: {title}");
                 let states = &options["stateFilter"];
+                // Rules that cannot be evaluated show too: unknown must not read as quiet.
                 assert_eq!(
                     (&states["firing"], &states["pending"], &states["normal"]),
                     (&Value::Bool(true), &Value::Bool(true), &Value::Bool(false)),
+                    "{file}: {title}: {states}"
+                );
+                assert_eq!(
+                    (&states["error"], &states["noData"]),
+                    (&Value::Bool(true), &Value::Bool(true)),
                     "{file}: {title}: {states}"
                 );
             }
