@@ -535,27 +535,18 @@ fn run_without_credentials(name: &str, env: &[(&str, &str)]) -> (Option<i32>, St
         "[server]\nlisten_address = \"127.0.0.1:0\"\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_infraaudit"))
-        .env_clear()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infraaudit"));
+    cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &dir)
         .envs(env.iter().copied())
         .arg("--config")
-        .arg(&path)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{name}: still running after 60 s without credentials");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+        .arg(&path);
+    let out = command_exits_within(
+        &mut cmd,
+        Duration::from_secs(60),
+        &format!("{name}: the daemon went on without credentials"),
+    );
     (out.status.code(), text(&out.stderr))
 }
 

@@ -220,8 +220,18 @@ pub fn exit_within<S: AsRef<std::ffi::OsStr>>(
     timeout: Duration,
     what: &str,
 ) -> std::process::Output {
-    let mut child = aws_test_env(&mut Command::new(env!("CARGO_BIN_EXE_infraaudit")))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infraaudit"));
+    aws_test_env(&mut cmd).args(args);
+    command_exits_within(&mut cmd, timeout, what)
+}
+
+/// [`exit_within`] for a command set up by the caller (its own environment).
+pub fn command_exits_within(
+    cmd: &mut Command,
+    timeout: Duration,
+    what: &str,
+) -> std::process::Output {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
