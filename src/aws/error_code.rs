@@ -54,6 +54,8 @@ pub const CONNECTION_ERROR: &str = "connection_error";
 /// For a call that found no credentials to sign with (none in the environment, the profile
 /// files or an instance or container role), so it never reached AWS.
 pub const NO_CREDENTIALS: &str = "no_credentials";
+/// Its message when the chain found nothing at all (else the cause of the provider that failed).
+pub const NO_CREDENTIALS_FOUND: &str = "no AWS credentials found";
 
 /// The bounded code for a failed response with this status, headers and (buffered) body.
 pub fn from_response<'h>(

@@ -447,7 +447,9 @@ where
     // instance role, a profile) failed. The call never left this machine.
     if let Some(e) = find_source::<CredentialsError>(&err) {
         let message = match e {
-            CredentialsError::CredentialsNotLoaded(_) => "no AWS credentials found".to_owned(),
+            CredentialsError::CredentialsNotLoaded(_) => {
+                error_code::NO_CREDENTIALS_FOUND.to_owned()
+            }
             // The chain's own words say nothing ("an error occurred while loading
             // credentials"); its cause does.
             other => std::error::Error::source(other).map_or_else(|| other.to_string(), causes),

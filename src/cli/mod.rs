@@ -142,8 +142,9 @@ pub fn ambient_unknown(e: &infraaudit::error::Error) -> String {
     if let infraaudit::error::Error::Aws { code, message, .. } = e
         && code == infraaudit::aws::error_code::NO_CREDENTIALS
     {
+        use infraaudit::aws::error_code::NO_CREDENTIALS_FOUND;
         let first = match message.as_str() {
-            "no AWS credentials found" => "no AWS credentials found (none in the environment, \
+            NO_CREDENTIALS_FOUND => "no AWS credentials found (none in the environment, \
                  ~/.aws or an instance or container role)."
                 .to_owned(),
             reason => format!(
